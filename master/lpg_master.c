@@ -1,0 +1,819 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_master.c: worker supervision on the master's default libev loop.
+ *
+ * A process table holds every live worker (during a reload an old and a new
+ * generation overlap); a slot table holds what survives a respawn: the
+ * listening socket, the stats slot and the backoff.  A worker that dies is
+ * respawned into its slot (at once the first time, then with a doubling
+ * delay while it keeps dying within LPG_MASTER_QUICK_DEATH); exit status 2
+ * is never respawned.  Workers learn of the master's death from EOF on the
+ * death pipe, whose write end only the master holds.
+ */
+
+#include "lpg_master.h"
+#include "lpg_pglisten.h"
+#include "lpg_shm.h"
+#include "lpg_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+
+#define LPG_MASTER_MAX_PROCS   (2 * LPG_MAX_WORKERS)
+#define LPG_MASTER_QUICK_DEATH 2000 /* ms */
+#define LPG_MASTER_BACKOFF_MAX 10.0 /* s */
+#define LPG_MASTER_KILL_DELAY  3.0  /* s after SIGTERM before SIGKILL */
+
+
+typedef enum {
+    LPG_MASTER_RUNNING = 0,
+    LPG_MASTER_QUITTING,
+    LPG_MASTER_TERMINATING
+} lpg_master_state_e;
+
+
+typedef struct {
+    pid_t    pid;
+    int      slot;
+    unsigned generation;
+    bool     exiting;
+} lpg_master_proc_t;
+
+
+typedef struct {
+    int      fd;
+    int      fails;
+    int64_t  started;
+    bool     fatal;
+    ev_timer respawn;
+} lpg_master_slot_t;
+
+
+static int  lpg_master_open_sockets(const lpg_conf_t *conf, int *fds, int n,
+                                    const int *reuse) LPG_MUSTCHECK;
+static int  lpg_master_open_socket(const struct addrinfo *ai);
+static int  lpg_master_probe_port(const struct addrinfo *ai);
+static void lpg_master_spawn(int slot);
+static void lpg_master_atfork_child(int slot);
+static void lpg_master_signal_workers(int signo, bool all);
+static void lpg_master_stop(lpg_master_state_e how);
+static void lpg_master_reload(void);
+static int  lpg_master_live_procs(void);
+static void lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w,
+                                 int revents);
+static void lpg_master_child_cb(struct ev_loop *loop, ev_child *w, int revents);
+static void lpg_master_respawn_cb(struct ev_loop *loop, ev_timer *w,
+                                  int revents);
+static void lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w,
+                                    int revents);
+static void lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_master_budget_failed(void *data, const char *msg);
+
+
+static struct {
+    struct ev_loop        *loop;
+    lpg_conf_t             conf;
+    const lpg_conf_args_t *args;
+    lpg_shm_t              shm;
+    lpg_master_state_e     state;
+    unsigned               generation;
+    int                    status;
+    int                    death_pipe[2];
+
+    lpg_master_proc_t procs[LPG_MASTER_MAX_PROCS];
+    lpg_master_slot_t slots[LPG_MAX_WORKERS];
+
+    ev_signal sigs[6];
+    ev_child  child;
+    ev_timer  heartbeat;
+    ev_timer  kill;
+} lpg_master;
+
+
+static const int lpg_master_signals[] = { SIGTERM, SIGINT,  SIGQUIT,
+                                          SIGHUP,  SIGUSR1, SIGUSR2 };
+
+
+int
+lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
+{
+    int                     i, fds[LPG_MAX_WORKERS];
+    struct ev_loop         *loop;
+    lpg_pglisten_handlers_t h;
+
+    memset(&lpg_master, 0, sizeof(lpg_master));
+    lpg_master.conf = *conf;
+    lpg_master.args = args;
+    lpg_master.generation = 1;
+    lpg_master.death_pipe[0] = -1;
+    lpg_master.death_pipe[1] = -1;
+
+    for (i = 0; i < LPG_MAX_WORKERS; i++) {
+        lpg_master.slots[i].fd = -1;
+    }
+
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        lpg_log(LPG_LOG_EMERG, 0, "ev_default_loop() failed");
+        goto failed;
+    }
+
+    lpg_master.loop = loop;
+
+    if (lpg_master_open_sockets(&lpg_master.conf, fds, conf->workers, NULL)
+        != LPG_OK)
+    {
+        goto failed;
+    }
+
+    for (i = 0; i < conf->workers; i++) {
+        lpg_master.slots[i].fd = fds[i];
+    }
+
+    if (lpg_shm_create(&lpg_master.shm, LPG_MAX_WORKERS,
+                       (size_t) conf->ring_size)
+        != LPG_OK)
+    {
+        goto failed;
+    }
+
+    atomic_store(&lpg_master.shm.header->master_pid, (int32_t) getpid());
+    atomic_store(&lpg_master.shm.header->master_heartbeat, lpg_time_mono_ms());
+    atomic_store(&lpg_master.shm.header->nworkers, conf->workers);
+
+    if (pipe2(lpg_master.death_pipe, O_CLOEXEC) == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "pipe2() failed");
+        goto failed;
+    }
+
+    for (i = 0; i < (int) LPG_NELEMS(lpg_master_signals); i++) {
+        ev_signal_init(&lpg_master.sigs[i], lpg_master_signal_cb,
+                       lpg_master_signals[i]);
+        ev_signal_start(loop, &lpg_master.sigs[i]);
+    }
+
+    ev_child_init(&lpg_master.child, lpg_master_child_cb, 0, 0);
+    ev_child_start(loop, &lpg_master.child);
+
+    ev_timer_init(&lpg_master.heartbeat, lpg_master_heartbeat_cb, 1., 1.);
+    ev_timer_start(loop, &lpg_master.heartbeat);
+
+    ev_init(&lpg_master.kill, lpg_master_kill_cb);
+
+    memset(&h, 0, sizeof(h));
+    h.loop = loop;
+    h.shm = &lpg_master.shm;
+    h.budget_failed = lpg_master_budget_failed;
+    lpg_pglisten_start(&lpg_master.conf, &h, check_budget);
+
+    for (i = 0; i < conf->workers; i++) {
+        ev_init(&lpg_master.slots[i].respawn, lpg_master_respawn_cb);
+        lpg_master.slots[i].respawn.data = (void *) (intptr_t) i;
+        lpg_master_spawn(i);
+    }
+
+    lpg_log(LPG_LOG_NOTICE, 0,
+            "lpgate " PACKAGE_VERSION " started: %d workers on http://%s:%d%s/",
+            conf->workers, conf->interface, conf->port, conf->longpolling_path);
+
+    ev_run(loop, 0);
+
+    lpg_pglisten_stop();
+
+    lpg_log(LPG_LOG_NOTICE, 0, "exiting with status %d", lpg_master.status);
+
+    lpg_shm_destroy(&lpg_master.shm);
+    lpg_conf_free(&lpg_master.conf);
+
+    return lpg_master.status;
+
+failed:
+
+    lpg_conf_free(&lpg_master.conf);
+
+    return LPG_EXIT_FATAL;
+}
+
+
+/*
+ * Opens n listening sockets in fds.  reuse, when not NULL, holds sockets
+ * already bound to the same address to keep (-1 where none).  On failure
+ * nothing stays open that this call opened.
+ */
+static int
+lpg_master_open_sockets(const lpg_conf_t *conf, int *fds, int n,
+                        const int *reuse)
+{
+    int             i, rc;
+    char            port[16];
+    struct addrinfo hints, *ai;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+
+    snprintf(port, sizeof(port), "%d", conf->port);
+
+    rc = getaddrinfo(conf->interface, port, &hints, &ai);
+    if (rc != 0) {
+        lpg_log(LPG_LOG_EMERG, 0, "getaddrinfo(\"%s\") failed: %s",
+                conf->interface, gai_strerror(rc));
+        return LPG_ERROR;
+    }
+
+    if ((reuse == NULL || reuse[0] == -1)
+        && lpg_master_probe_port(ai) != LPG_OK) {
+        freeaddrinfo(ai);
+        return LPG_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (reuse != NULL && reuse[i] != -1) {
+            fds[i] = reuse[i];
+            continue;
+        }
+
+        fds[i] = lpg_master_open_socket(ai);
+        if (fds[i] == -1) {
+            while (--i >= 0) {
+                if (reuse == NULL || reuse[i] == -1) {
+                    close(fds[i]);
+                }
+            }
+
+            freeaddrinfo(ai);
+            return LPG_ERROR;
+        }
+    }
+
+    freeaddrinfo(ai);
+
+    return LPG_OK;
+}
+
+
+/*
+ * SO_REUSEPORT lets any process of the same user join the port silently:
+ * a bind without it first tells whether somebody already listens there.
+ */
+static int
+lpg_master_probe_port(const struct addrinfo *ai)
+{
+    int fd, one = 1;
+
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "socket() failed");
+        return LPG_ERROR;
+    }
+
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "bind() to %s:%d failed",
+                lpg_master.conf.interface, lpg_master.conf.port);
+        close(fd);
+        return LPG_ERROR;
+    }
+
+    close(fd);
+
+    return LPG_OK;
+}
+
+
+static int
+lpg_master_open_socket(const struct addrinfo *ai)
+{
+    int fd, one = 1;
+
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "socket() failed");
+        return -1;
+    }
+
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+    {
+        lpg_log(LPG_LOG_EMERG, errno, "setsockopt(SO_REUSEPORT) failed");
+        close(fd);
+        return -1;
+    }
+
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "bind() to %s:%d failed",
+                lpg_master.conf.interface, lpg_master.conf.port);
+        close(fd);
+        return -1;
+    }
+
+    if (listen(fd, 4096) == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "listen() failed");
+        close(fd);
+        return -1;
+    }
+
+    return fd;
+}
+
+
+static void
+lpg_master_spawn(int slot)
+{
+    int               free_proc;
+    pid_t             pid;
+    sigset_t          all, old;
+    lpg_worker_args_t args;
+    lpg_shm_worker_t *w;
+
+    for (free_proc = 0; free_proc < LPG_MASTER_MAX_PROCS; free_proc++) {
+        if (lpg_master.procs[free_proc].pid == 0) {
+            break;
+        }
+    }
+
+    if (free_proc == LPG_MASTER_MAX_PROCS) {
+        lpg_log(LPG_LOG_ALERT, 0, "no free process entry for worker#%d", slot);
+        return;
+    }
+
+    /* the child installs its own handlers before any signal reaches it */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+
+    pid = fork();
+
+    if (pid == -1) {
+        lpg_log(LPG_LOG_ALERT, errno, "fork() failed for worker#%d", slot);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+
+        /* try again later, as if it had died at once */
+        lpg_master.slots[slot].fails++;
+        ev_timer_set(&lpg_master.slots[slot].respawn, 1., 0.);
+        ev_timer_start(lpg_master.loop, &lpg_master.slots[slot].respawn);
+        return;
+    }
+
+    if (pid == 0) {
+        lpg_log_set_role("worker", slot);
+        lpg_master_atfork_child(slot);
+        ev_loop_fork(lpg_master.loop);
+
+        args.slot = slot;
+        args.generation = lpg_master.generation;
+        args.lsock = lpg_master.slots[slot].fd;
+        args.death_fd = lpg_master.death_pipe[0];
+        args.conf = &lpg_master.conf;
+        args.shm = &lpg_master.shm;
+
+        /* lpg_worker_main unblocks signals once its watchers are set */
+        lpg_worker_main(lpg_master.loop, &args);
+    }
+
+    sigprocmask(SIG_SETMASK, &old, NULL);
+
+    lpg_master.procs[free_proc].pid = pid;
+    lpg_master.procs[free_proc].slot = slot;
+    lpg_master.procs[free_proc].generation = lpg_master.generation;
+    lpg_master.procs[free_proc].exiting = false;
+
+    lpg_master.slots[slot].started = lpg_time_mono_ms();
+
+    w = &lpg_master.shm.workers[slot];
+    atomic_store(&w->heartbeat, lpg_time_mono_ms());
+    atomic_store(&w->started, lpg_time_mono_ms());
+    atomic_store(&w->generation, lpg_master.generation);
+    atomic_store(&w->pid, (int32_t) pid);
+
+    lpg_log(LPG_LOG_INFO, 0, "worker#%d started, pid %d", slot, (int) pid);
+}
+
+
+/* in the child: drop everything that belongs to the master */
+static void
+lpg_master_atfork_child(int slot)
+{
+    int i;
+
+    for (i = 0; i < (int) LPG_NELEMS(lpg_master_signals); i++) {
+        ev_signal_stop(lpg_master.loop, &lpg_master.sigs[i]);
+    }
+
+    ev_child_stop(lpg_master.loop, &lpg_master.child);
+    ev_timer_stop(lpg_master.loop, &lpg_master.heartbeat);
+    ev_timer_stop(lpg_master.loop, &lpg_master.kill);
+
+    for (i = 0; i < LPG_MAX_WORKERS; i++) {
+        ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
+
+        if (i != slot && lpg_master.slots[i].fd != -1) {
+            close(lpg_master.slots[i].fd);
+            lpg_master.slots[i].fd = -1;
+        }
+    }
+
+    close(lpg_master.death_pipe[1]);
+    lpg_master.death_pipe[1] = -1;
+
+    lpg_pglisten_atfork_child();
+}
+
+
+static void
+lpg_master_signal_workers(int signo, bool all)
+{
+    int i;
+
+    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
+        if (lpg_master.procs[i].pid == 0) {
+            continue;
+        }
+
+        if (!all && lpg_master.procs[i].exiting) {
+            continue;
+        }
+
+        if (kill(lpg_master.procs[i].pid, signo) == -1 && errno != ESRCH) {
+            lpg_log(LPG_LOG_ALERT, errno, "kill(%d, %d) failed",
+                    (int) lpg_master.procs[i].pid, signo);
+        }
+    }
+}
+
+
+static int
+lpg_master_live_procs(void)
+{
+    int i, n = 0;
+
+    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
+        if (lpg_master.procs[i].pid != 0) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+lpg_master_stop(lpg_master_state_e how)
+{
+    int    i;
+    double delay;
+
+    if (how == LPG_MASTER_QUITTING && lpg_master.state != LPG_MASTER_RUNNING) {
+        /* a second request to stop means now */
+        how = LPG_MASTER_TERMINATING;
+    }
+
+    if (lpg_master.state == LPG_MASTER_TERMINATING) {
+        return;
+    }
+
+    lpg_master.state = how;
+
+    for (i = 0; i < LPG_MAX_WORKERS; i++) {
+        ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
+
+        if (lpg_master.slots[i].fd != -1) {
+            close(lpg_master.slots[i].fd);
+            lpg_master.slots[i].fd = -1;
+        }
+    }
+
+    if (how == LPG_MASTER_QUITTING) {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "graceful stop: workers answer what is in flight, at most "
+                "%d s",
+                lpg_master.conf.shutdown_timeout);
+        lpg_master_signal_workers(SIGQUIT, true);
+        delay = lpg_master.conf.shutdown_timeout + 1.;
+
+    } else {
+        lpg_log(LPG_LOG_NOTICE, 0, "fast stop");
+        lpg_master_signal_workers(SIGTERM, true);
+        delay = LPG_MASTER_KILL_DELAY;
+    }
+
+    ev_timer_stop(lpg_master.loop, &lpg_master.kill);
+    ev_timer_set(&lpg_master.kill, delay, 0.);
+    ev_timer_start(lpg_master.loop, &lpg_master.kill);
+
+    if (lpg_master_live_procs() == 0) {
+        ev_break(lpg_master.loop, EVBREAK_ALL);
+    }
+}
+
+
+static void
+lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_log(LPG_LOG_WARN, 0, "%d worker(s) still running, sending SIGKILL",
+            lpg_master_live_procs());
+
+    lpg_master_signal_workers(SIGKILL, true);
+}
+
+
+static void
+lpg_master_reload(void)
+{
+    int                   i, n, fds[LPG_MAX_WORKERS], reuse[LPG_MAX_WORKERS];
+    bool                  same_addr;
+    size_t                nkeys;
+    char                  err[LPG_CONF_ERRLEN];
+    lpg_conf_t            conf, old;
+    const lpg_conf_key_t *keys;
+
+    lpg_log(LPG_LOG_NOTICE, 0, "reloading the configuration");
+
+    if (lpg_conf_build(&conf, lpg_master.args, err, sizeof(err)) != LPG_OK) {
+        lpg_log(LPG_LOG_ERR, 0,
+                "reload failed: %s; keeping the old configuration", err);
+        return;
+    }
+
+    keys = lpg_conf_keys(&nkeys);
+
+    for (i = 0; i < (int) nkeys; i++) {
+        if (keys[i].reloadable
+            || lpg_conf_equal(&conf, &lpg_master.conf, &keys[i])) {
+            continue;
+        }
+
+        lpg_log(LPG_LOG_WARN, 0,
+                "%s cannot change on reload, restart lpgate to apply it; "
+                "keeping the old value",
+                keys[i].name);
+
+        /* swap the raw bytes: strings move with their ownership */
+        {
+            char   tmp[sizeof(char *) > sizeof(int64_t) ? sizeof(char *)
+                                                        : sizeof(int64_t)];
+            char  *a = (char *) &conf + keys[i].offset;
+            char  *b = (char *) &lpg_master.conf + keys[i].offset;
+            size_t sz = keys[i].type == LPG_CONF_STR ? sizeof(char *)
+                : keys[i].type == LPG_CONF_SIZE      ? sizeof(int64_t)
+                                                     : sizeof(int);
+
+            memcpy(tmp, a, sz);
+            memcpy(a, b, sz);
+            memcpy(b, tmp, sz);
+        }
+    }
+
+    same_addr = strcmp(conf.interface, lpg_master.conf.interface) == 0
+        && conf.port == lpg_master.conf.port;
+
+    n = conf.workers;
+    for (i = 0; i < n; i++) {
+        reuse[i] = same_addr && i < lpg_master.conf.workers
+            ? lpg_master.slots[i].fd
+            : -1;
+    }
+
+    if (lpg_master_open_sockets(&conf, fds, n, reuse) != LPG_OK) {
+        lpg_log(LPG_LOG_ERR, 0,
+                "reload failed: cannot listen on %s:%d; keeping the old "
+                "configuration",
+                conf.interface, conf.port);
+        lpg_conf_free(&conf);
+        return;
+    }
+
+    if (strcmp(conf.logfile, lpg_master.conf.logfile) != 0
+        && lpg_log_open(conf.logfile) != LPG_OK)
+    {
+        lpg_log(LPG_LOG_ERR, 0, "keeping the old log file");
+    }
+
+    lpg_log_level = conf.log_level;
+
+    /* the old workers keep their own copies of the old sockets */
+    for (i = 0; i < LPG_MAX_WORKERS; i++) {
+        int  fd = lpg_master.slots[i].fd;
+        int  j;
+        bool kept = false;
+
+        for (j = 0; j < n; j++) {
+            if (fds[j] == fd) {
+                kept = true;
+            }
+        }
+
+        if (fd != -1 && !kept) {
+            close(fd);
+        }
+
+        ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
+        lpg_master.slots[i].fd = i < n ? fds[i] : -1;
+        lpg_master.slots[i].fails = 0;
+        lpg_master.slots[i].fatal = false;
+        ev_init(&lpg_master.slots[i].respawn, lpg_master_respawn_cb);
+        lpg_master.slots[i].respawn.data = (void *) (intptr_t) i;
+    }
+
+    old = lpg_master.conf;
+    lpg_master.conf = conf;
+    lpg_pglisten_reconfigure(&lpg_master.conf);
+    lpg_conf_free(&old);
+
+    /* the old generation finishes what it has and exits */
+    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
+        if (lpg_master.procs[i].pid != 0) {
+            lpg_master.procs[i].exiting = true;
+        }
+    }
+
+    lpg_master_signal_workers(SIGQUIT, true);
+
+    lpg_master.generation++;
+    atomic_store(&lpg_master.shm.header->nworkers, n);
+
+    for (i = 0; i < n; i++) {
+        lpg_master_spawn(i);
+    }
+
+    lpg_log(LPG_LOG_NOTICE, 0,
+            "configuration reloaded: generation %u, %d workers on "
+            "http://%s:%d%s/",
+            lpg_master.generation, n, lpg_master.conf.interface,
+            lpg_master.conf.port, lpg_master.conf.longpolling_path);
+}
+
+
+static void
+lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    switch (w->signum) {
+
+    case SIGTERM:
+    case SIGINT:
+        lpg_log(LPG_LOG_NOTICE, 0, "signal %d received, stopping now",
+                w->signum);
+        lpg_master_stop(LPG_MASTER_TERMINATING);
+        break;
+
+    case SIGQUIT:
+        lpg_log(LPG_LOG_NOTICE, 0, "SIGQUIT received, stopping gracefully");
+        lpg_master_stop(LPG_MASTER_QUITTING);
+        break;
+
+    case SIGHUP:
+        if (lpg_master.state == LPG_MASTER_RUNNING) {
+            lpg_master_reload();
+        }
+        break;
+
+    case SIGUSR1:
+        (void) lpg_log_reopen();
+        lpg_master_signal_workers(SIGUSR1, false);
+        break;
+
+    default:
+        lpg_log(LPG_LOG_NOTICE, 0, "signal %d ignored", w->signum);
+        break;
+    }
+}
+
+
+static void
+lpg_master_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    int                i, slot, status;
+    bool               exiting;
+    double             delay;
+    int64_t            lived;
+    lpg_shm_worker_t  *sw;
+    lpg_master_slot_t *s;
+
+    status = w->rstatus;
+
+    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
+        if (lpg_master.procs[i].pid == w->rpid) {
+            break;
+        }
+    }
+
+    if (i == LPG_MASTER_MAX_PROCS) {
+        return;
+    }
+
+    slot = lpg_master.procs[i].slot;
+    exiting = lpg_master.procs[i].exiting;
+    lpg_master.procs[i].pid = 0;
+
+    sw = &lpg_master.shm.workers[slot];
+    if (atomic_load(&sw->pid) == w->rpid) {
+        atomic_store(&sw->pid, 0);
+    }
+
+    if (WIFSIGNALED(status)) {
+        lpg_log(exiting ? LPG_LOG_NOTICE : LPG_LOG_ALERT, 0,
+                "worker#%d (pid %d) killed by signal %d%s", slot, (int) w->rpid,
+                WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
+
+    } else {
+        lpg_log(exiting || WEXITSTATUS(status) == 0 ? LPG_LOG_NOTICE
+                                                    : LPG_LOG_ALERT,
+                0, "worker#%d (pid %d) exited with status %d", slot,
+                (int) w->rpid, WEXITSTATUS(status));
+    }
+
+    if (lpg_master.state != LPG_MASTER_RUNNING) {
+        if (lpg_master_live_procs() == 0) {
+            ev_break(loop, EVBREAK_ALL);
+        }
+
+        return;
+    }
+
+    if (exiting) {
+        return;
+    }
+
+    s = &lpg_master.slots[slot];
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == LPG_EXIT_FATAL) {
+        s->fatal = true;
+        lpg_log(LPG_LOG_ALERT, 0,
+                "worker#%d failed fatally, it will not be respawned", slot);
+
+        for (i = 0; i < lpg_master.conf.workers; i++) {
+            if (!lpg_master.slots[i].fatal) {
+                return;
+            }
+        }
+
+        lpg_log(LPG_LOG_EMERG, 0, "every worker failed fatally, stopping");
+        lpg_master.status = LPG_EXIT_FATAL;
+        lpg_master_stop(LPG_MASTER_TERMINATING);
+        return;
+    }
+
+    lived = lpg_time_mono_ms() - s->started;
+    s->fails = lived < LPG_MASTER_QUICK_DEATH ? s->fails + 1 : 0;
+
+    delay = 0.;
+    if (s->fails > 0) {
+        delay = 0.1 * (double) (1 << (s->fails < 8 ? s->fails - 1 : 7));
+        if (delay > LPG_MASTER_BACKOFF_MAX) {
+            delay = LPG_MASTER_BACKOFF_MAX;
+        }
+    }
+
+    if (delay > 0.) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "worker#%d died %d time(s) in a row within %d ms of its "
+                "start, respawning in %.1f s",
+                slot, s->fails, LPG_MASTER_QUICK_DEATH, delay);
+    }
+
+    ev_timer_stop(loop, &s->respawn);
+    ev_timer_set(&s->respawn, delay, 0.);
+    ev_timer_start(loop, &s->respawn);
+}
+
+
+static void
+lpg_master_respawn_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int slot = (int) (intptr_t) w->data;
+
+    if (lpg_master.state == LPG_MASTER_RUNNING
+        && slot < lpg_master.conf.workers) {
+        lpg_master_spawn(slot);
+    }
+}
+
+
+static void
+lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    atomic_store_explicit(&lpg_master.shm.header->master_heartbeat,
+                          lpg_time_mono_ms(), memory_order_release);
+}
+
+
+static void
+lpg_master_budget_failed(void *data, const char *msg)
+{
+    lpg_log(LPG_LOG_EMERG, 0, "%s", msg);
+
+    lpg_master.status = LPG_EXIT_FATAL;
+    lpg_master_stop(LPG_MASTER_TERMINATING);
+}

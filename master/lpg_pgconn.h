@@ -1,0 +1,48 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_pgconn.h: libpq connection parameters built from lpg_conf_t.
+ *
+ * Two kinds of connection exist: the LISTEN connection (listen_dsn, or the
+ * db_* keys with dbname=postgres, where Odoo NOTIFYs) and query connections
+ * to a served database (db_* keys; may go through PgBouncer).  Empty keys are
+ * left out so libpq falls back to PGHOST, PGPORT, PGUSER, PGPASSWORD.
+ */
+
+#ifndef LPG_PGCONN_H
+#define LPG_PGCONN_H
+
+
+#include "lpg_conf.h"
+
+#include <libpq-fe.h>
+
+
+#define LPG_PGCONN_NPARAMS 12
+
+
+typedef struct {
+    const char *keys[LPG_PGCONN_NPARAMS];
+    const char *values[LPG_PGCONN_NPARAMS];
+    char        port[16];
+    int         expand;
+} lpg_pgconn_params_t;
+
+
+/*
+ * Fills p for the LISTEN connection (dbname NULL) or for a query connection
+ * to dbname.  p borrows the strings of conf and dbname: keep them alive
+ * while p is in use.
+ */
+void lpg_pgconn_params(lpg_pgconn_params_t *p, const lpg_conf_t *conf,
+                       const char *dbname, const char *appname);
+
+/* blocking connect with a 5 s timeout; NULL and err filled on failure */
+PGconn *lpg_pgconn_connect(const lpg_conf_t *conf, const char *dbname,
+                           char *err, size_t errlen);
+
+/* copies PQerrorMessage without its trailing newline */
+void lpg_pgconn_error(PGconn *conn, char *err, size_t errlen);
+
+
+#endif /* LPG_PGCONN_H */

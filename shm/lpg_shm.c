@@ -1,0 +1,161 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_shm.c: creation and health reading of the shared segment.
+ *
+ * The segment is an anonymous MAP_SHARED mapping made by the master before
+ * it forks, so every worker inherits it at the same address and no name in
+ * /dev/shm can leak when the master is killed.  This file does not know what
+ * the ring holds; shm/lpg_ring does.
+ */
+
+#include "lpg_shm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+
+#define LPG_ALIGN(n, a) (((n) + ((a) -1)) & ~((size_t) (a) -1))
+
+
+int
+lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
+{
+    void  *p;
+    size_t size, workers_off, ring_off;
+
+    workers_off = LPG_ALIGN(sizeof(lpg_shm_header_t), 4096);
+    ring_off = LPG_ALIGN(workers_off + nslots * sizeof(lpg_shm_worker_t), 4096);
+    size = LPG_ALIGN(ring_off + ring_size, 4096);
+
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+             0);
+    if (p == MAP_FAILED) {
+        lpg_log(LPG_LOG_EMERG, errno, "mmap(%zu) failed", size);
+        return LPG_ERROR;
+    }
+
+    /* anonymous mappings are zero-filled: only the header needs values */
+    shm->header = p;
+    shm->workers = (lpg_shm_worker_t *) ((char *) p + workers_off);
+    shm->ring = (char *) p + ring_off;
+    shm->ring_size = ring_size;
+    shm->size = size;
+
+    shm->header->magic = LPG_SHM_MAGIC;
+    shm->header->version = LPG_SHM_VERSION;
+    shm->header->size = size;
+    shm->header->generation = 1;
+    shm->header->nslots = nslots;
+
+    return LPG_OK;
+}
+
+
+void
+lpg_shm_destroy(lpg_shm_t *shm)
+{
+    if (shm->header != NULL) {
+        munmap(shm->header, shm->size);
+        shm->header = NULL;
+    }
+}
+
+
+bool
+lpg_shm_valid(const lpg_shm_t *shm)
+{
+    return shm->header != NULL && shm->header->magic == LPG_SHM_MAGIC
+        && shm->header->version == LPG_SHM_VERSION
+        && shm->header->size == shm->size;
+}
+
+
+void
+lpg_shm_set_db(lpg_shm_t *shm, bool up, const char *error)
+{
+    lpg_shm_header_t *h = shm->header;
+
+    /* seqlock: odd while the text is being written */
+    atomic_fetch_add_explicit(&h->db_error_seq, 1, memory_order_acq_rel);
+    snprintf(h->db_error, sizeof(h->db_error), "%s", error ? error : "");
+    atomic_fetch_add_explicit(&h->db_error_seq, 1, memory_order_acq_rel);
+
+    atomic_store_explicit(&h->db_up, up ? 1 : 0, memory_order_release);
+}
+
+
+bool
+lpg_shm_healthy(lpg_shm_t *shm, int64_t now, char *why, size_t len)
+{
+    int               i, n, down;
+    char              err[sizeof(shm->header->db_error)];
+    size_t            off;
+    int64_t           hb;
+    uint32_t          seq;
+    lpg_shm_header_t *h = shm->header;
+    lpg_shm_worker_t *w;
+
+    off = 0;
+    why[0] = '\0';
+
+#define LPG_SHM_WHY(...)                                                       \
+    do {                                                                       \
+        int m_ = snprintf(why + off, len - off, "%s", off ? "; " : "");        \
+        if (m_ > 0 && (size_t) m_ < len - off) {                               \
+            off += m_;                                                         \
+        }                                                                      \
+        m_ = snprintf(why + off, len - off, __VA_ARGS__);                      \
+        if (m_ > 0 && (size_t) m_ < len - off) {                               \
+            off += m_;                                                         \
+        }                                                                      \
+    } while (0)
+
+    hb = atomic_load_explicit(&h->master_heartbeat, memory_order_acquire);
+    if (atomic_load(&h->master_pid) == 0 || now - hb > LPG_SHM_STALE_MS) {
+        LPG_SHM_WHY("master is down");
+    }
+
+    n = atomic_load(&h->nworkers);
+    down = 0;
+
+    for (i = 0; i < n && i < h->nslots; i++) {
+        w = &shm->workers[i];
+        hb = atomic_load_explicit(&w->heartbeat, memory_order_acquire);
+
+        if (atomic_load(&w->pid) == 0 || now - hb > LPG_SHM_STALE_MS) {
+            down++;
+        }
+    }
+
+    if (down > 0) {
+        LPG_SHM_WHY("%d of %d workers down", down, n);
+    }
+
+    if (!atomic_load_explicit(&h->db_up, memory_order_acquire)) {
+        for (i = 0; i < 3; i++) {
+            seq = atomic_load_explicit(&h->db_error_seq, memory_order_acquire);
+            memcpy(err, h->db_error, sizeof(err));
+            err[sizeof(err) - 1] = '\0';
+            atomic_thread_fence(memory_order_acquire);
+            if ((seq & 1) == 0 && seq == atomic_load(&h->db_error_seq)) {
+                break;
+            }
+
+            err[0] = '\0';
+        }
+
+        if (err[0] != '\0') {
+            LPG_SHM_WHY("database connection is down: %s", err);
+
+        } else {
+            LPG_SHM_WHY("database connection is down");
+        }
+    }
+
+#undef LPG_SHM_WHY
+
+    return off == 0;
+}

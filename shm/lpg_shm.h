@@ -1,0 +1,82 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_shm.h: the shared-memory segment the master creates before forking.
+ *
+ * Layout: one header line (magic, version, size, generation, master state),
+ * then one 128-byte stats slot per worker slot, then the notification ring
+ * area.  Each cache line has one writer: the header is the master's, a
+ * worker slot is its worker's (the master only resets a slot after reaping
+ * its worker).  Fields read by other processes are atomics.
+ */
+
+#ifndef LPG_SHM_H
+#define LPG_SHM_H
+
+
+#include "lpg_core.h"
+
+#include <stdatomic.h>
+
+
+#define LPG_SHM_MAGIC   0x4c504754u /* "LPGT" */
+#define LPG_SHM_VERSION 1
+
+/* a process whose heartbeat is older than this is reported down */
+#define LPG_SHM_STALE_MS 3000
+
+
+typedef struct {
+    uint32_t         magic;
+    uint32_t         version;
+    uint64_t         size;
+    uint64_t         generation;
+    int32_t          nslots;
+    _Atomic int32_t  nworkers;
+    _Atomic int32_t  master_pid;
+    _Atomic int64_t  master_heartbeat;
+    _Atomic int32_t  db_up;
+    _Atomic uint32_t db_error_seq;
+    char             db_error[160];
+} __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
+
+
+typedef struct {
+    _Atomic int32_t  pid;
+    _Atomic uint32_t generation;
+    _Atomic int64_t  heartbeat;
+    _Atomic int64_t  started;
+    _Atomic uint64_t connections;
+    _Atomic uint64_t requests;
+    _Atomic uint64_t active;
+} __attribute__((aligned(LPG_CACHELINE))) lpg_shm_worker_t;
+
+
+typedef struct {
+    lpg_shm_header_t *header;
+    lpg_shm_worker_t *workers;
+    void             *ring;
+    size_t            ring_size;
+    size_t            size;
+} lpg_shm_t;
+
+
+/* master, before fork: maps nslots worker slots and a ring of ring_size */
+int  lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size) LPG_MUSTCHECK;
+void lpg_shm_destroy(lpg_shm_t *shm);
+
+/* any process: checks magic, version and size of an inherited mapping */
+bool lpg_shm_valid(const lpg_shm_t *shm);
+
+/* master: publish the database state and its last error text */
+void lpg_shm_set_db(lpg_shm_t *shm, bool up, const char *error);
+
+/*
+ * Health as /health reports it: true when the master, every configured
+ * worker and the master's database connection are up at now (monotonic
+ * ms).  Otherwise why names what is down.
+ */
+bool lpg_shm_healthy(lpg_shm_t *shm, int64_t now, char *why, size_t len);
+
+
+#endif /* LPG_SHM_H */

@@ -1,0 +1,100 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * test_shm.c: the shared segment's header and the health verdict that
+ * /health reports from it.
+ */
+
+#include "lpg_shm.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+
+static void
+up(lpg_shm_t *shm, int n, int64_t now)
+{
+    int i;
+
+    atomic_store(&shm->header->master_pid, 1);
+    atomic_store(&shm->header->master_heartbeat, now);
+    atomic_store(&shm->header->nworkers, n);
+    for (i = 0; i < n; i++) {
+        atomic_store(&shm->workers[i].pid, 100 + i);
+        atomic_store(&shm->workers[i].heartbeat, now);
+    }
+
+    lpg_shm_set_db(shm, true, NULL);
+}
+
+
+static void
+test_create(void **state)
+{
+    lpg_shm_t shm;
+
+    assert_int_equal(lpg_shm_create(&shm, 4, 65536), LPG_OK);
+    assert_true(lpg_shm_valid(&shm));
+    assert_true((uintptr_t) shm.workers % LPG_CACHELINE == 0);
+    assert_true(sizeof(lpg_shm_worker_t) % LPG_CACHELINE == 0);
+    assert_true((char *) shm.ring >= (char *) (shm.workers + 4));
+    assert_true(shm.size >= 65536);
+    memset(shm.ring, 0xff, shm.ring_size);
+    lpg_shm_destroy(&shm);
+}
+
+
+static void
+test_health(void **state)
+{
+    lpg_shm_t shm;
+    char      why[256];
+    int64_t   now = 1000000;
+
+    assert_int_equal(lpg_shm_create(&shm, 4, 4096), LPG_OK);
+
+    /* nothing started yet */
+    assert_false(lpg_shm_healthy(&shm, now, why, sizeof(why)));
+    assert_non_null(strstr(why, "master is down"));
+
+    up(&shm, 3, now);
+    assert_true(lpg_shm_healthy(&shm, now + 100, why, sizeof(why)));
+    assert_string_equal(why, "");
+
+    /* a worker gone from its slot */
+    atomic_store(&shm.workers[1].pid, 0);
+    assert_false(lpg_shm_healthy(&shm, now, why, sizeof(why)));
+    assert_non_null(strstr(why, "1 of 3 workers down"));
+    atomic_store(&shm.workers[1].pid, 101);
+
+    /* a stale heartbeat counts as down */
+    assert_false(
+        lpg_shm_healthy(&shm, now + LPG_SHM_STALE_MS + 1, why, sizeof(why)));
+    assert_non_null(strstr(why, "master is down"));
+
+    /* the database, with the master's error text */
+    lpg_shm_set_db(&shm, false, "connection refused");
+    assert_false(lpg_shm_healthy(&shm, now, why, sizeof(why)));
+    assert_non_null(strstr(why,
+                           "database connection is down: connection "
+                           "refused"));
+
+    lpg_shm_destroy(&shm);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create),
+        cmocka_unit_test(test_health),
+    };
+
+    return cmocka_run_group_tests_name("shm", tests, NULL, NULL);
+}

@@ -1,0 +1,753 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_http.c: connection state machine of a worker's HTTP server.
+ *
+ * A connection owns one input buffer that holds the request being parsed
+ * (offsets, not pointers, so the buffer may grow) and one output buffer for
+ * the answer.  Pipelined requests wait in the input buffer: the parser is
+ * paused at the end of each message and resumed after the answer is
+ * written.  Limits: LPG_HTTP_HEADER_MAX bytes of request line and headers
+ * (431), LPG_HTTP_BODY_MAX bytes of body (413).  A connection is freed as
+ * soon as its peer closes, whatever it was waiting for.
+ */
+
+#include "lpg_http.h"
+#include "lpg_route.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+
+#define LPG_HTTP_READ_CHUNK 4096
+
+
+typedef enum {
+    LPG_HTTP_H_NONE = 0,
+    LPG_HTTP_H_HOST,
+    LPG_HTTP_H_ORIGIN,
+    LPG_HTTP_H_OTHER
+} lpg_http_header_e;
+
+
+typedef struct {
+    size_t off;
+    size_t len;
+} lpg_http_span_t;
+
+
+struct lpg_http_conn_s {
+    ev_io    io;
+    ev_timer timer;
+    int      fd;
+
+    http_parser parser;
+
+    /* input: [0, parsed) went through the parser, [parsed, len) did not */
+    char  *in;
+    size_t in_len;
+    size_t in_cap;
+    size_t parsed;
+
+    lpg_http_span_t   url;
+    lpg_http_span_t   field;
+    lpg_http_span_t   host;
+    lpg_http_span_t   origin;
+    lpg_http_header_e header;
+    bool              in_field;
+    bool              headers_done;
+    bool              complete;
+    bool              busy;    /* the router holds the request */
+    bool              closing; /* close once the output is written */
+    int               error;   /* status a parser callback chose */
+
+    char  *body;
+    size_t body_len;
+    size_t body_cap;
+
+    char  *out;
+    size_t out_len;
+    size_t out_sent;
+
+    lpg_http_conn_t *next;
+    lpg_http_conn_t *prev;
+};
+
+
+static void lpg_http_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_http_parse(lpg_http_conn_t *c);
+static void lpg_http_dispatch(lpg_http_conn_t *c);
+static void lpg_http_write(lpg_http_conn_t *c);
+static void lpg_http_next(lpg_http_conn_t *c);
+static void lpg_http_error(lpg_http_conn_t *c, int status);
+static void lpg_http_close(lpg_http_conn_t *c);
+static void lpg_http_arm(lpg_http_conn_t *c, int events);
+static const char *lpg_http_reason(int status);
+
+static int lpg_http_on_message_begin(http_parser *p);
+static int lpg_http_on_url(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_field(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_value(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_headers_complete(http_parser *p);
+static int lpg_http_on_body(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_message_complete(http_parser *p);
+
+
+static lpg_http_ctx_t       lpg_http_ctx;
+static lpg_http_conn_t     *lpg_http_conns;
+static size_t               lpg_http_nconns;
+static bool                 lpg_http_stopping;
+static http_parser_settings lpg_http_settings;
+
+
+void
+lpg_http_init(const lpg_http_ctx_t *ctx)
+{
+    lpg_http_ctx = *ctx;
+
+    memset(&lpg_http_settings, 0, sizeof(lpg_http_settings));
+    lpg_http_settings.on_message_begin = lpg_http_on_message_begin;
+    lpg_http_settings.on_url = lpg_http_on_url;
+    lpg_http_settings.on_header_field = lpg_http_on_field;
+    lpg_http_settings.on_header_value = lpg_http_on_value;
+    lpg_http_settings.on_headers_complete = lpg_http_on_headers_complete;
+    lpg_http_settings.on_body = lpg_http_on_body;
+    lpg_http_settings.on_message_complete = lpg_http_on_message_complete;
+
+    /* request line and headers: 431 past this (HPE_HEADER_OVERFLOW) */
+    http_parser_set_max_header_size(LPG_HTTP_HEADER_MAX);
+
+    lpg_route_init(ctx);
+}
+
+
+void
+lpg_http_accept(int fd)
+{
+    int              one = 1;
+    lpg_http_conn_t *c;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        lpg_log(LPG_LOG_ERR, ENOMEM, "connection dropped");
+        close(fd);
+        return;
+    }
+
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    c->fd = fd;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+
+    ev_io_init(&c->io, lpg_http_read_cb, fd, EV_READ);
+    ev_io_start(lpg_http_ctx.loop, &c->io);
+
+    ev_init(&c->timer, lpg_http_timer_cb);
+    c->timer.repeat = LPG_HTTP_HEADER_TIMEOUT;
+    ev_timer_again(lpg_http_ctx.loop, &c->timer);
+
+    c->next = lpg_http_conns;
+    if (lpg_http_conns != NULL) {
+        lpg_http_conns->prev = c;
+    }
+    lpg_http_conns = c;
+    lpg_http_nconns++;
+
+    atomic_fetch_add_explicit(&lpg_http_ctx.stats->connections, 1,
+                              memory_order_relaxed);
+    atomic_store_explicit(&lpg_http_ctx.stats->active, lpg_http_nconns,
+                          memory_order_relaxed);
+}
+
+
+size_t
+lpg_http_open(void)
+{
+    return lpg_http_nconns;
+}
+
+
+size_t
+lpg_http_shutdown(void)
+{
+    lpg_http_conn_t *c, *next;
+
+    lpg_http_stopping = true;
+
+    for (c = lpg_http_conns; c != NULL; c = next) {
+        next = c->next;
+
+        /* idle: nothing read of a next request, nothing to write */
+        if (!c->busy && c->out == NULL && c->in_len == 0) {
+            lpg_http_close(c);
+        }
+    }
+
+    return lpg_http_nconns;
+}
+
+
+void
+lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
+                 const char *headers, const char *body, size_t len)
+{
+    int    n;
+    bool   keep;
+    size_t cap;
+
+    keep = http_should_keep_alive(&c->parser) && !lpg_http_stopping
+        && !c->closing && c->error == 0 && status != 408;
+
+    cap = 512 + (headers ? strlen(headers) : 0) + len;
+    c->out = malloc(cap);
+    if (c->out == NULL) {
+        lpg_log(LPG_LOG_ERR, ENOMEM, "response dropped");
+        lpg_http_close(c);
+        return;
+    }
+
+    n = snprintf(c->out, cap,
+                 "HTTP/1.1 %d %s\r\n"
+                 "Server: lpgate\r\n"
+                 "Content-Type: %s\r\n"
+                 "Content-Length: %zu\r\n"
+                 "%s"
+                 "%s"
+                 "\r\n",
+                 status, lpg_http_reason(status),
+                 type ? type : "text/plain; charset=utf-8", len,
+                 keep ? "" : "Connection: close\r\n", headers ? headers : "");
+
+    if (c->parser.method != HTTP_HEAD || !c->complete) {
+        memcpy(c->out + n, body, len);
+        n += len;
+    }
+
+    c->out_len = n;
+    c->out_sent = 0;
+    c->closing = !keep;
+
+    atomic_fetch_add_explicit(&lpg_http_ctx.stats->requests, 1,
+                              memory_order_relaxed);
+
+    lpg_http_write(c);
+}
+
+
+static void
+lpg_http_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    ssize_t          n;
+    lpg_http_conn_t *c = (lpg_http_conn_t *) w; /* io is the first member */
+
+    if (revents & EV_CUSTOM) {
+        /* a pipelined request waiting since the last answer */
+        lpg_http_parse(c);
+        return;
+    }
+
+    if (revents & EV_WRITE) {
+        lpg_http_write(c);
+        return;
+    }
+
+    if (c->busy || c->out != NULL) {
+        /*
+         * The answer is pending: do not read the next request, but notice
+         * a peer that went away (a parked poll must be freed at once).
+         */
+        char probe;
+
+        n = recv(c->fd, &probe, 1, MSG_PEEK);
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+            lpg_http_close(c);
+            return;
+        }
+
+        if (n == 1) {
+            /* pipelined bytes: stop watching until the answer is out */
+            ev_io_stop(loop, &c->io);
+        }
+
+        return;
+    }
+
+    if (c->in_cap - c->in_len < LPG_HTTP_READ_CHUNK) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : LPG_HTTP_READ_CHUNK;
+        char  *in;
+
+        if (cap > 2 * (LPG_HTTP_HEADER_MAX + LPG_HTTP_BODY_MAX)) {
+            /* the parser's limits fire before this; belt and braces */
+            lpg_http_error(c, 413);
+            return;
+        }
+
+        in = realloc(c->in, cap);
+        if (in == NULL) {
+            lpg_log(LPG_LOG_ERR, ENOMEM, "connection dropped");
+            lpg_http_close(c);
+            return;
+        }
+
+        c->in = in;
+        c->in_cap = cap;
+    }
+
+    n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+
+    if (n == 0) {
+        lpg_http_close(c);
+        return;
+    }
+
+    if (n == -1) {
+        if (errno != EAGAIN && errno != EINTR) {
+            lpg_log(LPG_LOG_DEBUG, errno, "read() failed");
+            lpg_http_close(c);
+        }
+
+        return;
+    }
+
+    c->in_len += n;
+
+    if (c->parsed == 0) {
+        /* the first bytes of a request start the header timeout */
+        c->timer.repeat = LPG_HTTP_HEADER_TIMEOUT;
+        ev_timer_again(loop, &c->timer);
+    }
+
+    lpg_http_parse(c);
+}
+
+
+static void
+lpg_http_parse(lpg_http_conn_t *c)
+{
+    size_t n;
+
+    n = http_parser_execute(&c->parser, &lpg_http_settings, c->in + c->parsed,
+                            c->in_len - c->parsed);
+    c->parsed += n;
+
+    if (c->complete) {
+        lpg_http_dispatch(c);
+        return;
+    }
+
+    if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+        if (c->error == 0) {
+            c->error = HTTP_PARSER_ERRNO(&c->parser) == HPE_HEADER_OVERFLOW
+                ? 431
+                : 400;
+        }
+
+        lpg_log(LPG_LOG_INFO, 0, "bad request (%d): %s", c->error,
+                http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+        lpg_http_error(c, c->error);
+        return;
+    }
+}
+
+
+static void
+lpg_http_dispatch(lpg_http_conn_t *c)
+{
+    lpg_http_request_t     r;
+    struct http_parser_url u;
+    const char            *url = c->in + c->url.off;
+
+    memset(&r, 0, sizeof(r));
+
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, c->url.len, c->parser.method == HTTP_CONNECT,
+                              &u)
+            != 0
+        || !(u.field_set & (1 << UF_PATH)))
+    {
+        lpg_http_error(c, 400);
+        return;
+    }
+
+    r.method = c->parser.method;
+    r.path = url + u.field_data[UF_PATH].off;
+    r.path_len = u.field_data[UF_PATH].len;
+
+    if (u.field_set & (1 << UF_QUERY)) {
+        r.query = url + u.field_data[UF_QUERY].off;
+        r.query_len = u.field_data[UF_QUERY].len;
+    }
+
+    r.body = c->body ? c->body : "";
+    r.body_len = c->body_len;
+    r.host = c->host.len ? c->in + c->host.off : NULL;
+    r.host_len = c->host.len;
+    r.origin = c->origin.len ? c->in + c->origin.off : NULL;
+    r.origin_len = c->origin.len;
+    r.keep_alive = http_should_keep_alive(&c->parser);
+
+    c->busy = true;
+
+    /* while the router holds the request, only a peer close matters */
+    ev_timer_stop(lpg_http_ctx.loop, &c->timer);
+
+    lpg_route_request(c, &r);
+}
+
+
+static void
+lpg_http_write(lpg_http_conn_t *c)
+{
+    ssize_t n;
+
+    while (c->out_sent < c->out_len) {
+        n = write(c->fd, c->out + c->out_sent, c->out_len - c->out_sent);
+
+        if (n == -1) {
+            if (errno == EAGAIN || errno == EINTR) {
+                lpg_http_arm(c, EV_WRITE);
+                return;
+            }
+
+            lpg_log(LPG_LOG_DEBUG, errno, "write() failed");
+            lpg_http_close(c);
+            return;
+        }
+
+        c->out_sent += n;
+    }
+
+    free(c->out);
+    c->out = NULL;
+
+    if (c->closing) {
+        lpg_http_close(c);
+        return;
+    }
+
+    lpg_http_next(c);
+}
+
+
+/* the answer is out: drop the request and go on with a pipelined one */
+static void
+lpg_http_next(lpg_http_conn_t *c)
+{
+    size_t rest;
+
+    rest = c->in_len - c->parsed;
+    if (rest > 0) {
+        memmove(c->in, c->in + c->parsed, rest);
+    }
+
+    c->in_len = rest;
+    c->parsed = 0;
+    c->busy = false;
+    c->complete = false;
+    c->headers_done = false;
+    c->body_len = 0;
+    memset(&c->url, 0, sizeof(c->url));
+    memset(&c->host, 0, sizeof(c->host));
+    memset(&c->origin, 0, sizeof(c->origin));
+
+    /* a big request buffer is not kept for an idle connection */
+    if (c->in_cap > LPG_HTTP_READ_CHUNK * 4 && rest < LPG_HTTP_READ_CHUNK) {
+        char *in = realloc(c->in, LPG_HTTP_READ_CHUNK);
+
+        if (in != NULL) {
+            c->in = in;
+            c->in_cap = LPG_HTTP_READ_CHUNK;
+        }
+    }
+
+    if (c->body_cap > LPG_HTTP_READ_CHUNK * 4) {
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+    }
+
+    http_parser_pause(&c->parser, 0);
+
+    if (lpg_http_stopping && rest == 0) {
+        lpg_http_close(c);
+        return;
+    }
+
+    lpg_http_arm(c, EV_READ);
+
+    c->timer.repeat =
+        rest ? LPG_HTTP_HEADER_TIMEOUT : LPG_HTTP_KEEPALIVE_TIMEOUT;
+    ev_timer_again(lpg_http_ctx.loop, &c->timer);
+
+    if (rest > 0) {
+        /* next loop iteration: no recursion however much is pipelined */
+        ev_feed_event(lpg_http_ctx.loop, &c->io, EV_CUSTOM);
+    }
+}
+
+
+static void
+lpg_http_error(lpg_http_conn_t *c, int status)
+{
+    char body[64];
+    int  n;
+
+    c->closing = true;
+
+    /* the request, if any, is dropped: do not hand it to the router */
+    c->busy = true;
+    ev_timer_stop(lpg_http_ctx.loop, &c->timer);
+
+    n = snprintf(body, sizeof(body), "%d %s\n", status,
+                 lpg_http_reason(status));
+
+    lpg_http_respond(c, status, NULL, NULL, body, n);
+}
+
+
+static void
+lpg_http_arm(lpg_http_conn_t *c, int events)
+{
+    if (ev_is_active(&c->io) && c->io.events == events) {
+        return;
+    }
+
+    ev_io_stop(lpg_http_ctx.loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(lpg_http_ctx.loop, &c->io);
+}
+
+
+static void
+lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_http_conn_t *c =
+        (lpg_http_conn_t *) ((char *) w - offsetof(lpg_http_conn_t, timer));
+
+    if (c->in_len > 0 && !c->busy && c->out == NULL) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "client sent an incomplete request too slowly");
+        lpg_http_error(c, 408);
+        return;
+    }
+
+    lpg_http_close(c);
+}
+
+
+static void
+lpg_http_close(lpg_http_conn_t *c)
+{
+    ev_io_stop(lpg_http_ctx.loop, &c->io);
+    ev_timer_stop(lpg_http_ctx.loop, &c->timer);
+    close(c->fd);
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+
+    } else {
+        lpg_http_conns = c->next;
+    }
+
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+
+    lpg_http_nconns--;
+    atomic_store_explicit(&lpg_http_ctx.stats->active, lpg_http_nconns,
+                          memory_order_relaxed);
+
+    free(c->in);
+    free(c->body);
+    free(c->out);
+    free(c);
+}
+
+
+static int
+lpg_http_on_message_begin(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->header = LPG_HTTP_H_NONE;
+    c->in_field = false;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_url(http_parser *p, const char *at, size_t len)
+{
+    lpg_http_conn_t *c = p->data;
+
+    if (c->url.len == 0) {
+        c->url.off = at - c->in;
+    }
+
+    c->url.len += len;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_field(http_parser *p, const char *at, size_t len)
+{
+    lpg_http_conn_t *c = p->data;
+
+    if (!c->in_field) {
+        c->in_field = true;
+        c->field.off = at - c->in;
+        c->field.len = 0;
+    }
+
+    c->field.len += len;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_value(http_parser *p, const char *at, size_t len)
+{
+    const char      *name;
+    lpg_http_span_t *v;
+    lpg_http_conn_t *c = p->data;
+
+    if (c->in_field) {
+        c->in_field = false;
+        name = c->in + c->field.off;
+
+        if (c->field.len == 4 && strncasecmp(name, "host", 4) == 0) {
+            c->header = LPG_HTTP_H_HOST;
+            c->host.off = at - c->in;
+            c->host.len = 0;
+
+        } else if (c->field.len == 6 && strncasecmp(name, "origin", 6) == 0) {
+            c->header = LPG_HTTP_H_ORIGIN;
+            c->origin.off = at - c->in;
+            c->origin.len = 0;
+
+        } else {
+            c->header = LPG_HTTP_H_OTHER;
+        }
+    }
+
+    v = c->header == LPG_HTTP_H_HOST     ? &c->host
+        : c->header == LPG_HTTP_H_ORIGIN ? &c->origin
+                                         : NULL;
+    if (v != NULL) {
+        v->len += len;
+    }
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_headers_complete(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->headers_done = true;
+
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX
+        && p->content_length > LPG_HTTP_BODY_MAX)
+    {
+        c->error = 413;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_body(http_parser *p, const char *at, size_t len)
+{
+    char            *body;
+    size_t           cap;
+    lpg_http_conn_t *c = p->data;
+
+    if (c->body_len + len > LPG_HTTP_BODY_MAX) {
+        c->error = 413;
+        return -1;
+    }
+
+    if (c->body_cap - c->body_len < len + 1) {
+        cap = c->body_cap ? c->body_cap : 1024;
+        while (cap - c->body_len < len + 1) {
+            cap *= 2;
+        }
+
+        body = realloc(c->body, cap);
+        if (body == NULL) {
+            c->error = 503;
+            return -1;
+        }
+
+        c->body = body;
+        c->body_cap = cap;
+    }
+
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    c->body[c->body_len] = '\0';
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_message_complete(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->complete = true;
+    http_parser_pause(p, 1);
+
+    return 0;
+}
+
+
+static const char *
+lpg_http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}

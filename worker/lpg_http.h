@@ -1,0 +1,79 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_http.h: HTTP/1.1 connections of one worker (http-parser on libev).
+ *
+ * This layer reads and parses requests, enforces the size limits, writes
+ * responses and keeps connections alive; it does not know the routes.  A
+ * complete request goes to the router (lpg_route.h), which answers at once
+ * or later (a parked poll), one request at a time per connection.
+ */
+
+#ifndef LPG_HTTP_H
+#define LPG_HTTP_H
+
+
+#include "lpg_conf.h"
+#include "lpg_shm.h"
+
+#include <ev.h>
+
+
+#define LPG_HTTP_HEADER_MAX        8192
+#define LPG_HTTP_BODY_MAX          (1024 * 1024)
+#define LPG_HTTP_HEADER_TIMEOUT    60.
+#define LPG_HTTP_KEEPALIVE_TIMEOUT 75.
+
+
+typedef struct lpg_http_conn_s lpg_http_conn_t;
+
+
+/* a parsed request; every pointer is borrowed from the connection until it
+ * is answered */
+typedef struct {
+    unsigned    method; /* enum http_method */
+    const char *path;
+    size_t      path_len;
+    const char *query;
+    size_t      query_len;
+    const char *body;
+    size_t      body_len;
+    const char *host;
+    size_t      host_len;
+    const char *origin;
+    size_t      origin_len;
+    bool        keep_alive;
+} lpg_http_request_t;
+
+
+typedef struct {
+    struct ev_loop   *loop;
+    const lpg_conf_t *conf;
+    lpg_shm_t        *shm;
+    lpg_shm_worker_t *stats;
+    int               slot;
+} lpg_http_ctx_t;
+
+
+void lpg_http_init(const lpg_http_ctx_t *ctx);
+
+/* takes ownership of an accepted, non-blocking socket */
+void lpg_http_accept(int fd);
+
+/*
+ * Answers the connection's current request.  headers holds extra header
+ * lines, each ending in "\r\n" (or NULL); body is copied.  Closes the
+ * connection after the answer when status >= 400 is a protocol error, when
+ * the client asked for it, or when the worker is stopping.
+ */
+void lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
+                      const char *headers, const char *body, size_t len);
+
+/* graceful stop: idle connections close now, the others after their answer;
+ * returns how many are still open */
+size_t lpg_http_shutdown(void);
+
+size_t lpg_http_open(void);
+
+
+#endif /* LPG_HTTP_H */

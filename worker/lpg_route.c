@@ -1,0 +1,143 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_route.c: the routes under longpolling_path.
+ *
+ * GET|HEAD <path>/health answers Odoo 15's {"status": "pass"} while the
+ * master, every worker and the master's database connection are up (read
+ * from the shared segment), else 503 with what is down.  Anything else
+ * under or outside the path is 404; a known route with a wrong method 405.
+ */
+
+#include "lpg_route.h"
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+typedef void (*lpg_route_handler_pt)(lpg_http_conn_t          *c,
+                                     const lpg_http_request_t *r);
+
+
+typedef struct {
+    const char          *name;    /* after longpolling_path */
+    unsigned             methods; /* bit per enum http_method */
+    const char          *allow;
+    lpg_route_handler_pt handler;
+} lpg_route_t;
+
+
+static void lpg_route_health(lpg_http_conn_t *c, const lpg_http_request_t *r);
+static void lpg_route_status(lpg_http_conn_t *c, int status,
+                             const char *headers);
+
+
+static lpg_http_ctx_t lpg_route_ctx;
+
+static const lpg_route_t lpg_routes[] = {
+    { "/health", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
+      lpg_route_health },
+};
+
+
+void
+lpg_route_init(const lpg_http_ctx_t *ctx)
+{
+    lpg_route_ctx = *ctx;
+}
+
+
+void
+lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    size_t             i, plen, nlen;
+    char               allow[128];
+    const char        *prefix = lpg_route_ctx.conf->longpolling_path;
+    const lpg_route_t *rt;
+
+    plen = strlen(prefix);
+
+    if (r->path_len < plen || memcmp(r->path, prefix, plen) != 0) {
+        lpg_route_status(c, 404, NULL);
+        return;
+    }
+
+    for (i = 0; i < LPG_NELEMS(lpg_routes); i++) {
+        rt = &lpg_routes[i];
+        nlen = strlen(rt->name);
+
+        if (r->path_len - plen != nlen
+            || memcmp(r->path + plen, rt->name, nlen) != 0) {
+            continue;
+        }
+
+        if (r->method >= 32 || !(rt->methods & (1u << r->method))) {
+            snprintf(allow, sizeof(allow), "Allow: %s\r\n", rt->allow);
+            lpg_route_status(c, 405, allow);
+            return;
+        }
+
+        rt->handler(c, r);
+        return;
+    }
+
+    lpg_route_status(c, 404, NULL);
+}
+
+
+static void
+lpg_route_health(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    int     status;
+    bool    ok;
+    char    why[512], *text;
+    json_t *j;
+
+    ok = lpg_shm_healthy(lpg_route_ctx.shm, lpg_time_mono_ms(), why,
+                         sizeof(why));
+
+    if (ok) {
+        j = json_pack("{s:s}", "status", "pass");
+        status = 200;
+
+    } else {
+        j = json_pack("{s:s, s:s}", "status", "fail", "reason", why);
+        status = 503;
+    }
+
+    text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+
+    if (text == NULL) {
+        lpg_route_status(c, 500, NULL);
+        return;
+    }
+
+    lpg_http_respond(c, status, "application/json",
+                     "Cache-Control: no-store\r\n", text, strlen(text));
+    free(text);
+}
+
+
+static void
+lpg_route_status(lpg_http_conn_t *c, int status, const char *headers)
+{
+    const char *body;
+
+    switch (status) {
+    case 404:
+        body = "404 Not Found\n";
+        break;
+    case 405:
+        body = "405 Method Not Allowed\n";
+        break;
+    default:
+        body = "500 Internal Server Error\n";
+        break;
+    }
+
+    lpg_http_respond(c, status, NULL, headers, body, strlen(body));
+}

@@ -1,0 +1,271 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_worker.c: a worker's life: accept, serve, heartbeat, stop.
+ *
+ * The worker accepts on its slot's SO_REUSEPORT socket (non-blocking, a
+ * bounded batch per wake-up), keeps a spare descriptor for EMFILE as libev's
+ * manual suggests, and heartbeats its stats slot every second.  SIGTERM and
+ * SIGINT stop at once; SIGQUIT, and EOF on the death pipe (the master is
+ * gone), stop gracefully: no new connections, answer what is in flight,
+ * exit when nothing is left or the shutdown timeout passes.
+ */
+
+#include "lpg_worker.h"
+#include "lpg_http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+
+#define LPG_WORKER_ACCEPT_BATCH 64
+
+
+static void lpg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void lpg_worker_death_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void lpg_worker_signal_cb(struct ev_loop *loop, ev_signal *w,
+                                 int revents);
+static void lpg_worker_heartbeat_cb(struct ev_loop *loop, ev_timer *w,
+                                    int revents);
+static void lpg_worker_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_worker_quit(double timeout);
+
+
+static struct {
+    struct ev_loop   *loop;
+    lpg_worker_args_t args;
+    lpg_shm_worker_t *stats;
+    int               spare_fd;
+    bool              quitting;
+    int64_t           deadline;
+    ev_io             accept;
+    ev_io             death;
+    ev_signal         sigs[5];
+    ev_timer          heartbeat;
+    ev_timer          drain;
+} lpg_worker;
+
+
+static const int lpg_worker_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
+                                          SIGHUP };
+
+
+void
+lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
+{
+    int            i;
+    sigset_t       none;
+    lpg_http_ctx_t ctx;
+
+    lpg_worker.loop = loop;
+    lpg_worker.args = *args;
+    lpg_worker.stats = &args->shm->workers[args->slot];
+
+    if (!lpg_shm_valid(args->shm)) {
+        lpg_log(LPG_LOG_EMERG, 0, "shared memory segment is not valid");
+        exit(LPG_EXIT_FATAL);
+    }
+
+    lpg_worker.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    for (i = 0; i < (int) LPG_NELEMS(lpg_worker_signals); i++) {
+        ev_signal_init(&lpg_worker.sigs[i], lpg_worker_signal_cb,
+                       lpg_worker_signals[i]);
+        ev_signal_start(loop, &lpg_worker.sigs[i]);
+    }
+
+    ev_io_init(&lpg_worker.accept, lpg_worker_accept_cb, args->lsock, EV_READ);
+    ev_io_start(loop, &lpg_worker.accept);
+
+    ev_io_init(&lpg_worker.death, lpg_worker_death_cb, args->death_fd, EV_READ);
+    ev_io_start(loop, &lpg_worker.death);
+
+    ev_timer_init(&lpg_worker.heartbeat, lpg_worker_heartbeat_cb, 0., 1.);
+    ev_timer_start(loop, &lpg_worker.heartbeat);
+
+    ev_init(&lpg_worker.drain, lpg_worker_drain_cb);
+
+    ctx.loop = loop;
+    ctx.conf = args->conf;
+    ctx.shm = args->shm;
+    ctx.stats = lpg_worker.stats;
+    ctx.slot = args->slot;
+    lpg_http_init(&ctx);
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    lpg_log(LPG_LOG_DEBUG, 0, "worker ready (generation %u)", args->generation);
+
+    ev_run(loop, 0);
+
+    lpg_log(LPG_LOG_INFO, 0, "worker exiting");
+
+    exit(LPG_EXIT_OK);
+}
+
+
+static void
+lpg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    int i, fd;
+
+    for (i = 0; i < LPG_WORKER_ACCEPT_BATCH; i++) {
+        fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0) {
+            lpg_http_accept(fd);
+            continue;
+        }
+
+        switch (errno) {
+
+        case EAGAIN:
+        case EINTR:
+        case ECONNABORTED:
+            return;
+
+        case EMFILE:
+        case ENFILE:
+            /*
+             * Out of descriptors: accept with the spare one and close at
+             * once, so the peer learns and the loop does not spin.
+             */
+            lpg_log(LPG_LOG_WARN, errno, "accept4() failed, shedding");
+
+            if (lpg_worker.spare_fd != -1) {
+                close(lpg_worker.spare_fd);
+                fd = accept(w->fd, NULL, NULL);
+                if (fd != -1) {
+                    close(fd);
+                }
+
+                lpg_worker.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            }
+
+            return;
+
+        default:
+            lpg_log(LPG_LOG_ERR, errno, "accept4() failed");
+            return;
+        }
+    }
+}
+
+
+static void
+lpg_worker_death_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    char    buf[16];
+    ssize_t n;
+
+    n = read(w->fd, buf, sizeof(buf));
+    if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+    }
+
+    /* EOF: the master is gone; nothing will reach us any more */
+    ev_io_stop(loop, w);
+
+    lpg_log(LPG_LOG_ALERT, 0, "the master process is gone, stopping");
+
+    lpg_worker_quit(1.);
+}
+
+
+static void
+lpg_worker_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    switch (w->signum) {
+
+    case SIGTERM:
+    case SIGINT:
+        lpg_log(LPG_LOG_INFO, 0, "signal %d received, exiting now", w->signum);
+        ev_break(loop, EVBREAK_ALL);
+        break;
+
+    case SIGQUIT:
+        lpg_worker_quit(lpg_worker.args.conf->shutdown_timeout);
+        break;
+
+    case SIGUSR1:
+        (void) lpg_log_reopen();
+        break;
+
+    default:
+        /* SIGHUP: the master reloads; workers are replaced, not reloaded */
+        break;
+    }
+}
+
+
+static void
+lpg_worker_quit(double timeout)
+{
+    int64_t deadline;
+
+    deadline = lpg_time_mono_ms() + (int64_t) (timeout * 1000);
+
+    if (lpg_worker.quitting) {
+        /* only ever shorten the deadline */
+        if (deadline < lpg_worker.deadline) {
+            lpg_worker.deadline = deadline;
+        }
+
+        return;
+    }
+
+    lpg_worker.quitting = true;
+    lpg_worker.deadline = deadline;
+
+    ev_io_stop(lpg_worker.loop, &lpg_worker.accept);
+    close(lpg_worker.args.lsock);
+
+    lpg_log(LPG_LOG_INFO, 0, "stopping gracefully, %zu connection(s) open",
+            lpg_http_open());
+
+    if (lpg_http_shutdown() == 0) {
+        ev_break(lpg_worker.loop, EVBREAK_ALL);
+        return;
+    }
+
+    ev_timer_set(&lpg_worker.drain, 0.05, 0.05);
+    ev_timer_start(lpg_worker.loop, &lpg_worker.drain);
+}
+
+
+static void
+lpg_worker_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (lpg_http_open() == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+
+    if (lpg_time_mono_ms() >= lpg_worker.deadline) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "shutdown timeout: closing %zu connection(s) unanswered",
+                lpg_http_open());
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+
+static void
+lpg_worker_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_shm_worker_t *s = lpg_worker.stats;
+
+    /* a successor owns the slot once the master re-assigned it */
+    if (atomic_load_explicit(&s->pid, memory_order_acquire)
+        != (int32_t) getpid()) {
+        return;
+    }
+
+    atomic_store_explicit(&s->heartbeat, lpg_time_mono_ms(),
+                          memory_order_release);
+}
