@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# deps.sh: installs what lpgate needs to build, run and test, from Debian 12.
+# Used by run.sh and test.sh; safe to run again (apt-get skips what is there).
+set -euo pipefail
+
+LPG_PACKAGES=(
+    build-essential autoconf automake pkg-config
+    libpq-dev libev-dev libmsgpack-dev libconfig-dev libjansson-dev
+    libhttp-parser-dev libcmocka-dev
+    postgresql postgresql-contrib
+    python3 python3-pytest python3-psycopg
+    curl clang-format
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+
+missing=()
+for p in "${LPG_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi

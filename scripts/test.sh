@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test.sh: installs the dependencies, builds lpgate (warnings are errors)
+# and runs every test: the cmocka unit tests and the pytest integration
+# tests against a real PostgreSQL (make check), then the same suite again
+# built with ASan/UBSan in build-asan/ (LPGATE_SANITIZE=0 skips that pass),
+# then the clang-format check.
+# Its last line is the summary: "tests: N passed, N failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+"$top/scripts/deps.sh" || exit 1
+
+passed=0
+failed=0
+status=0
+
+run_suite() {
+    local dir=$1
+    shift
+    echo "== build in $dir $*"
+    if ! "$top/scripts/build.sh" "$dir" "$@"; then
+        echo "build failed"
+        failed=$((failed + 1))
+        status=1
+        return
+    fi
+    echo "== make check in $dir"
+    (cd "$dir" && make -s -j1 check) || status=1
+    for log in "$dir"/tests/unit/*.log "$dir"/tests/integration/run-pytest.sh.log; do
+        [ -f "$log" ] || continue
+        case "$log" in */test-suite.log) continue ;; esac
+        echo "---- ${log#$dir/}"
+        cat "$log"
+        p=$(grep -E '^\[  PASSED  \] [0-9]+ test' "$log" | awk '{print $4}' | tail -1)
+        f=$(grep -E '^\[  FAILED  \] [0-9]+ test' "$log" | awk '{print $4}' | tail -1)
+        if grep -qE '^=+ .*(passed|failed|error).* in [0-9.]+s' "$log"; then
+            line=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$log" | tail -1)
+            p=$(echo "$line" | grep -oE '[0-9]+ passed' | awk '{print $1}')
+            f=$(echo "$line" | grep -oE '[0-9]+ failed' | awk '{print $1}')
+            e=$(echo "$line" | grep -oE '[0-9]+ error' | awk '{print $1}')
+            f=$((${f:-0} + ${e:-0}))
+        fi
+        passed=$((passed + ${p:-0}))
+        failed=$((failed + ${f:-0}))
+    done
+}
+
+run_suite "$top/build"
+if [ "${LPGATE_SANITIZE:-1}" = 1 ]; then
+    run_suite "$top/build-asan" --enable-sanitizers --enable-asserts
+fi
+
+echo "== format check"
+(cd "$top/build" && make -s format-check) || status=1
+
+[ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+echo "tests: $passed passed, $failed failed"
+exit $status
