@@ -58,8 +58,13 @@ EOT
 fi
 
 set +e
-"$top/build/lpgate" "${args[@]}"
-rc=$?
+"$top/build/lpgate" "${args[@]}" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null' TERM INT
+while kill -0 $pid 2>/dev/null; do
+    wait $pid
+    rc=$?
+done
 cleanup
 trap - EXIT
 exit $rc
