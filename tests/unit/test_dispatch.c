@@ -1,0 +1,196 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * test_dispatch.c: the channel index and Odoo's json_dump text form.
+ */
+
+#include "lpg_dispatch.h"
+#include "lpg_json.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+
+typedef struct {
+    int                id;
+    int                hits;
+    lpg_dispatch_sub_t subs[4];
+} poll_t;
+
+
+static void
+hit(void *owner, void *arg)
+{
+    poll_t *p = owner;
+
+    p->hits++;
+    (*(int *) arg)++;
+}
+
+
+static size_t
+key(char *buf, const char *db, const char *chan)
+{
+    return lpg_dispatch_key(buf, 256, db, strlen(db), chan, strlen(chan));
+}
+
+
+static void
+test_add_match_remove(void **state)
+{
+    int             n;
+    char            k[256];
+    size_t          len;
+    poll_t          a, b;
+    lpg_dispatch_t *d;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    d = lpg_dispatch_create();
+    assert_non_null(d);
+
+    len = key(k, "db1", "\"c1\"");
+    assert_int_equal(lpg_dispatch_add(d, &a.subs[0], k, len, &a), LPG_OK);
+    assert_int_equal(lpg_dispatch_add(d, &b.subs[0], k, len, &b), LPG_OK);
+    len = key(k, "db1", "[\"db1\",\"res.partner\",3]");
+    assert_int_equal(lpg_dispatch_add(d, &b.subs[1], k, len, &b), LPG_OK);
+    assert_int_equal(lpg_dispatch_channels(d), 2);
+    assert_int_equal(lpg_dispatch_subs(d), 3);
+
+    n = 0;
+    len = key(k, "db1", "\"c1\"");
+    assert_int_equal(lpg_dispatch_match(d, k, len, hit, &n), 2);
+    assert_int_equal(n, 2);
+
+    /* the same channel text in another database is another channel */
+    len = key(k, "db2", "\"c1\"");
+    assert_int_equal(lpg_dispatch_match(d, k, len, hit, &n), 0);
+
+    lpg_dispatch_remove(d, &a.subs[0]);
+    lpg_dispatch_remove(d, &a.subs[0]); /* twice is harmless */
+    assert_int_equal(lpg_dispatch_subs(d), 2);
+    len = key(k, "db1", "\"c1\"");
+    assert_int_equal(lpg_dispatch_match(d, k, len, hit, &n), 1);
+
+    lpg_dispatch_remove(d, &b.subs[0]);
+    lpg_dispatch_remove(d, &b.subs[1]);
+    assert_int_equal(lpg_dispatch_channels(d), 0);
+    assert_int_equal(lpg_dispatch_match(d, k, len, hit, &n), 0);
+
+    lpg_dispatch_destroy(d);
+}
+
+
+static void
+remove_self(void *owner, void *arg)
+{
+    poll_t *p = owner;
+
+    p->hits++;
+    lpg_dispatch_remove(arg, &p->subs[0]);
+}
+
+
+static void
+test_remove_in_callback_and_grow(void **state)
+{
+    int             i;
+    char            k[256], name[32];
+    size_t          len;
+    poll_t         *polls;
+    lpg_dispatch_t *d;
+
+    d = lpg_dispatch_create();
+    polls = calloc(5000, sizeof(*polls));
+
+    /* 5000 polls on 1000 channels forces several grows */
+    for (i = 0; i < 5000; i++) {
+        snprintf(name, sizeof(name), "\"c%d\"", i % 1000);
+        len = key(k, "db", name);
+        assert_int_equal(
+            lpg_dispatch_add(d, &polls[i].subs[0], k, len, &polls[i]), LPG_OK);
+    }
+
+    assert_int_equal(lpg_dispatch_channels(d), 1000);
+
+    for (i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "\"c%d\"", i);
+        len = key(k, "db", name);
+        assert_int_equal(lpg_dispatch_match(d, k, len, remove_self, d), 5);
+    }
+
+    for (i = 0; i < 5000; i++) {
+        assert_int_equal(polls[i].hits, 1);
+    }
+
+    assert_int_equal(lpg_dispatch_channels(d), 0);
+    assert_int_equal(lpg_dispatch_subs(d), 0);
+
+    free(polls);
+    lpg_dispatch_destroy(d);
+}
+
+
+static void
+expect_dump(const char *json, const char *want)
+{
+    json_t      *v;
+    lpg_buf_t    b;
+    json_error_t e;
+
+    memset(&b, 0, sizeof(b));
+    v = json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    assert_non_null(v);
+    assert_int_equal(lpg_json_dump(&b, v), LPG_OK);
+    assert_string_equal(b.data, want);
+    json_decref(v);
+    lpg_buf_free(&b);
+}
+
+
+/* the expectations are what CPython's json.dumps(v, separators=(',',':'))
+ * prints */
+static void
+test_json_dump_matches_python(void **state)
+{
+    lpg_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+    expect_dump("\"c1\"", "\"c1\"");
+    expect_dump("[\"mydb\", \"res.partner\", 3]",
+                "[\"mydb\",\"res.partner\",3]");
+    expect_dump("\"caf\\u00e9 / \\\"q\\\" \\\\ \\n\\t\\u0001\"",
+                "\"caf\\u00e9 / \\\"q\\\" \\\\ \\n\\t\\u0001\"");
+    expect_dump("\"\xc3\xa9\xe2\x82\xac\"", "\"\\u00e9\\u20ac\"");
+    expect_dump("\"\xf0\x9f\x98\x80\"", "\"\\ud83d\\ude00\"");
+    expect_dump("\"\x7f\"", "\"\\u007f\"");
+    expect_dump("{\"b\": 1, \"a\": [true, false, null]}",
+                "{\"b\":1,\"a\":[true,false,null]}");
+
+    /* invalid UTF-8 is refused, not copied */
+    assert_int_equal(lpg_json_dump_string(&b, "\xc3", 1), LPG_ERROR);
+    lpg_buf_free(&b);
+    assert_int_equal(lpg_json_dump_string(&b, "\xed\xa0\x80", 3), LPG_ERROR);
+    lpg_buf_free(&b);
+    assert_int_equal(lpg_json_dump_string(&b, "\xc0\xaf", 2), LPG_ERROR);
+    lpg_buf_free(&b);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_match_remove),
+        cmocka_unit_test(test_remove_in_callback_and_grow),
+        cmocka_unit_test(test_json_dump_matches_python),
+    };
+
+    return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
+}
