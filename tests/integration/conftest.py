@@ -1,0 +1,349 @@
+"""Fixtures of lpgate's integration tests: a real PostgreSQL cluster and a
+real lpgate (master and forked workers) on loopback.
+
+`pg` is one cluster per session, started as the unprivileged user
+"postgres" when the tests run as root (initdb refuses root).  `gateway`
+starts lpgate processes for one test and stops them at teardown, printing
+their log.  Every wait is bounded; no test asserts on elapsed time.
+"""
+
+import contextlib
+import fcntl
+import glob
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+LPGATE_BIN = os.environ.get("LPGATE_BIN", os.path.abspath("lpgate"))
+SRCDIR = os.environ.get(
+    "LPGATE_SRCDIR",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what=None):
+    """Calls predicate until it returns a true value, which is returned;
+    raises AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s"
+                                 % (timeout, what or predicate))
+        time.sleep(interval)
+
+
+def free_port():
+    """A port below the ephemeral range, held by a lock file so that
+    parallel runs on one machine do not pick the same one."""
+    lockdir = os.path.join(tempfile.gettempdir(), "lpgate-test-ports")
+    os.makedirs(lockdir, exist_ok=True)
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not 10200 <= port < 32000:
+            port = 10200 + (port % 21800)
+        f = open(os.path.join(lockdir, "%d.lock" % port), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                f.close()
+                continue
+        free_port.locks.append(f)   # held for the session
+        return port
+    raise RuntimeError("no free port")
+
+
+free_port.locks = []
+
+
+def run_lpgate(args, timeout=20, env=None):
+    """Runs lpgate to completion (--check-config, --sizing, refusals)."""
+    return subprocess.run([LPGATE_BIN] + list(args), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1:port."""
+
+    def __init__(self, base):
+        self.base = base
+        self.data = os.path.join(base, "data")
+        self.log_path = os.path.join(base, "postgresql.log")
+        self.host = "127.0.0.1"
+        self.user = "postgres"
+        self.port = free_port()
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                      key=lambda p: int(p.split("/")[-2]))
+        self.bindir = bins[-1] if bins else os.path.dirname(
+            shutil.which("initdb") or "/usr/bin/initdb")
+
+    def _run(self, *cmd, check=True):
+        cmd = [os.path.join(self.bindir, cmd[0])] + list(cmd[1:])
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        return subprocess.run(cmd, check=check, capture_output=True,
+                              text=True, cwd=self.base)
+
+    def init(self):
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-A", "trust", "--nosync", "-U", "postgres",
+                  "-D", self.data)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\n".join([
+                "fsync = off",
+                "listen_addresses = '127.0.0.1'",
+                "port = %d" % self.port,
+                "unix_socket_directories = '%s'" % self.base,
+                "logging_collector = off",
+                "log_connections = on",
+                "log_disconnections = on",
+                "max_connections = 100",
+                "shared_preload_libraries = 'pg_stat_statements'",
+                ""]))
+
+    def start(self):
+        r = self._run("pg_ctl", "-w", "-D", self.data, "-l", self.log_path,
+                      "start", check=False)
+        if r.returncode != 0:
+            print(self.log())
+            raise RuntimeError("pg_ctl start failed: %s" % r.stderr)
+
+    def stop(self):
+        self._run("pg_ctl", "-w", "-D", self.data, "-m", "fast", "stop",
+                  check=False)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def dsn(self, dbname="postgres"):
+        return "host=%s port=%d user=%s dbname=%s" % (
+            self.host, self.port, self.user, dbname)
+
+    def connect(self, dbname="postgres"):
+        return psycopg.connect(self.dsn(dbname), autocommit=True)
+
+    def sql(self, query, params=None, dbname="postgres"):
+        with self.connect(dbname) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def set_conf(self, key, value, restart=False):
+        self.sql("ALTER SYSTEM SET %s = '%s'" % (key, value))
+        if restart:
+            self.restart()
+        else:
+            self.sql("SELECT pg_reload_conf()")
+
+
+@pytest.fixture(scope="session")
+def pg():
+    base = tempfile.mkdtemp(prefix="lpgate-pg-")
+    os.chmod(base, 0o755)
+    cluster = Postgres(base)
+    cluster.init()
+    cluster.start()
+    cluster.sql("CREATE DATABASE lpgtest")
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def pg_log(request):
+    """Prints what PostgreSQL logged during a test that uses it."""
+    if "pg" not in request.fixturenames:
+        yield
+        return
+    cluster = request.getfixturevalue("pg")
+    start = len(cluster.log())
+    yield
+    new = cluster.log()[start:]
+    if new:
+        print("---- postgresql.log\n" + new[-20000:])
+
+
+class Gateway:
+    """One lpgate master (and its workers) started for a test."""
+
+    def __init__(self, pg, tmp_path, workers=2, extra_args=(), config=None,
+                 env=None, defaults=True):
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.logfile = str(tmp_path / "lpgate.log")
+        self.pidfile = str(tmp_path / "lpgate.pid")
+        self.config_path = None
+        args = []
+        if config is not None:
+            self.config_path = str(tmp_path / "lpgate.conf")
+            self.write_config(config)
+            args += ["-c", self.config_path]
+        if defaults:
+            args += ["-i", "127.0.0.1", "-p", str(self.port),
+                     "--db-host", pg.host, "--db-port", str(pg.port),
+                     "--db-user", pg.user, "-d", "lpgtest",
+                     "--logfile", self.logfile, "--pidfile", self.pidfile,
+                     "--log-level", "info"]
+            if workers is not None:
+                args += ["--workers", str(workers)]
+        args += list(extra_args)
+        self.args = args
+        self.stderr_path = str(tmp_path / "lpgate.stderr")
+        self.proc = subprocess.Popen(
+            [LPGATE_BIN] + args, stdout=subprocess.DEVNULL,
+            stderr=open(self.stderr_path, "w"), env=env)
+        self.pid = self.proc.pid
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def http(self, method, path, body=None, headers=None, timeout=5):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+                headers = dict(headers or {})
+                headers.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            conn.close()
+
+    def health(self):
+        """(status, parsed body) of /longpolling/health, or (None, None)."""
+        try:
+            status, _, body = self.http("GET", "/longpolling/health",
+                                        timeout=2)
+            return status, json.loads(body)
+        except (OSError, http.client.HTTPException, ValueError):
+            return None, None
+
+    def raw(self, data, timeout=2.0):
+        """Sends raw bytes; returns what came back until close or timeout."""
+        out = b""
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=timeout) as s:
+            s.sendall(data)
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            except socket.timeout:
+                pass
+        return out
+
+    def wait_ready(self, timeout=15):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("lpgate exited with %s before it was "
+                                     "ready:\n%s" % (self.proc.returncode,
+                                                     self.output()))
+            return self.health()[0] == 200
+        wait_until(ready, timeout, what="/health to pass")
+        return self
+
+    def worker_pids(self):
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout=10):
+        return self.proc.wait(timeout)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.logfile) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def output(self):
+        with open(self.stderr_path) as f:
+            return f.read() + self.log()
+
+    def log_contains(self, text):
+        return text in self.log()
+
+    def wait_log(self, text, timeout=10):
+        return wait_until(lambda: self.log_contains(text), timeout,
+                          what="%r in the log" % text)
+
+    def stop(self):
+        pids = self.worker_pids()
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                self.signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
+@pytest.fixture
+def gateway(pg, tmp_path):
+    """Factory: gateway(workers=2, extra_args=(), config=None, ...) starts
+    lpgate and waits until /health passes (unless ready=False)."""
+    started = []
+
+    def start(ready=True, **kw):
+        d = tmp_path / ("gw%d" % len(started))
+        d.mkdir()
+        gw = Gateway(pg, d, **kw)
+        started.append(gw)
+        if ready:
+            gw.wait_ready()
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+        print("---- lpgate output (port %d)\n%s" % (gw.port, gw.output()))
