@@ -42,8 +42,11 @@ static const lpg_conf_key_t lpg_conf_table[] = {
       64, true,
       "cron slots (bus_bus cleanup, presence flushes) in the budget" },
 
-    { "database", LPG_CONF_STR, LPG_CONF_OFF(database), "", 0, 0, true,
+    { "database", LPG_CONF_STR, LPG_CONF_OFF(database), "", 0, 0, false,
       "comma-separated databases served; empty: the libpq default" },
+
+    { "odoo_version", LPG_CONF_INT, LPG_CONF_OFF(odoo_version), "0", 0, 99,
+      false, "Odoo major version of the bus shapes; 0: detect per database" },
 
     { "interface", LPG_CONF_STR, LPG_CONF_OFF(interface), "127.0.0.1", 0, 0,
       true, "address the HTTP listener binds" },

@@ -47,6 +47,7 @@ typedef struct {
     int     db_maxconn;
     int     max_cron_threads;
     char   *database;
+    int     odoo_version;
     char   *interface;
     int     port;
     char   *db_host;

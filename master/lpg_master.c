@@ -13,7 +13,9 @@
  */
 
 #include "lpg_master.h"
+#include "lpg_fetch.h"
 #include "lpg_pglisten.h"
+#include "lpg_ring.h"
 #include "lpg_shm.h"
 #include "lpg_worker.h"
 
@@ -25,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,6 +83,10 @@ static void lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w,
                                     int revents);
 static void lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_master_budget_failed(void *data, const char *msg);
+static void lpg_master_notify(void *data, const char *payload);
+static void lpg_master_connected(void *data);
+static int  lpg_master_doorbells(int n) LPG_MUSTCHECK;
+static const char *lpg_master_default_db(const lpg_conf_t *conf);
 
 
 static struct {
@@ -86,6 +94,8 @@ static struct {
     lpg_conf_t             conf;
     const lpg_conf_args_t *args;
     lpg_shm_t              shm;
+    lpg_ring_t            *ring;
+    int                    doorbells[LPG_MAX_WORKERS];
     lpg_master_state_e     state;
     unsigned               generation;
     int                    status;
@@ -121,6 +131,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
         lpg_master.slots[i].fd = -1;
+        lpg_master.doorbells[i] = -1;
     }
 
     loop = ev_default_loop(EVFLAG_AUTO);
@@ -145,6 +156,33 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
                        (size_t) conf->ring_size)
         != LPG_OK)
     {
+        goto failed;
+    }
+
+    lpg_master.ring =
+        lpg_ring_init(lpg_master.shm.ring, lpg_master.shm.ring_size);
+    if (lpg_master.ring == NULL) {
+        lpg_log(LPG_LOG_EMERG, 0, "ring_size %zu is too small",
+                lpg_master.shm.ring_size);
+        goto failed;
+    }
+
+    {
+        char err[LPG_CONF_ERRLEN];
+
+        if (lpg_shm_set_dbs(&lpg_master.shm,
+                            conf->database[0] != '\0'
+                                ? conf->database
+                                : lpg_master_default_db(conf),
+                            err, sizeof(err))
+            != LPG_OK)
+        {
+            lpg_log(LPG_LOG_EMERG, 0, "%s", err);
+            goto failed;
+        }
+    }
+
+    if (lpg_master_doorbells(conf->workers) != LPG_OK) {
         goto failed;
     }
 
@@ -175,7 +213,16 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     h.loop = loop;
     h.shm = &lpg_master.shm;
     h.budget_failed = lpg_master_budget_failed;
+    h.notify = lpg_master_notify;
+    h.connected = lpg_master_connected;
     lpg_pglisten_start(&lpg_master.conf, &h, check_budget);
+
+    if (lpg_fetch_init(loop, &lpg_master.conf, &lpg_master.shm, lpg_master.ring,
+                       lpg_master.doorbells, LPG_MAX_WORKERS)
+        != LPG_OK)
+    {
+        goto failed;
+    }
 
     for (i = 0; i < conf->workers; i++) {
         ev_init(&lpg_master.slots[i].respawn, lpg_master_respawn_cb);
@@ -190,6 +237,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     ev_run(loop, 0);
 
     lpg_pglisten_stop();
+    lpg_fetch_stop();
 
     lpg_log(LPG_LOG_NOTICE, 0, "exiting with status %d", lpg_master.status);
 
@@ -376,6 +424,8 @@ lpg_master_spawn(int slot)
         args.generation = lpg_master.generation;
         args.lsock = lpg_master.slots[slot].fd;
         args.death_fd = lpg_master.death_pipe[0];
+        args.doorbell = lpg_master.doorbells[slot];
+        args.ring = lpg_master.ring;
         args.conf = &lpg_master.conf;
         args.shm = &lpg_master.shm;
 
@@ -423,12 +473,18 @@ lpg_master_atfork_child(int slot)
             close(lpg_master.slots[i].fd);
             lpg_master.slots[i].fd = -1;
         }
+
+        if (i != slot && lpg_master.doorbells[i] != -1) {
+            close(lpg_master.doorbells[i]);
+            lpg_master.doorbells[i] = -1;
+        }
     }
 
     close(lpg_master.death_pipe[1]);
     lpg_master.death_pipe[1] = -1;
 
     lpg_pglisten_atfork_child();
+    lpg_fetch_atfork_child();
 }
 
 
@@ -627,9 +683,14 @@ lpg_master_reload(void)
         lpg_master.slots[i].respawn.data = (void *) (intptr_t) i;
     }
 
+    if (lpg_master_doorbells(n) != LPG_OK) {
+        lpg_log(LPG_LOG_ERR, 0, "reload: keeping the old workers");
+    }
+
     old = lpg_master.conf;
     lpg_master.conf = conf;
     lpg_pglisten_reconfigure(&lpg_master.conf);
+    lpg_fetch_reconfigure(&lpg_master.conf);
     lpg_conf_free(&old);
 
     /* the old generation finishes what it has and exits */
@@ -806,6 +867,69 @@ lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     atomic_store_explicit(&lpg_master.shm.header->master_heartbeat,
                           lpg_time_mono_ms(), memory_order_release);
+}
+
+
+/* one eventfd per worker slot, kept across respawns and reloads */
+static int
+lpg_master_doorbells(int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (lpg_master.doorbells[i] != -1) {
+            continue;
+        }
+
+        lpg_master.doorbells[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (lpg_master.doorbells[i] == -1) {
+            lpg_log(LPG_LOG_EMERG, errno, "eventfd() failed");
+            return LPG_ERROR;
+        }
+    }
+
+    return LPG_OK;
+}
+
+
+/* libpq's default database: PGDATABASE, else the user name */
+static const char *
+lpg_master_default_db(const lpg_conf_t *conf)
+{
+    const char    *s;
+    struct passwd *pw;
+
+    s = getenv("PGDATABASE");
+    if (s != NULL && s[0] != '\0') {
+        return s;
+    }
+
+    if (conf->db_user[0] != '\0') {
+        return conf->db_user;
+    }
+
+    s = getenv("PGUSER");
+    if (s != NULL && s[0] != '\0') {
+        return s;
+    }
+
+    pw = getpwuid(geteuid());
+
+    return pw != NULL ? pw->pw_name : "postgres";
+}
+
+
+static void
+lpg_master_notify(void *data, const char *payload)
+{
+    lpg_fetch_notify(payload);
+}
+
+
+static void
+lpg_master_connected(void *data)
+{
+    lpg_fetch_all();
 }
 
 

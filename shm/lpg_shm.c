@@ -24,9 +24,11 @@ int
 lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
 {
     void  *p;
-    size_t size, workers_off, ring_off;
+    size_t size, dbs_off, workers_off, ring_off;
 
-    workers_off = LPG_ALIGN(sizeof(lpg_shm_header_t), 4096);
+    dbs_off = LPG_ALIGN(sizeof(lpg_shm_header_t), LPG_CACHELINE);
+    workers_off =
+        LPG_ALIGN(dbs_off + LPG_SHM_MAX_DBS * sizeof(lpg_shm_db_t), 4096);
     ring_off = LPG_ALIGN(workers_off + nslots * sizeof(lpg_shm_worker_t), 4096);
     size = LPG_ALIGN(ring_off + ring_size, 4096);
 
@@ -39,6 +41,7 @@ lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
 
     /* anonymous mappings are zero-filled: only the header needs values */
     shm->header = p;
+    shm->dbs = (lpg_shm_db_t *) ((char *) p + dbs_off);
     shm->workers = (lpg_shm_worker_t *) ((char *) p + workers_off);
     shm->ring = (char *) p + ring_off;
     shm->ring_size = ring_size;
@@ -51,6 +54,73 @@ lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
     shm->header->nslots = nslots;
 
     return LPG_OK;
+}
+
+
+int
+lpg_shm_set_dbs(lpg_shm_t *shm, const char *list, char *err, size_t errlen)
+{
+    int         n;
+    size_t      len;
+    const char *p, *end;
+
+    n = 0;
+    p = list;
+
+    while (*p != '\0') {
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+
+        if (*p == '\0') {
+            break;
+        }
+
+        end = p;
+        while (*end != '\0' && *end != ',' && *end != ' ') {
+            end++;
+        }
+
+        len = end - p;
+
+        if (lpg_shm_find_db(shm, p, len) >= 0 && n > 0) {
+            p = end;
+            continue;
+        }
+
+        if (n == LPG_SHM_MAX_DBS || len >= LPG_SHM_DBNAME) {
+            snprintf(err, errlen,
+                     n == LPG_SHM_MAX_DBS ? "database: more than %d databases"
+                                          : "database: a name is longer "
+                                            "than %d bytes",
+                     n == LPG_SHM_MAX_DBS ? LPG_SHM_MAX_DBS
+                                          : LPG_SHM_DBNAME - 1);
+            return LPG_ERROR;
+        }
+
+        memcpy(shm->dbs[n].name, p, len);
+        shm->dbs[n].name[len] = '\0';
+        shm->header->ndbs = ++n;
+        p = end;
+    }
+
+    return LPG_OK;
+}
+
+
+int
+lpg_shm_find_db(const lpg_shm_t *shm, const char *name, size_t len)
+{
+    int i;
+
+    for (i = 0; i < shm->header->ndbs; i++) {
+        if (strlen(shm->dbs[i].name) == len
+            && memcmp(shm->dbs[i].name, name, len) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
 }
 
 

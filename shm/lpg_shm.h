@@ -22,6 +22,10 @@
 #define LPG_SHM_MAGIC   0x4c504754u /* "LPGT" */
 #define LPG_SHM_VERSION 1
 
+/* databases one gateway serves (-d db1,db2,...) */
+#define LPG_SHM_MAX_DBS 16
+#define LPG_SHM_DBNAME  64
+
 /* a process whose heartbeat is older than this is reported down */
 #define LPG_SHM_STALE_MS 3000
 
@@ -38,7 +42,23 @@ typedef struct {
     _Atomic int32_t  db_up;
     _Atomic uint32_t db_error_seq;
     char             db_error[160];
+    int32_t          ndbs;
+    _Atomic uint64_t notifies;
+    _Atomic uint64_t bad_payloads;
+    _Atomic uint64_t fetches;
+    _Atomic uint64_t records;
+    _Atomic uint64_t gaps_final;
+    _Atomic uint64_t gaps_forced;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
+
+
+/* what the master knows of one database; written by the master only */
+typedef struct {
+    char            name[LPG_SHM_DBNAME];
+    _Atomic int32_t ready;   /* cursor and version are known */
+    _Atomic int32_t version; /* Odoo major version, 14 if none */
+    _Atomic int64_t cursor;  /* highest bus id published */
+} __attribute__((aligned(LPG_CACHELINE))) lpg_shm_db_t;
 
 
 typedef struct {
@@ -54,6 +74,7 @@ typedef struct {
 
 typedef struct {
     lpg_shm_header_t *header;
+    lpg_shm_db_t     *dbs;
     lpg_shm_worker_t *workers;
     void             *ring;
     size_t            ring_size;
@@ -61,8 +82,17 @@ typedef struct {
 } lpg_shm_t;
 
 
-/* master, before fork: maps nslots worker slots and a ring of ring_size */
-int  lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size) LPG_MUSTCHECK;
+/* master, before fork: maps nslots worker slots, the database table and
+ * a ring area of ring_size bytes (formatted by lpg_ring_init) */
+int lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size) LPG_MUSTCHECK;
+
+/* splits a comma list into the database table; LPG_ERROR when there are
+ * too many or a name is too long (err says which) */
+int lpg_shm_set_dbs(lpg_shm_t *shm, const char *list, char *err,
+                    size_t errlen) LPG_MUSTCHECK;
+
+/* index of a database by name, -1 when not served */
+int  lpg_shm_find_db(const lpg_shm_t *shm, const char *name, size_t len);
 void lpg_shm_destroy(lpg_shm_t *shm);
 
 /* any process: checks magic, version and size of an inherited mapping */

@@ -14,6 +14,7 @@
 
 
 #include "lpg_conf.h"
+#include "lpg_ring.h"
 #include "lpg_shm.h"
 
 #include <ev.h>
@@ -24,6 +25,8 @@ typedef struct {
     unsigned          generation;
     int               lsock;    /* listening socket, owned */
     int               death_fd; /* read end of the death pipe, owned */
+    int               doorbell; /* eventfd the master rings, owned */
+    lpg_ring_t       *ring;     /* workers only read it */
     const lpg_conf_t *conf;     /* the master's copy, read-only */
     lpg_shm_t        *shm;
 } lpg_worker_args_t;

@@ -297,13 +297,13 @@ class Gateway:
 
     def log(self):
         try:
-            with open(self.logfile) as f:
+            with open(self.logfile, errors="replace") as f:
                 return f.read()
         except OSError:
             return ""
 
     def output(self):
-        with open(self.stderr_path) as f:
+        with open(self.stderr_path, errors="replace") as f:
             return f.read() + self.log()
 
     def log_contains(self, text):

@@ -1,0 +1,627 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_fetch.c: per-database fetch connections, cursors and publishing.
+ *
+ * Each served database has one lpg_pgasync connection.  On connect it
+ * learns the database's Odoo version (ir_module_module, 14 shapes when
+ * there is none) and, the first time, its cursor (max(id) of bus_bus).
+ * A fetch is one round trip in a REPEATABLE READ transaction: the
+ * snapshot's xmin/xmax, then the rows id > cursor.  lpg_gap decides how
+ * many may be published; held rows are fetched again after a short delay.
+ * Records whose channel or message is not valid JSON are skipped and
+ * logged: workers copy that text into their answers verbatim.
+ */
+
+#include "lpg_fetch.h"
+#include "lpg_gap.h"
+#include "lpg_pgasync.h"
+#include "lpg_record.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+#define LPG_FETCH_LIMIT       5000
+#define LPG_FETCH_GAP_RETRY   0.05 /* s between fetches while a gap holds */
+#define LPG_FETCH_GAP_TIMEOUT 5000 /* ms before a gap is declared final */
+
+
+typedef enum {
+    LPG_FETCH_DOWN = 0,
+    LPG_FETCH_TABLES, /* asking which of Odoo's tables exist */
+    LPG_FETCH_CURSOR, /* reading max(id) and the Odoo version */
+    LPG_FETCH_READY,
+    LPG_FETCH_RUNNING
+} lpg_fetch_state_e;
+
+
+typedef struct {
+    lpg_pgasync_t     conn;
+    int               idx;
+    lpg_fetch_state_e state;
+    bool              dirty;
+    bool              has_cursor;
+    bool              has_bus;
+    bool              has_modules;
+    lpg_gap_t         gap;
+    uint64_t          xmin;
+    uint64_t          xmax;
+    PGresult         *rows;
+    ev_timer          again;
+} lpg_fetch_db_t;
+
+
+static void lpg_fetch_ready(lpg_pgasync_t *a);
+static void lpg_fetch_result(lpg_pgasync_t *a, PGresult *res);
+static void lpg_fetch_done(lpg_pgasync_t *a);
+static void lpg_fetch_down(lpg_pgasync_t *a, const char *err);
+static void lpg_fetch_run(lpg_fetch_db_t *db);
+static void lpg_fetch_publish(lpg_fetch_db_t *db);
+static void lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_fetch_mark(int idx);
+static void lpg_fetch_ring(void);
+
+
+static struct {
+    struct ev_loop   *loop;
+    const lpg_conf_t *conf;
+    lpg_shm_t        *shm;
+    lpg_ring_t       *ring;
+    const int        *doorbells;
+    int               nslots;
+    int               ndbs;
+    bool              pending_doorbell;
+    ev_timer          kick;
+    char             *buf;
+    size_t            buf_cap;
+    lpg_fetch_db_t    dbs[LPG_SHM_MAX_DBS];
+} lpg_fetch;
+
+
+int
+lpg_fetch_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
+               lpg_ring_t *ring, const int *doorbells, int nslots)
+{
+    int                 i;
+    lpg_fetch_db_t     *db;
+    lpg_pgconn_params_t p;
+
+    lpg_fetch.loop = loop;
+    lpg_fetch.conf = conf;
+    lpg_fetch.shm = shm;
+    lpg_fetch.ring = ring;
+    lpg_fetch.doorbells = doorbells;
+    lpg_fetch.nslots = nslots;
+    lpg_fetch.ndbs = shm->header->ndbs;
+
+    lpg_fetch.buf_cap = lpg_ring_max_record(ring);
+    lpg_fetch.buf = malloc(lpg_fetch.buf_cap);
+    if (lpg_fetch.buf == NULL) {
+        lpg_log(LPG_LOG_EMERG, ENOMEM, "malloc(%zu) failed", lpg_fetch.buf_cap);
+        return LPG_ERROR;
+    }
+
+    ev_init(&lpg_fetch.kick, lpg_fetch_kick_cb);
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        db = &lpg_fetch.dbs[i];
+        memset(db, 0, sizeof(*db));
+        db->idx = i;
+        db->conn.loop = loop;
+        db->conn.name = shm->dbs[i].name;
+        db->conn.data = db;
+        db->conn.ready = lpg_fetch_ready;
+        db->conn.result = lpg_fetch_result;
+        db->conn.done = lpg_fetch_done;
+        db->conn.down = lpg_fetch_down;
+        ev_init(&db->again, lpg_fetch_again_cb);
+        db->again.data = db;
+
+        lpg_pgconn_params(&p, conf, shm->dbs[i].name, "lpgate master");
+        lpg_pgasync_start(&db->conn, &p);
+    }
+
+    return LPG_OK;
+}
+
+
+void
+lpg_fetch_reconfigure(const lpg_conf_t *conf)
+{
+    int                 i;
+    lpg_pgconn_params_t p;
+
+    lpg_fetch.conf = conf;
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        lpg_pgconn_params(&p, conf, lpg_fetch.shm->dbs[i].name,
+                          "lpgate master");
+
+        if (lpg_pgasync_same_params(&p, &lpg_fetch.dbs[i].conn.params)) {
+            lpg_pgasync_rebind(&lpg_fetch.dbs[i].conn, &p);
+
+        } else {
+            lpg_pgasync_reset(&lpg_fetch.dbs[i].conn, &p);
+        }
+    }
+}
+
+
+void
+lpg_fetch_notify(const char *payload)
+{
+    int          i, idx;
+    size_t       k;
+    json_t      *v, *ch, *first;
+    json_error_t e;
+
+    atomic_fetch_add_explicit(&lpg_fetch.shm->header->notifies, 1,
+                              memory_order_relaxed);
+
+    v = json_loads(payload, JSON_DECODE_ANY, &e);
+
+    if (v == NULL || !json_is_array(v)) {
+        atomic_fetch_add_explicit(&lpg_fetch.shm->header->bad_payloads, 1,
+                                  memory_order_relaxed);
+        lpg_log(LPG_LOG_WARN, 0,
+                "NOTIFY payload is not a JSON array of channels (%s): "
+                "%.200s; fetching every database",
+                v == NULL ? e.text : "not an array", payload);
+        json_decref(v);
+        lpg_fetch_all();
+        return;
+    }
+
+    /* ["db", ...] names its database; anything else may be any of them */
+    json_array_foreach(v, k, ch)
+    {
+        first = json_is_array(ch) ? json_array_get(ch, 0) : NULL;
+        idx = -1;
+
+        if (first != NULL && json_is_string(first)) {
+            idx = lpg_shm_find_db(lpg_fetch.shm, json_string_value(first),
+                                  json_string_length(first));
+            if (idx < 0) {
+                /* another database on the same server: not ours */
+                continue;
+            }
+        }
+
+        if (idx < 0) {
+            for (i = 0; i < lpg_fetch.ndbs; i++) {
+                lpg_fetch_mark(i);
+            }
+
+            break;
+        }
+
+        lpg_fetch_mark(idx);
+    }
+
+    json_decref(v);
+}
+
+
+void
+lpg_fetch_all(void)
+{
+    int i;
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        lpg_fetch_mark(i);
+    }
+}
+
+
+void
+lpg_fetch_stop(void)
+{
+    int i;
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        ev_timer_stop(lpg_fetch.loop, &lpg_fetch.dbs[i].again);
+        lpg_pgasync_stop(&lpg_fetch.dbs[i].conn);
+        PQclear(lpg_fetch.dbs[i].rows);
+        lpg_fetch.dbs[i].rows = NULL;
+    }
+
+    if (lpg_fetch.loop != NULL) {
+        ev_timer_stop(lpg_fetch.loop, &lpg_fetch.kick);
+    }
+
+    free(lpg_fetch.buf);
+    lpg_fetch.buf = NULL;
+}
+
+
+void
+lpg_fetch_atfork_child(void)
+{
+    int i;
+
+    if (lpg_fetch.loop == NULL) {
+        return;
+    }
+
+    ev_timer_stop(lpg_fetch.loop, &lpg_fetch.kick);
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        ev_timer_stop(lpg_fetch.loop, &lpg_fetch.dbs[i].again);
+        lpg_pgasync_forget(&lpg_fetch.dbs[i].conn);
+    }
+}
+
+
+/* the fetch runs at the end of this loop iteration, once per batch */
+static void
+lpg_fetch_mark(int idx)
+{
+    lpg_fetch.dbs[idx].dirty = true;
+
+    if (!ev_is_active(&lpg_fetch.kick)) {
+        ev_timer_set(&lpg_fetch.kick, 0., 0.);
+        ev_timer_start(lpg_fetch.loop, &lpg_fetch.kick);
+    }
+}
+
+
+static void
+lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int i;
+
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        if (lpg_fetch.dbs[i].dirty) {
+            lpg_fetch_run(&lpg_fetch.dbs[i]);
+        }
+    }
+}
+
+
+static void
+lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_fetch_db_t *db = w->data;
+
+    db->dirty = true;
+
+    if (db->state == LPG_FETCH_READY && !db->has_bus) {
+        /* look for the table again from the start */
+        lpg_pgasync_reset(&db->conn, NULL);
+        return;
+    }
+
+    lpg_fetch_run(db);
+}
+
+
+static void
+lpg_fetch_run(lpg_fetch_db_t *db)
+{
+    char query[512];
+
+    if (db->state != LPG_FETCH_READY || !lpg_pgasync_idle(&db->conn)) {
+        /* dirty stays set: it runs when the connection is ready */
+        return;
+    }
+
+    if (!db->has_bus) {
+        return;
+    }
+
+    snprintf(query, sizeof(query),
+             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+             "SELECT txid_snapshot_xmin(txid_current_snapshot()), "
+             "txid_snapshot_xmax(txid_current_snapshot()); "
+             "SELECT id, channel, message, "
+             "(extract(epoch FROM create_date) * 1000000)::int8 "
+             "FROM bus_bus WHERE id > %lld ORDER BY id LIMIT %d; "
+             "COMMIT",
+             (long long) db->gap.cursor, LPG_FETCH_LIMIT);
+
+    db->dirty = false;
+
+    if (lpg_pgasync_query(&db->conn, query) == LPG_OK) {
+        db->state = LPG_FETCH_RUNNING;
+        atomic_fetch_add_explicit(&lpg_fetch.shm->header->fetches, 1,
+                                  memory_order_relaxed);
+
+    } else {
+        db->dirty = true;
+    }
+}
+
+
+static void
+lpg_fetch_ready(lpg_pgasync_t *a)
+{
+    lpg_fetch_db_t *db = a->data;
+
+    db->state = LPG_FETCH_TABLES;
+
+    /* to_regclass: a database without Odoo's tables is not an error */
+    if (lpg_pgasync_query(a,
+                          "SELECT to_regclass('bus_bus') IS NOT NULL, "
+                          "to_regclass('ir_module_module') IS NOT NULL")
+        != LPG_OK)
+    {
+        return;
+    }
+}
+
+
+static void
+lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
+{
+    lpg_fetch_db_t *db = a->data;
+    lpg_shm_db_t   *sdb = &lpg_fetch.shm->dbs[db->idx];
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        return;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        lpg_log(LPG_LOG_ERR, 0, "database \"%s\": query failed: %s", sdb->name,
+                PQresultErrorMessage(res));
+        lpg_pgasync_reset(a, NULL);
+        return;
+    }
+
+    if (PQntuples(res) != 1 && db->state != LPG_FETCH_RUNNING) {
+        return;
+    }
+
+    switch (db->state) {
+
+    case LPG_FETCH_TABLES:
+        db->has_bus = PQgetvalue(res, 0, 0)[0] == 't';
+        db->has_modules = PQgetvalue(res, 0, 1)[0] == 't';
+        return;
+
+    case LPG_FETCH_CURSOR:
+        if (!db->has_cursor) {
+            db->gap.cursor = atoll(PQgetvalue(res, 0, 0));
+            db->has_cursor = true;
+        }
+
+        atomic_store(
+            &sdb->version,
+            lpg_fetch.conf->odoo_version != 0
+                ? lpg_fetch.conf->odoo_version
+                : (PQgetisnull(res, 0, 1) ? 14 : atoi(PQgetvalue(res, 0, 1))));
+        return;
+
+    default:
+        break;
+    }
+
+    if (PQnfields(res) == 2) {
+        db->xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        db->xmax = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        return;
+    }
+
+    PQclear(db->rows);
+    db->rows = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+}
+
+
+static void
+lpg_fetch_done(lpg_pgasync_t *a)
+{
+    char            query[256];
+    lpg_fetch_db_t *db = a->data;
+    lpg_shm_db_t   *sdb = &lpg_fetch.shm->dbs[db->idx];
+
+    switch (db->state) {
+
+    case LPG_FETCH_TABLES:
+        if (!db->has_bus) {
+            lpg_log(LPG_LOG_ERR, 0,
+                    "database \"%s\" has no bus_bus table: nothing to "
+                    "serve from it until it has one (looking again in 5 s)",
+                    sdb->name);
+            db->state = LPG_FETCH_READY;
+            ev_timer_stop(lpg_fetch.loop, &db->again);
+            ev_timer_set(&db->again, 5., 0.);
+            ev_timer_start(lpg_fetch.loop, &db->again);
+            return;
+        }
+
+        snprintf(query, sizeof(query),
+                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s",
+                 db->has_modules ? "(SELECT split_part(latest_version, '.', "
+                                   "1) FROM ir_module_module WHERE name = "
+                                   "'base')"
+                                 : "NULL");
+
+        if (lpg_pgasync_query(a, query) == LPG_OK) {
+            db->state = LPG_FETCH_CURSOR;
+        }
+
+        return;
+
+    case LPG_FETCH_CURSOR:
+        atomic_store(&sdb->cursor, db->gap.cursor);
+        atomic_store(&sdb->ready, 1);
+        db->state = LPG_FETCH_READY;
+
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "database \"%s\": Odoo %d bus shapes, bus_bus id %lld",
+                sdb->name, atomic_load(&sdb->version),
+                (long long) db->gap.cursor);
+
+        /* what was committed while we were not connected */
+        db->dirty = true;
+        lpg_fetch_run(db);
+        return;
+
+    default:
+        break;
+    }
+
+    db->state = LPG_FETCH_READY;
+    lpg_fetch_publish(db);
+
+    if (db->dirty) {
+        lpg_fetch_run(db);
+    }
+}
+
+
+static void
+lpg_fetch_publish(lpg_fetch_db_t *db)
+{
+    int           i, n, npub, closed;
+    bool          held;
+    size_t        len;
+    int64_t      *ids, old;
+    json_t       *chk;
+    json_error_t  e;
+    lpg_record_t  rec;
+    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
+
+    if (db->rows == NULL) {
+        return;
+    }
+
+    n = PQntuples(db->rows);
+    ids = malloc((n + 1) * sizeof(*ids));
+    if (ids == NULL) {
+        db->dirty = true;
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        ids[i] = atoll(PQgetvalue(db->rows, i, 0));
+    }
+
+    old = db->gap.cursor;
+    npub = (int) lpg_gap_scan(&db->gap, ids, n, lpg_time_mono_ms(), db->xmin,
+                              db->xmax, LPG_FETCH_GAP_TIMEOUT, &held, &closed);
+
+    if (closed == 1) {
+        atomic_fetch_add(&lpg_fetch.shm->header->gaps_final, 1);
+        lpg_log(LPG_LOG_INFO, 0,
+                "database \"%s\": bus ids %lld-%lld never committed (rolled "
+                "back)",
+                sdb->name, (long long) db->gap.last_from,
+                (long long) db->gap.last_to);
+
+    } else if (closed == 2) {
+        atomic_fetch_add(&lpg_fetch.shm->header->gaps_forced, 1);
+        lpg_log(LPG_LOG_WARN, 0,
+                "database \"%s\": bus ids %lld-%lld still uncommitted after "
+                "%d ms, moving on without them",
+                sdb->name, (long long) db->gap.last_from,
+                (long long) db->gap.last_to, LPG_FETCH_GAP_TIMEOUT);
+    }
+
+    memset(&rec, 0, sizeof(rec));
+    rec.database = sdb->name;
+    rec.database_len = strlen(sdb->name);
+
+    for (i = 0; i < npub; i++) {
+        if (ids[i] <= old) {
+            continue;
+        }
+
+        rec.id = ids[i];
+        rec.channel = PQgetvalue(db->rows, i, 1);
+        rec.channel_len = PQgetlength(db->rows, i, 1);
+        rec.message = PQgetvalue(db->rows, i, 2);
+        rec.message_len = PQgetlength(db->rows, i, 2);
+        rec.create_us = atoll(PQgetvalue(db->rows, i, 3));
+
+        chk = json_loadb(rec.channel, rec.channel_len, JSON_DECODE_ANY, &e);
+        if (chk != NULL) {
+            json_decref(chk);
+            chk = json_loadb(rec.message, rec.message_len, JSON_DECODE_ANY, &e);
+        }
+
+        if (chk == NULL) {
+            lpg_log(LPG_LOG_ERR, 0,
+                    "database \"%s\": bus id %lld skipped, its channel or "
+                    "message is not JSON (%s)",
+                    sdb->name, (long long) rec.id, e.text);
+            continue;
+        }
+
+        json_decref(chk);
+
+        if (lpg_record_encode(&rec, lpg_fetch.buf, lpg_fetch.buf_cap, &len)
+                != LPG_OK
+            || lpg_ring_push(lpg_fetch.ring, lpg_fetch.buf, len) != LPG_OK)
+        {
+            lpg_log(LPG_LOG_ERR, 0,
+                    "database \"%s\": bus id %lld skipped, %zu bytes do not "
+                    "fit the ring's record limit",
+                    sdb->name, (long long) rec.id,
+                    rec.channel_len + rec.message_len);
+            continue;
+        }
+
+        atomic_fetch_add_explicit(&lpg_fetch.shm->header->records, 1,
+                                  memory_order_relaxed);
+        lpg_fetch.pending_doorbell = true;
+    }
+
+    free(ids);
+    PQclear(db->rows);
+    db->rows = NULL;
+
+    atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
+
+    if (lpg_fetch.pending_doorbell) {
+        lpg_fetch_ring();
+    }
+
+    if (n == LPG_FETCH_LIMIT && !held) {
+        db->dirty = true;
+
+    } else if (held && !ev_is_active(&db->again)) {
+        ev_timer_set(&db->again, LPG_FETCH_GAP_RETRY, 0.);
+        ev_timer_start(lpg_fetch.loop, &db->again);
+    }
+}
+
+
+/* one eventfd write per worker and batch */
+static void
+lpg_fetch_ring(void)
+{
+    int      i;
+    uint64_t one = 1;
+
+    lpg_fetch.pending_doorbell = false;
+
+    for (i = 0; i < lpg_fetch.nslots; i++) {
+        if (lpg_fetch.doorbells[i] >= 0
+            && write(lpg_fetch.doorbells[i], &one, sizeof(one)) == -1
+            && errno != EAGAIN)
+        {
+            lpg_log(LPG_LOG_ALERT, errno, "write(eventfd) failed");
+        }
+    }
+}
+
+
+static void
+lpg_fetch_down(lpg_pgasync_t *a, const char *err)
+{
+    lpg_fetch_db_t *db = a->data;
+
+    db->state = LPG_FETCH_DOWN;
+    db->has_bus = false;
+    PQclear(db->rows);
+    db->rows = NULL;
+
+    /* dirty: fetch what we missed once the connection is back */
+    db->dirty = true;
+}
