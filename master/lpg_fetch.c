@@ -388,6 +388,7 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         if (!db->has_cursor) {
             db->gap.cursor = atoll(PQgetvalue(res, 0, 0));
             db->has_cursor = true;
+            atomic_store(&sdb->start, db->gap.cursor);
         }
 
         atomic_store(

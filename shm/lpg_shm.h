@@ -58,6 +58,7 @@ typedef struct {
     _Atomic int32_t ready;   /* cursor and version are known */
     _Atomic int32_t version; /* Odoo major version, 14 if none */
     _Atomic int64_t cursor;  /* highest bus id published */
+    _Atomic int64_t start;   /* the cursor when the master first connected */
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_db_t;
 
 

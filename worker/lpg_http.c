@@ -77,6 +77,10 @@ struct lpg_http_conn_s {
     size_t out_len;
     size_t out_sent;
 
+    /* who holds a parked request, told when the peer goes away */
+    void (*hold_cb)(void *data);
+    void *hold_data;
+
     lpg_http_conn_t *next;
     lpg_http_conn_t *prev;
 };
@@ -170,6 +174,14 @@ lpg_http_accept(int fd)
 }
 
 
+void
+lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data)
+{
+    c->hold_cb = cb;
+    c->hold_data = data;
+}
+
+
 size_t
 lpg_http_open(void)
 {
@@ -204,6 +216,8 @@ lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
     int    n;
     bool   keep;
     size_t cap;
+
+    c->hold_cb = NULL;
 
     keep = http_should_keep_alive(&c->parser) && !lpg_http_stopping
         && !c->closing && c->error == 0 && status != 408;
@@ -548,6 +562,12 @@ lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 lpg_http_close(lpg_http_conn_t *c)
 {
+    if (c->hold_cb != NULL) {
+        /* the holder frees its request; it must not answer any more */
+        c->hold_cb(c->hold_data);
+        c->hold_cb = NULL;
+    }
+
     ev_io_stop(lpg_http_ctx.loop, &c->io);
     ev_timer_stop(lpg_http_ctx.loop, &c->timer);
     close(c->fd);

@@ -69,6 +69,10 @@ void lpg_http_accept(int fd);
 void lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
                       const char *headers, const char *body, size_t len);
 
+/* the router parks the request: cb(data) runs if the connection closes
+ * before lpg_http_respond(); after it, the holder must forget c */
+void lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data);
+
 /* graceful stop: idle connections close now, the others after their answer;
  * returns how many are still open */
 size_t lpg_http_shutdown(void);

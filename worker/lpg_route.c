@@ -10,6 +10,7 @@
  */
 
 #include "lpg_route.h"
+#include "lpg_poll.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -31,6 +32,7 @@ typedef struct {
 
 
 static void lpg_route_health(lpg_http_conn_t *c, const lpg_http_request_t *r);
+static void lpg_route_poll(lpg_http_conn_t *c, const lpg_http_request_t *r);
 static void lpg_route_status(lpg_http_conn_t *c, int status,
                              const char *headers);
 
@@ -40,6 +42,8 @@ static lpg_http_ctx_t lpg_route_ctx;
 static const lpg_route_t lpg_routes[] = {
     { "/health", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
       lpg_route_health },
+    { "/poll", (1u << HTTP_POST) | (1u << HTTP_OPTIONS), "POST, OPTIONS",
+      lpg_route_poll },
 };
 
 
@@ -119,6 +123,26 @@ lpg_route_health(lpg_http_conn_t *c, const lpg_http_request_t *r)
     lpg_http_respond(c, status, "application/json",
                      "Cache-Control: no-store\r\n", text, strlen(text));
     free(text);
+}
+
+
+static void
+lpg_route_poll(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    if (r->method == HTTP_OPTIONS) {
+        /* CORS preflight, as Odoo answers it for cors="*" routes */
+        lpg_http_respond(c, 200, NULL,
+                         "Access-Control-Allow-Origin: *\r\n"
+                         "Access-Control-Allow-Methods: POST\r\n"
+                         "Access-Control-Allow-Headers: Origin, "
+                         "X-Requested-With, Content-Type, Accept, "
+                         "Authorization\r\n"
+                         "Access-Control-Max-Age: 86400\r\n",
+                         "", 0);
+        return;
+    }
+
+    lpg_poll_request(c, r);
 }
 
 

@@ -13,6 +13,7 @@
 
 #include "lpg_worker.h"
 #include "lpg_http.h"
+#include "lpg_poll.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -95,6 +96,10 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     ctx.stats = lpg_worker.stats;
     ctx.slot = args->slot;
     lpg_http_init(&ctx);
+
+    if (lpg_poll_init(&ctx, args->doorbell, args->ring) != LPG_OK) {
+        exit(LPG_EXIT_FATAL);
+    }
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -227,6 +232,9 @@ lpg_worker_quit(double timeout)
 
     lpg_log(LPG_LOG_INFO, 0, "stopping gracefully, %zu connection(s) open",
             lpg_http_open());
+
+    /* parked polls get [] now: their clients re-poll another worker */
+    lpg_poll_shutdown();
 
     if (lpg_http_shutdown() == 0) {
         ev_break(lpg_worker.loop, EVBREAK_ALL);

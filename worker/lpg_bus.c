@@ -1,0 +1,300 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_bus.c: ring reading and the history of one worker.
+ *
+ * The history is a circular array of LPG_BUS_HISTORY decoded records in
+ * ring order (id order per database).  floor[db] is the id at or below
+ * which the history is not complete: the last evicted id, or at start the
+ * id before the first record of db found in the ring, or the master's
+ * starting cursor when the ring holds none.  LPG_BUS_UNKNOWN means "covers
+ * nothing" until the next record of db arrives.
+ */
+
+#include "lpg_bus.h"
+#include "lpg_record.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+#define LPG_BUS_UNKNOWN INT64_MAX
+
+
+static void lpg_bus_doorbell_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void lpg_bus_drain(bool notify);
+static bool lpg_bus_append(const lpg_record_t *rec, int db);
+
+
+static struct {
+    struct ev_loop    *loop;
+    lpg_shm_t         *shm;
+    lpg_ring_t        *ring;
+    lpg_ring_reader_t  reader;
+    lpg_bus_handlers_t h;
+    ev_io              doorbell;
+    char              *buf;
+    size_t             buf_cap;
+
+    lpg_bus_rec_t *hist;
+    size_t         first; /* index of the oldest record */
+    size_t         count;
+
+    int64_t floor[LPG_SHM_MAX_DBS];
+    int64_t newest[LPG_SHM_MAX_DBS];
+    bool    seen[LPG_SHM_MAX_DBS];
+} lpg_bus;
+
+
+int
+lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_ring_t *ring,
+             int doorbell, const lpg_bus_handlers_t *h)
+{
+    int i;
+
+    lpg_bus.loop = loop;
+    lpg_bus.shm = shm;
+    lpg_bus.ring = ring;
+    lpg_bus.h = *h;
+
+    lpg_bus.buf_cap = lpg_ring_max_record(ring);
+    lpg_bus.buf = malloc(lpg_bus.buf_cap);
+    lpg_bus.hist = calloc(LPG_BUS_HISTORY, sizeof(lpg_bus_rec_t));
+    if (lpg_bus.buf == NULL || lpg_bus.hist == NULL) {
+        lpg_log(LPG_LOG_EMERG, ENOMEM, "history allocation failed");
+        return LPG_ERROR;
+    }
+
+    for (i = 0; i < LPG_SHM_MAX_DBS; i++) {
+        lpg_bus.floor[i] = LPG_BUS_UNKNOWN;
+    }
+
+    /* everything still in the ring, then the master's cursors for the
+     * databases it holds nothing of */
+    lpg_ring_reader_init(&lpg_bus.reader, ring, true);
+    lpg_bus_drain(false);
+
+    for (i = 0; i < shm->header->ndbs; i++) {
+        if (!lpg_bus.seen[i] && atomic_load(&shm->dbs[i].ready)) {
+            lpg_bus.floor[i] = atomic_load(&shm->dbs[i].cursor);
+        }
+    }
+
+    ev_io_init(&lpg_bus.doorbell, lpg_bus_doorbell_cb, doorbell, EV_READ);
+    ev_io_start(loop, &lpg_bus.doorbell);
+
+    return LPG_OK;
+}
+
+
+bool
+lpg_bus_covers(int db, int64_t last)
+{
+    if (lpg_bus.floor[db] == LPG_BUS_UNKNOWN && !lpg_bus.seen[db]
+        && atomic_load(&lpg_bus.shm->dbs[db].ready))
+    {
+        /* the master connected after we started: it published nothing
+         * below its starting cursor */
+        lpg_bus.floor[db] = atomic_load(&lpg_bus.shm->dbs[db].start);
+    }
+
+    return last >= lpg_bus.floor[db];
+}
+
+
+int64_t
+lpg_bus_newest(int db)
+{
+    return lpg_bus.newest[db];
+}
+
+
+size_t
+lpg_bus_since(int db, int64_t last, int64_t since_us,
+              void (*cb)(const lpg_bus_rec_t *r, void *arg), void *arg)
+{
+    size_t         i, k, n, start;
+    lpg_bus_rec_t *r;
+
+    if (lpg_bus.count == 0) {
+        return 0;
+    }
+
+    /* back from the newest to the first record that is too old */
+    start = lpg_bus.count;
+    for (k = lpg_bus.count; k > 0; k--) {
+        r = &lpg_bus.hist[(lpg_bus.first + k - 1) % LPG_BUS_HISTORY];
+        if (r->db != db) {
+            continue;
+        }
+
+        if (last > 0 ? r->id <= last : r->create_us <= since_us) {
+            break;
+        }
+
+        start = k - 1;
+    }
+
+    n = 0;
+    for (i = start; i < lpg_bus.count; i++) {
+        r = &lpg_bus.hist[(lpg_bus.first + i) % LPG_BUS_HISTORY];
+        if (r->db == db && (last > 0 ? r->id > last : r->create_us > since_us))
+        {
+            cb(r, arg);
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+void
+lpg_bus_stop(void)
+{
+    size_t i;
+
+    if (lpg_bus.loop != NULL) {
+        ev_io_stop(lpg_bus.loop, &lpg_bus.doorbell);
+    }
+
+    for (i = 0; i < lpg_bus.count; i++) {
+        free((void *) lpg_bus.hist[(lpg_bus.first + i) % LPG_BUS_HISTORY]
+                 .channel);
+    }
+
+    free(lpg_bus.hist);
+    free(lpg_bus.buf);
+    lpg_bus.hist = NULL;
+    lpg_bus.buf = NULL;
+    lpg_bus.count = 0;
+}
+
+
+static void
+lpg_bus_doorbell_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    uint64_t n;
+
+    if (read(w->fd, &n, sizeof(n)) == -1 && errno != EAGAIN) {
+        lpg_log(LPG_LOG_ERR, errno, "read(eventfd) failed");
+    }
+
+    lpg_bus_drain(true);
+}
+
+
+static void
+lpg_bus_drain(bool notify)
+{
+    int          rc, db, i;
+    size_t       len;
+    uint64_t     lost;
+    lpg_record_t rec;
+
+    for (;;) {
+        rc = lpg_ring_read(lpg_bus.ring, &lpg_bus.reader, lpg_bus.buf,
+                           lpg_bus.buf_cap, &len, &lost);
+
+        if (rc == LPG_AGAIN) {
+            break;
+        }
+
+        if (lost > 0) {
+            lpg_log(LPG_LOG_WARN, 0,
+                    "the ring lapped this worker: %llu record(s) lost, "
+                    "polls will be answered from the database",
+                    (unsigned long long) lost);
+
+            for (i = 0; i < LPG_SHM_MAX_DBS; i++) {
+                lpg_bus.floor[i] = LPG_BUS_UNKNOWN;
+                lpg_bus.seen[i] = false;
+            }
+
+            if (notify && lpg_bus.h.lost != NULL) {
+                lpg_bus.h.lost(lost);
+            }
+        }
+
+        if (rc != LPG_OK) {
+            continue;
+        }
+
+        if (lpg_record_decode(lpg_bus.buf, len, &rec) != LPG_OK) {
+            lpg_log(LPG_LOG_ALERT, 0, "undecodable ring record skipped");
+            continue;
+        }
+
+        db = lpg_shm_find_db(lpg_bus.shm, rec.database, rec.database_len);
+        if (db < 0) {
+            continue;
+        }
+
+        if (!lpg_bus.seen[db]) {
+            lpg_bus.seen[db] = true;
+            if (lpg_bus.floor[db] == LPG_BUS_UNKNOWN) {
+                lpg_bus.floor[db] = rec.id - 1;
+            }
+        }
+
+        if (lpg_bus_append(&rec, db) && notify && lpg_bus.h.record != NULL) {
+            lpg_bus.h.record(&lpg_bus.hist[(lpg_bus.first + lpg_bus.count - 1)
+                                           % LPG_BUS_HISTORY]);
+        }
+    }
+
+    if (notify && lpg_bus.h.batch != NULL) {
+        lpg_bus.h.batch();
+    }
+}
+
+
+static bool
+lpg_bus_append(const lpg_record_t *rec, int db)
+{
+    char          *p;
+    lpg_bus_rec_t *r;
+
+    if (lpg_bus.count == LPG_BUS_HISTORY) {
+        r = &lpg_bus.hist[lpg_bus.first];
+        if (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]) {
+            lpg_bus.floor[r->db] = r->id;
+        }
+
+        free((void *) r->channel);
+        lpg_bus.first = (lpg_bus.first + 1) % LPG_BUS_HISTORY;
+        lpg_bus.count--;
+    }
+
+    p = malloc(rec->channel_len + rec->message_len + 2);
+    if (p == NULL) {
+        /* the record is lost for this worker's history */
+        lpg_log(LPG_LOG_ERR, ENOMEM, "bus id %lld dropped from the history",
+                (long long) rec->id);
+        lpg_bus.floor[db] = rec->id;
+        return false;
+    }
+
+    memcpy(p, rec->channel, rec->channel_len);
+    p[rec->channel_len] = '\0';
+    memcpy(p + rec->channel_len + 1, rec->message, rec->message_len);
+    p[rec->channel_len + 1 + rec->message_len] = '\0';
+
+    r = &lpg_bus.hist[(lpg_bus.first + lpg_bus.count) % LPG_BUS_HISTORY];
+    r->id = rec->id;
+    r->create_us = rec->create_us;
+    r->db = db;
+    r->channel = p;
+    r->channel_len = rec->channel_len;
+    r->message = p + rec->channel_len + 1;
+    r->message_len = rec->message_len;
+    lpg_bus.count++;
+
+    if (rec->id > lpg_bus.newest[db]) {
+        lpg_bus.newest[db] = rec->id;
+    }
+
+    return true;
+}

@@ -1,0 +1,66 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_bus.h: a worker's view of the bus: the ring reader and the history.
+ *
+ * On every doorbell the worker copies the new ring records into a bounded
+ * history (decoded, one allocation per record) and hands each to the poll
+ * layer.  The history answers polls at once: every record of a database
+ * with an id above the poll's last, if the history reaches back that far
+ * (lpg_bus_covers); older ids need a database query.
+ */
+
+#ifndef LPG_BUS_H
+#define LPG_BUS_H
+
+
+#include "lpg_ring.h"
+#include "lpg_shm.h"
+
+#include <ev.h>
+
+
+#define LPG_BUS_HISTORY 65536 /* records a worker keeps */
+
+
+typedef struct {
+    int64_t     id;
+    int64_t     create_us;
+    int         db;
+    size_t      channel_len;
+    size_t      message_len;
+    const char *channel; /* JSON text, owned by the history */
+    const char *message;
+} lpg_bus_rec_t;
+
+
+typedef struct {
+    /* a new record (borrowed until the next doorbell at least) */
+    void (*record)(const lpg_bus_rec_t *r);
+    /* the end of a doorbell's batch: answer what became ready */
+    void (*batch)(void);
+    /* the ring lapped this worker: records were lost */
+    void (*lost)(uint64_t n);
+} lpg_bus_handlers_t;
+
+
+int lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_ring_t *ring,
+                 int doorbell, const lpg_bus_handlers_t *h) LPG_MUSTCHECK;
+
+/* true when the history holds every record of db with an id above last */
+bool lpg_bus_covers(int db, int64_t last);
+
+/*
+ * Calls cb for each record of db with id > last, or (last == 0) created
+ * after since_us, in id order.  Returns how many.
+ */
+size_t lpg_bus_since(int db, int64_t last, int64_t since_us,
+                     void (*cb)(const lpg_bus_rec_t *r, void *arg), void *arg);
+
+/* the newest id the worker has seen for db (0: none) */
+int64_t lpg_bus_newest(int db);
+
+void lpg_bus_stop(void);
+
+
+#endif /* LPG_BUS_H */

@@ -1,0 +1,807 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_poll.c: JSON-RPC poll requests, parked polls and their answers.
+ *
+ * Parked polls sit in the dispatcher (one subscription per channel key)
+ * and in one FIFO list ordered by park time: every poll shares the same
+ * timeout, plus a per-poll jitter of at most LPG_POLL_JITTER_MAX, so one
+ * ev_timer walks the head of the list.  A ring record marks the polls it
+ * matches ready; at the end of the doorbell's batch each ready poll is
+ * answered once with every matching record newer than its last.
+ */
+
+#include "lpg_poll.h"
+#include "lpg_bus.h"
+#include "lpg_dispatch.h"
+#include "lpg_json.h"
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#define LPG_POLL_MAX_CHANNELS 1000
+#define LPG_POLL_JITTER_MAX   2000 /* ms */
+#define LPG_POLL_KEY_MAX      4096
+
+
+typedef struct lpg_poll_s lpg_poll_t;
+
+struct lpg_poll_s {
+    lpg_http_conn_t *conn;
+    int              db;
+    int              version;
+    int64_t          last;
+    int64_t          since_us; /* last == 0: records created after */
+    int64_t          deadline; /* monotonic ms */
+    char            *id;       /* JSON text of the request id */
+    bool             ready;
+    bool             parked;
+
+    size_t              nkeys;
+    char              **keys; /* channel json_dump text */
+    size_t             *key_lens;
+    lpg_dispatch_sub_t *subs;
+
+    lpg_poll_t *next; /* park-time order */
+    lpg_poll_t *prev;
+    lpg_poll_t *ready_next;
+};
+
+
+typedef struct {
+    lpg_poll_t *poll;
+    lpg_buf_t  *out;
+    size_t      n;
+    bool        failed;
+} lpg_poll_collect_t;
+
+
+static int    lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r,
+                             json_t **id, const char **why);
+static int    lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel);
+static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, bool *failed);
+static void   lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed);
+static void   lpg_poll_answer(lpg_poll_t *p, bool collect);
+static void   lpg_poll_error(lpg_http_conn_t *c, int version, const char *id,
+                             const char *name, const char *msg);
+static void   lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg);
+static void   lpg_poll_free(lpg_poll_t *p);
+static void   lpg_poll_park(lpg_poll_t *p);
+static void   lpg_poll_gone(void *data);
+static void   lpg_poll_record(const lpg_bus_rec_t *r);
+static void   lpg_poll_match_cb(void *owner, void *arg);
+static void   lpg_poll_batch(void);
+static void   lpg_poll_lost(uint64_t n);
+static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static const char *lpg_poll_cors(const lpg_poll_t *p);
+
+
+static struct {
+    lpg_http_ctx_t       ctx;
+    lpg_dispatch_t      *dispatch;
+    lpg_poll_t          *head;
+    lpg_poll_t          *tail;
+    lpg_poll_t          *ready;
+    size_t               parked;
+    ev_timer             timer;
+    const lpg_bus_rec_t *current;
+} lpg_poll;
+
+
+int
+lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
+{
+    lpg_bus_handlers_t h;
+
+    lpg_poll.ctx = *ctx;
+    lpg_poll.dispatch = lpg_dispatch_create();
+    if (lpg_poll.dispatch == NULL) {
+        lpg_log(LPG_LOG_EMERG, 0, "dispatcher allocation failed");
+        return LPG_ERROR;
+    }
+
+    ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
+
+    h.record = lpg_poll_record;
+    h.batch = lpg_poll_batch;
+    h.lost = lpg_poll_lost;
+
+    return lpg_bus_init(ctx->loop, ctx->shm, ring, doorbell, &h);
+}
+
+
+size_t
+lpg_poll_parked(void)
+{
+    return lpg_poll.parked;
+}
+
+
+void
+lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    int         rc, db;
+    char        name[LPG_SHM_DBNAME];
+    const char *why, *q, *e;
+    json_t     *id;
+    lpg_poll_t *p;
+    lpg_shm_t  *shm = lpg_poll.ctx.shm;
+
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
+        return;
+    }
+
+    p->conn = c;
+
+    /* the database: ?db=, else the only one served */
+    db = shm->header->ndbs == 1 ? 0 : -1;
+    for (q = r->query; q != NULL && q < r->query + r->query_len; q = e + 1) {
+        e = memchr(q, '&', r->query + r->query_len - q);
+        if (e == NULL) {
+            e = r->query + r->query_len;
+        }
+
+        if (e - q > 3 && memcmp(q, "db=", 3) == 0
+            && (size_t) (e - q - 3) < sizeof(name))
+        {
+            memcpy(name, q + 3, e - q - 3);
+            name[e - q - 3] = '\0';
+            db = lpg_shm_find_db(shm, name, strlen(name));
+            break;
+        }
+    }
+
+    p->db = db;
+    p->version = db >= 0 && atomic_load(&shm->dbs[db].version) != 0
+        ? atomic_load(&shm->dbs[db].version)
+        : (lpg_poll.ctx.conf->odoo_version ? lpg_poll.ctx.conf->odoo_version
+                                           : 14);
+
+    id = NULL;
+    rc = lpg_poll_parse(p, r, &id, &why);
+
+    p->id = id != NULL ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(id);
+
+    if (rc != LPG_OK) {
+        lpg_poll_error(c, p->version, p->id ? p->id : "null",
+                       p->version >= 11 ? "builtins.Exception"
+                                        : "exceptions.Exception",
+                       why);
+        lpg_poll_free(p);
+        return;
+    }
+
+    if (rc == LPG_OK && p->db < 0) {
+        lpg_poll_error(c, p->version, p->id ? p->id : "null",
+                       "werkzeug.exceptions.NotFound",
+                       "404: Not Found (no such database: pass ?db=)");
+        lpg_poll_free(p);
+        return;
+    }
+
+    if (p->last == 0) {
+        /* Odoo: the notifications of the last timeout seconds */
+        p->since_us = (int64_t) time(NULL) * 1000000
+            - (int64_t) lpg_poll.ctx.conf->timeout * 1000000;
+    }
+
+    {
+        bool      failed = false;
+        lpg_buf_t list;
+
+        /* what the history already holds answers at once; peek always */
+        memset(&list, 0, sizeof(list));
+
+        if (lpg_poll_collect(p, &list, &failed) > 0 || p->deadline == -1
+            || failed) {
+            lpg_poll_send(p, &list, failed);
+            return;
+        }
+
+        lpg_buf_free(&list);
+    }
+
+    lpg_poll_park(p);
+}
+
+
+/* fills p from the JSON-RPC body; on error *why says what is wrong */
+static int
+lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r, json_t **id,
+               const char **why)
+{
+    size_t       i;
+    json_t      *body, *params, *channels, *last, *options, *ch, *peek;
+    const char  *db;
+    json_error_t e;
+
+    *why = "Invalid JSON data";
+
+    body = json_loadb(r->body, r->body_len, 0, &e);
+    if (body == NULL || !json_is_object(body)) {
+        json_decref(body);
+        return LPG_ERROR;
+    }
+
+    *id = json_incref(json_object_get(body, "id"));
+
+    params = json_object_get(body, "params");
+    if (!json_is_object(params)) {
+        *why = "JSON-RPC: \"params\" must be an object";
+        goto failed;
+    }
+
+    channels = json_object_get(params, "channels");
+    last = json_object_get(params, "last");
+    options = json_object_get(params, "options");
+
+    if (!json_is_array(channels)) {
+        *why = "poll() \"channels\" must be a list";
+        goto failed;
+    }
+
+    if (json_array_size(channels) > LPG_POLL_MAX_CHANNELS) {
+        *why = "poll() has more channels than max_channels_per_poll (1000)";
+        goto failed;
+    }
+
+    if (last == NULL || json_is_null(last)) {
+        p->last = 0;
+
+    } else if (json_is_integer(last) && json_integer_value(last) >= 0) {
+        p->last = json_integer_value(last);
+
+    } else {
+        *why = "poll() \"last\" must be a non-negative integer";
+        goto failed;
+    }
+
+    if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
+        *why = "poll() \"options\" must be an object";
+        goto failed;
+    }
+
+    json_array_foreach(channels, i, ch)
+    {
+        if (!json_is_string(ch)) {
+            *why = "bus.Bus only string channels are allowed.";
+            goto failed;
+        }
+    }
+
+    peek = options != NULL ? json_object_get(options, "peek") : NULL;
+    if (peek != NULL && json_is_true(peek)) {
+        p->deadline = -1;
+    }
+
+    if (p->db < 0) {
+        json_decref(body);
+        return LPG_OK;
+    }
+
+    db = lpg_poll.ctx.shm->dbs[p->db].name;
+
+    json_array_foreach(channels, i, ch)
+    {
+        if (lpg_poll_add_key(p, db, ch) != LPG_OK) {
+            *why = "a channel is not valid UTF-8 or too long";
+            goto failed;
+        }
+    }
+
+    if (p->version >= 15) {
+        json_t *b = json_string("broadcast");
+
+        if (lpg_poll_add_key(p, db, b) != LPG_OK) {
+            json_decref(b);
+            *why = "out of memory";
+            goto failed;
+        }
+
+        json_decref(b);
+    }
+
+    json_decref(body);
+
+    return LPG_OK;
+
+failed:
+
+    json_decref(body);
+
+    return LPG_ERROR;
+}
+
+
+/* the key as Odoo stores it: json_dump(c) or, 15+, json_dump([db, c]) */
+static int
+lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel)
+{
+    int       rc;
+    size_t    i;
+    char     *k;
+    json_t   *pair;
+    lpg_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+
+    if (p->version >= 15) {
+        pair = json_pack("[sO]", db, channel);
+        rc = pair != NULL ? lpg_json_dump(&b, pair) : LPG_ERROR;
+        json_decref(pair);
+
+    } else {
+        rc = lpg_json_dump(&b, channel);
+    }
+
+    if (rc != LPG_OK || b.len > LPG_POLL_KEY_MAX) {
+        lpg_buf_free(&b);
+        return LPG_ERROR;
+    }
+
+    for (i = 0; i < p->nkeys; i++) {
+        if (p->key_lens[i] == b.len && memcmp(p->keys[i], b.data, b.len) == 0) {
+            lpg_buf_free(&b);
+            return LPG_OK;
+        }
+    }
+
+    if ((p->nkeys & (p->nkeys - 1)) == 0) {
+        size_t  cap = p->nkeys ? p->nkeys * 2 : 4;
+        char  **keys = realloc(p->keys, cap * sizeof(*keys));
+        size_t *lens;
+
+        if (keys == NULL) {
+            lpg_buf_free(&b);
+            return LPG_ERROR;
+        }
+
+        p->keys = keys;
+        lens = realloc(p->key_lens, cap * sizeof(*lens));
+        if (lens == NULL) {
+            lpg_buf_free(&b);
+            return LPG_ERROR;
+        }
+
+        p->key_lens = lens;
+    }
+
+    k = b.data;
+    p->keys[p->nkeys] = k;
+    p->key_lens[p->nkeys] = b.len;
+    p->nkeys++;
+
+    return LPG_OK;
+}
+
+
+static void
+lpg_poll_park(lpg_poll_t *p)
+{
+    size_t      i;
+    char        key[LPG_SHM_DBNAME + LPG_POLL_KEY_MAX + 1];
+    size_t      len;
+    int64_t     now;
+    const char *db = lpg_poll.ctx.shm->dbs[p->db].name;
+
+    p->subs = calloc(p->nkeys ? p->nkeys : 1, sizeof(*p->subs));
+    if (p->subs == NULL) {
+        lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
+        lpg_poll_free(p);
+        return;
+    }
+
+    for (i = 0; i < p->nkeys; i++) {
+        len = lpg_dispatch_key(key, sizeof(key), db, strlen(db), p->keys[i],
+                               p->key_lens[i]);
+        if (len == 0
+            || lpg_dispatch_add(lpg_poll.dispatch, &p->subs[i], key, len, p)
+                != LPG_OK)
+        {
+            lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n",
+                             5);
+            lpg_poll_free(p);
+            return;
+        }
+    }
+
+    now = lpg_time_mono_ms();
+    p->deadline = now + (int64_t) lpg_poll.ctx.conf->timeout * 1000
+        + random() % (LPG_POLL_JITTER_MAX + 1);
+
+    p->prev = lpg_poll.tail;
+    p->next = NULL;
+    if (lpg_poll.tail != NULL) {
+        lpg_poll.tail->next = p;
+
+    } else {
+        lpg_poll.head = p;
+    }
+
+    lpg_poll.tail = p;
+    lpg_poll.parked++;
+    p->parked = true;
+
+    lpg_http_hold(p->conn, lpg_poll_gone, p);
+
+    lpg_log(LPG_LOG_DEBUG, 0,
+            "poll parked: db \"%s\", %zu channel(s), last %lld", db, p->nkeys,
+            (long long) p->last);
+
+    if (!ev_is_active(&lpg_poll.timer)) {
+        ev_timer_set(&lpg_poll.timer,
+                     (double) (p->deadline - now) / 1000. + 0.001, 0.);
+        ev_timer_start(lpg_poll.ctx.loop, &lpg_poll.timer);
+    }
+}
+
+
+static void
+lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg)
+{
+    size_t              i;
+    char                num[32];
+    lpg_poll_collect_t *col = arg;
+    lpg_poll_t         *p = col->poll;
+    lpg_buf_t          *b = col->out;
+
+    for (i = 0; i < p->nkeys; i++) {
+        if (p->key_lens[i] == r->channel_len
+            && memcmp(p->keys[i], r->channel, r->channel_len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == p->nkeys) {
+        return;
+    }
+
+    snprintf(num, sizeof(num), "%s{\"id\": %lld, ", col->n ? ", " : "",
+             (long long) r->id);
+
+    if (lpg_buf_append(b, num, strlen(num)) != LPG_OK
+        || (p->version < 15
+            && (lpg_buf_append(b, "\"channel\": ", 11) != LPG_OK
+                || lpg_buf_append(b, r->channel, r->channel_len) != LPG_OK
+                || lpg_buf_append(b, ", ", 2) != LPG_OK))
+        || lpg_buf_append(b, "\"message\": ", 11) != LPG_OK
+        || lpg_buf_append(b, r->message, r->message_len) != LPG_OK
+        || lpg_buf_append(b, "}", 1) != LPG_OK)
+    {
+        col->failed = true;
+    }
+
+    col->n++;
+}
+
+
+/* appends p's matching history records to list; returns how many */
+static size_t
+lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, bool *failed)
+{
+    lpg_poll_collect_t col;
+
+    col.poll = p;
+    col.out = list;
+    col.n = 0;
+    col.failed = false;
+
+    lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
+
+    *failed = *failed || col.failed;
+
+    return col.n;
+}
+
+
+/* answers p, with what the history holds for it when collect, and frees
+ * it */
+static void
+lpg_poll_answer(lpg_poll_t *p, bool collect)
+{
+    bool      failed = false;
+    lpg_buf_t list;
+
+    memset(&list, 0, sizeof(list));
+
+    if (collect) {
+        (void) lpg_poll_collect(p, &list, &failed);
+    }
+
+    lpg_poll_send(p, &list, failed);
+}
+
+
+/* wraps list (the result entries, freed here) in the JSON-RPC envelope,
+ * answers and frees p */
+static void
+lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
+{
+    size_t    i;
+    char      head[256];
+    bool      peek = p->deadline == -1;
+    lpg_buf_t out;
+
+    memset(&out, 0, sizeof(out));
+    snprintf(head, sizeof(head),
+             "{\"jsonrpc\": \"2.0\", \"id\": %s, \"result\": %s[",
+             p->id ? p->id : "null", peek ? "{\"notifications\": " : "");
+
+    if (lpg_buf_append(&out, head, strlen(head)) != LPG_OK
+        || (list->len && lpg_buf_append(&out, list->data, list->len) != LPG_OK)
+        || lpg_buf_append(&out, "]", 1) != LPG_OK)
+    {
+        failed = true;
+    }
+
+    if (peek) {
+        if (lpg_buf_append(&out, ", \"channels\": [", 15) != LPG_OK) {
+            failed = true;
+        }
+
+        for (i = 0; i < p->nkeys; i++) {
+            if ((i > 0 && lpg_buf_append(&out, ", ", 2) != LPG_OK)
+                || lpg_buf_append(&out, p->keys[i], p->key_lens[i]) != LPG_OK)
+            {
+                failed = true;
+            }
+        }
+
+        if (lpg_buf_append(&out, "]}", 2) != LPG_OK) {
+            failed = true;
+        }
+    }
+
+    if (lpg_buf_append(&out, "}", 1) != LPG_OK) {
+        failed = true;
+    }
+
+    if (failed) {
+        lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
+
+    } else {
+        lpg_http_respond(p->conn, 200, "application/json", lpg_poll_cors(p),
+                         out.data, out.len);
+    }
+
+    lpg_buf_free(list);
+    lpg_buf_free(&out);
+    lpg_poll_free(p);
+}
+
+
+static const char *
+lpg_poll_cors(const lpg_poll_t *p)
+{
+    /* cors="*" on the poll route from Odoo 13 */
+    return p->version >= 13 ? "Access-Control-Allow-Origin: *\r\n" : NULL;
+}
+
+
+static void
+lpg_poll_error(lpg_http_conn_t *c, int version, const char *id,
+               const char *name, const char *msg)
+{
+    char   *text, *body;
+    json_t *data, *err;
+    size_t  len;
+
+    data = json_pack("{s:s, s:s, s:s, s:[s]}", "name", name, "debug", "",
+                     "message", msg, "arguments", msg);
+    if (data != NULL && version >= 12) {
+        json_object_set_new(data, "exception_type",
+                            json_string("internal_error"));
+        json_object_set_new(data, "context", json_object());
+    }
+
+    err =
+        json_pack("{s:i, s:s, s:o}", "code", 200, "message",
+                  version >= 10 ? "Odoo Server Error" : "OpenERP Server Error",
+                  "data", data);
+    text = err != NULL ? json_dumps(err, JSON_PRESERVE_ORDER) : NULL;
+    json_decref(err);
+
+    if (text == NULL) {
+        lpg_http_respond(c, 500, NULL, NULL, "error\n", 6);
+        return;
+    }
+
+    len = strlen(text) + strlen(id) + 64;
+    body = malloc(len);
+    if (body == NULL) {
+        free(text);
+        lpg_http_respond(c, 500, NULL, NULL, "error\n", 6);
+        return;
+    }
+
+    len =
+        snprintf(body, len, "{\"jsonrpc\": \"2.0\", \"id\": %s, \"error\": %s}",
+                 id, text);
+
+    lpg_http_respond(
+        c, 200, "application/json",
+        version >= 13 ? "Access-Control-Allow-Origin: *\r\n" : NULL, body, len);
+    free(body);
+    free(text);
+}
+
+
+static void
+lpg_poll_free(lpg_poll_t *p)
+{
+    size_t i;
+
+    if (p->subs != NULL) {
+        for (i = 0; i < p->nkeys; i++) {
+            lpg_dispatch_remove(lpg_poll.dispatch, &p->subs[i]);
+        }
+    }
+
+    if (p->parked) {
+        /* unlink from the timeout list */
+        if (p->prev != NULL) {
+            p->prev->next = p->next;
+
+        } else if (lpg_poll.head == p) {
+            lpg_poll.head = p->next;
+        }
+
+        if (p->next != NULL) {
+            p->next->prev = p->prev;
+
+        } else if (lpg_poll.tail == p) {
+            lpg_poll.tail = p->prev;
+        }
+
+        lpg_poll.parked--;
+    }
+
+    for (i = 0; i < p->nkeys; i++) {
+        free(p->keys[i]);
+    }
+
+    free(p->keys);
+    free(p->key_lens);
+    free(p->subs);
+    free(p->id);
+    free(p);
+}
+
+
+/* the client went away while parked: free at once */
+static void
+lpg_poll_gone(void *data)
+{
+    lpg_poll_t *p = data;
+
+    if (p->ready) {
+        /* it is on the ready list: answered (and freed) there as gone */
+        p->conn = NULL;
+        return;
+    }
+
+    lpg_poll_free(p);
+}
+
+
+static void
+lpg_poll_record(const lpg_bus_rec_t *r)
+{
+    size_t      len;
+    char        key[LPG_SHM_DBNAME + LPG_POLL_KEY_MAX + 1];
+    const char *db = lpg_poll.ctx.shm->dbs[r->db].name;
+
+    len = lpg_dispatch_key(key, sizeof(key), db, strlen(db), r->channel,
+                           r->channel_len);
+    if (len == 0) {
+        return;
+    }
+
+    lpg_poll.current = r;
+    lpg_dispatch_match(lpg_poll.dispatch, key, len, lpg_poll_match_cb, NULL);
+}
+
+
+static void
+lpg_poll_match_cb(void *owner, void *arg)
+{
+    lpg_poll_t *p = owner;
+
+    if (p->ready || lpg_poll.current->id <= p->last) {
+        return;
+    }
+
+    p->ready = true;
+    p->ready_next = lpg_poll.ready;
+    lpg_poll.ready = p;
+}
+
+
+static void
+lpg_poll_batch(void)
+{
+    lpg_poll_t *p, *next;
+
+    p = lpg_poll.ready;
+    lpg_poll.ready = NULL;
+
+    for (; p != NULL; p = next) {
+        next = p->ready_next;
+
+        if (p->conn == NULL) {
+            lpg_poll_free(p);
+            continue;
+        }
+
+        lpg_poll_answer(p, true);
+    }
+}
+
+
+/*
+ * The ring lapped us: parked polls may have missed records.  They get []
+ * now and re-poll with their last, which the history no longer covers,
+ * so the answer comes from the database.
+ */
+static void
+lpg_poll_lost(uint64_t n)
+{
+    while (lpg_poll.head != NULL) {
+        lpg_poll_answer(lpg_poll.head, false);
+    }
+}
+
+
+static void
+lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int64_t     now, horizon;
+    lpg_poll_t *p, *next;
+
+    now = lpg_time_mono_ms();
+
+    /* polls parked in the same jitter window may be due out of order */
+    for (p = lpg_poll.head; p != NULL; p = next) {
+        next = p->next;
+
+        if (p->deadline - LPG_POLL_JITTER_MAX > now) {
+            break;
+        }
+
+        if (p->deadline <= now && !p->ready) {
+            lpg_poll_answer(p, false);
+        }
+    }
+
+    if (lpg_poll.head != NULL) {
+        horizon = lpg_poll.head->deadline - now;
+        if (horizon < 50) {
+            horizon = 50;
+        }
+
+        ev_timer_set(w, (double) horizon / 1000., 0.);
+        ev_timer_start(loop, w);
+    }
+}
+
+
+void
+lpg_poll_shutdown(void)
+{
+    while (lpg_poll.head != NULL) {
+        if (lpg_poll.head->ready) {
+            lpg_poll_batch();
+            continue;
+        }
+
+        lpg_poll_answer(lpg_poll.head, false);
+    }
+}
