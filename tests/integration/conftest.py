@@ -7,6 +7,7 @@ starts lpgate processes for one test and stops them at teardown, printing
 their log.  Every wait is bounded; no test asserts on elapsed time.
 """
 
+import concurrent.futures
 import contextlib
 import fcntl
 import glob
@@ -79,6 +80,24 @@ def run_lpgate(args, timeout=20, env=None):
     """Runs lpgate to completion (--check-config, --sizing, refusals)."""
     return subprocess.run([LPGATE_BIN] + list(args), capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+# Odoo's bus_bus table (10.0-15.0 columns)
+BUS_BUS = """
+CREATE TABLE bus_bus (
+    id serial PRIMARY KEY,
+    create_uid integer,
+    create_date timestamp DEFAULT (now() at time zone 'UTC'),
+    write_uid integer,
+    write_date timestamp DEFAULT (now() at time zone 'UTC'),
+    channel varchar,
+    message varchar)
+"""
+
+
+def json_dump(value):
+    """Odoo's json_dump: compact separators, ASCII escapes."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 class Postgres:
@@ -156,6 +175,28 @@ class Postgres:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else None
 
+    def send(self, db, channel, message, notify=True, conns=None):
+        """Publishes like Odoo 10-14's bus.sendone: insert a row, commit,
+        then NOTIFY imbus on database postgres with the channel list.
+        conns: open (db connection, postgres connection) to reuse.
+        Returns the new bus id."""
+        own = conns is None
+        if own:
+            conns = (self.connect(db), self.connect("postgres"))
+        try:
+            [(bus_id,)] = conns[0].execute(
+                "INSERT INTO bus_bus (channel, message) VALUES (%s, %s) "
+                "RETURNING id",
+                (json_dump(channel), json_dump(message))).fetchall()
+            if notify:
+                conns[1].execute("SELECT pg_notify('imbus', %s)",
+                                 (json_dump([channel]),))
+        finally:
+            if own:
+                conns[0].close()
+                conns[1].close()
+        return bus_id
+
     def set_conf(self, key, value, restart=False):
         self.sql("ALTER SYSTEM SET %s = '%s'" % (key, value))
         if restart:
@@ -172,6 +213,15 @@ def pg():
     cluster.init()
     cluster.start()
     cluster.sql("CREATE DATABASE lpgtest")
+    cluster.sql("CREATE DATABASE lpgtest15")
+    cluster.sql("CREATE EXTENSION pg_stat_statements")
+    for db in ("lpgtest", "lpgtest15"):
+        cluster.sql(BUS_BUS, dbname=db)
+    # what Odoo 15's base module leaves in ir_module_module
+    cluster.sql("CREATE TABLE ir_module_module (id serial PRIMARY KEY, "
+                "name varchar, latest_version varchar)", dbname="lpgtest15")
+    cluster.sql("INSERT INTO ir_module_module (name, latest_version) "
+                "VALUES ('base', '15.0.1.3')", dbname="lpgtest15")
     yield cluster
     cluster.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -193,6 +243,8 @@ def pg_log(request):
 
 class Gateway:
     """One lpgate master (and its workers) started for a test."""
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
 
     def __init__(self, pg, tmp_path, workers=2, extra_args=(), config=None,
                  env=None, defaults=True):
@@ -243,6 +295,22 @@ class Gateway:
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data
         finally:
             conn.close()
+
+    def poll(self, channels, last=0, options=None, db=None, timeout=10,
+             rpc_id=1):
+        """One JSON-RPC poll; returns the parsed JSON answer."""
+        path = "/longpolling/poll" + ("?db=%s" % db if db else "")
+        body = {"jsonrpc": "2.0", "method": "call", "id": rpc_id,
+                "params": {"channels": channels, "last": last}}
+        if options is not None:
+            body["params"]["options"] = options
+        status, _, data = self.http("POST", path, body, timeout=timeout)
+        assert status == 200, (status, data)
+        return json.loads(data)
+
+    def poll_async(self, channels, last=0, **kw):
+        """Starts a poll in a thread; .result() gives its answer."""
+        return Gateway.executor.submit(self.poll, channels, last, **kw)
 
     def health(self):
         """(status, parsed body) of /longpolling/health, or (None, None)."""

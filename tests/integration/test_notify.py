@@ -1,0 +1,273 @@
+"""The notification path: NOTIFY -> master fetch -> shared ring -> parked
+polls in every worker, with Odoo's poll protocol (8-14 and 15 shapes).
+
+Messages are published as Odoo does it: a bus_bus row, committed, then
+NOTIFY imbus on database postgres.
+"""
+
+import json
+import re
+import selectors
+import socket
+import time
+
+import psycopg
+import pytest
+
+from conftest import json_dump, wait_until
+
+
+def parked(gw):
+    return gw.log().count("poll parked")
+
+
+def start(gateway, workers=2, timeout=None, extra=()):
+    args = ["--log-level", "debug"] + list(extra)
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    gw = gateway(workers=workers, extra_args=args)
+    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    return gw
+
+
+def ids(answer):
+    return [n["id"] for n in answer["result"]]
+
+
+def test_notify_reaches_parked_polls_in_every_worker(pg, gateway):
+    gw = start(gateway, workers=4)
+    futures = [gw.poll_async(["room"], rpc_id=i) for i in range(40)]
+    wait_until(lambda: parked(gw) >= 40, 10, what="40 parked polls")
+    workers = set(re.findall(r"(worker#\d) \d+ debug: poll parked", gw.log()))
+    assert len(workers) >= 3, workers
+
+    bus_id = pg.send("lpgtest", "room", {"text": "hello"})
+    for i, f in enumerate(futures):
+        answer = f.result(10)
+        assert answer["id"] == i
+        assert answer["result"] == [{"id": bus_id, "channel": "room",
+                                     "message": {"text": "hello"}}]
+
+
+def test_odoo14_shape_and_private_channels(pg, gateway):
+    gw = start(gateway)
+    f = gw.poll_async(["c14"])
+    wait_until(lambda: parked(gw) >= 1, 10)
+    # a tuple channel as the server adds it never reaches a client's poll
+    pg.send("lpgtest", ["lpgtest", "res.partner", 3], "private")
+    bus_id = pg.send("lpgtest", "c14", ["a", 1])
+    answer = f.result(10)
+    assert answer == {"jsonrpc": "2.0", "id": 1,
+                      "result": [{"id": bus_id, "channel": "c14",
+                                  "message": ["a", 1]}]}
+
+
+def test_odoo15_shape_and_broadcast(pg, gateway):
+    gw = start(gateway, extra=["-d", "lpgtest,lpgtest15"])
+    gw.wait_log('database "lpgtest15": Odoo 15 bus shapes')
+    f = gw.poll_async(["c15"], db="lpgtest15")
+    wait_until(lambda: parked(gw) >= 1, 10)
+    bus_id = pg.send("lpgtest15", ["lpgtest15", "c15"],
+                     {"type": "t", "payload": {"x": 1}})
+    assert f.result(10)["result"] == [
+        {"id": bus_id, "message": {"type": "t", "payload": {"x": 1}}}]
+
+    # the implicit broadcast channel, with no channel asked for
+    f = gw.poll_async([], db="lpgtest15", last=bus_id)
+    wait_until(lambda: parked(gw) >= 2, 10)
+    b_id = pg.send("lpgtest15", ["lpgtest15", "broadcast"],
+                   {"type": "b", "payload": None})
+    assert ids(f.result(10)) == [b_id]
+
+    # the 8-14 database on the same gateway keeps its shape
+    n_id = pg.send("lpgtest", "c15", 1)
+    answer = gw.poll(["c15"], last=n_id - 1, db="lpgtest")
+    assert answer["result"] == [{"id": n_id, "channel": "c15", "message": 1}]
+
+
+def test_last_semantics_and_peek(pg, gateway):
+    gw = start(gateway, timeout=1)
+    a = pg.send("lpgtest", "lst", 1)
+    b = pg.send("lpgtest", "lst", 2)
+    c = pg.send("lpgtest", "lst", 3)
+    wait_until(lambda: gw.poll(["lst"], last=a - 1)["result"], 10)
+
+    assert ids(gw.poll(["lst"], last=0)) == [a, b, c]
+    assert ids(gw.poll(["lst"], last=a)) == [b, c]
+    assert ids(gw.poll(["lst", "other"], last=b)) == [c]
+
+    # nothing newer than last: held until the timeout, then []
+    assert gw.poll(["lst"], last=c, timeout=10)["result"] == []
+
+    peek = gw.poll(["lst"], last=a, options={"peek": True})
+    assert peek["result"]["notifications"][0]["id"] == b
+    assert peek["result"]["channels"] == ["lst"]
+
+
+def test_timeout_answers_empty(gateway):
+    gw = start(gateway, timeout=1)
+    t0 = time.monotonic()
+    assert gw.poll(["quiet"], timeout=10)["result"] == []
+    assert time.monotonic() - t0 < 8   # answered by lpgate, not the client
+
+
+def test_non_string_channel_error(gateway):
+    gw = start(gateway)
+    answer = gw.poll([["lpgtest", "res.partner", 3]])
+    assert "result" not in answer
+    err = answer["error"]
+    assert err["code"] == 200
+    assert err["message"] == "Odoo Server Error"
+    assert err["data"]["message"] == "bus.Bus only string channels are allowed."
+    assert err["data"]["name"] == "builtins.Exception"
+
+
+def test_bad_requests_are_jsonrpc_errors(gateway):
+    gw = start(gateway)
+    status, _, data = gw.http("POST", "/longpolling/poll", "{not json")
+    assert status == 200 and "error" in json.loads(data)
+    status, _, data = gw.http("POST", "/longpolling/poll",
+                              {"params": {"channels": "x", "last": 0}})
+    assert "channels" in json.loads(data)["error"]["data"]["message"]
+    status, _, data = gw.http("POST", "/longpolling/poll",
+                              {"params": {"channels": [], "last": "x"}})
+    assert "last" in json.loads(data)["error"]["data"]["message"]
+    status, _, data = gw.http("POST", "/longpolling/poll?db=nope",
+                              {"params": {"channels": [], "last": 0}})
+    assert "error" in json.loads(data)
+    assert gw.health()[0] == 200
+
+
+def test_out_of_order_commits_are_not_lost(pg, gateway):
+    gw = start(gateway)
+    early = gw.poll_async(["ooo"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+
+    t1 = psycopg.connect(pg.dsn("lpgtest"))
+    t2 = psycopg.connect(pg.dsn("lpgtest"))
+    # t1 takes the smaller id but commits last
+    [(a,)] = t1.execute("INSERT INTO bus_bus (channel, message) VALUES "
+                        "('\"ooo\"', '1') RETURNING id").fetchall()
+    [(b,)] = t2.execute("INSERT INTO bus_bus (channel, message) VALUES "
+                        "('\"ooo\"', '2') RETURNING id").fetchall()
+    assert a < b
+    t2.commit()
+    pg.sql("SELECT pg_notify('imbus', '[\"ooo\"]')")
+    # a poll that arrives between the two commits
+    time.sleep(0.3)
+    between = gw.poll_async(["ooo"], last=0)
+    wait_until(lambda: parked(gw) >= 2 or between.done(), 10)
+    t1.commit()
+    pg.sql("SELECT pg_notify('imbus', '[\"ooo\"]')")
+
+    for f in (early, between):
+        seen = ids(f.result(10))
+        last = max(seen)
+        while len(set(seen)) < 2:
+            seen += ids(gw.poll(["ooo"], last=last))
+            last = max(seen)
+        assert sorted(set(seen)) == [a, b]
+    t1.close()
+    t2.close()
+
+
+def test_rolled_back_gap_does_not_block(pg, gateway):
+    gw = start(gateway)
+    with psycopg.connect(pg.dsn("lpgtest")) as t1:
+        t1.execute("INSERT INTO bus_bus (channel, message) VALUES "
+                   "('\"gap\"', '1')")
+        t1.rollback()
+    f = gw.poll_async(["gap"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    b = pg.send("lpgtest", "gap", 2)
+    assert ids(f.result(10)) == [b]
+    gw.wait_log("never committed (rolled back)")
+
+
+def listen_pid(pg):
+    rows = pg.sql("SELECT pid FROM pg_stat_activity WHERE query ILIKE "
+                  "'%LISTEN%' AND application_name = 'lpgate master'")
+    return rows[0][0] if rows else None
+
+
+def test_listen_connection_killed(pg, gateway):
+    gw = start(gateway)
+    f = gw.poll_async(["lk"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    pid = wait_until(lambda: listen_pid(pg), 10)
+    pg.sql("SELECT pg_terminate_backend(%s)", (pid,))
+    # committed (and notified) while the listener is probably down
+    bus_id = pg.send("lpgtest", "lk", "during")
+    assert ids(f.result(10)) == [bus_id]
+    gw.wait_log("LISTEN connection: read failed")
+    assert gw.log_contains("retrying in 0.1 s")
+    wait_until(lambda: gw.log().count("LISTEN connection up") >= 2, 10)
+
+
+def test_postgres_restart_with_polls_parked(pg, gateway):
+    gw = start(gateway)
+    futures = [gw.poll_async(["rs"], last=0, timeout=30) for _ in range(5)]
+    wait_until(lambda: parked(gw) >= 5, 10)
+    pg.restart()
+    wait_until(lambda: gw.health()[0] == 200, 15, what="/health to pass")
+    bus_id = pg.send("lpgtest", "rs", "after restart")
+    for f in futures:
+        assert ids(f.result(20)) == [bus_id]
+
+
+def test_queries_do_not_grow_with_waiting_polls(pg, gateway):
+    """2,000 parked polls, 100 notifications: the database work is a small
+    constant per notification, and lpgate's connections stay within
+    (1 + workers) * db_maxconn."""
+    workers, maxconn = 2, 4
+    gw = start(gateway, workers=workers, extra=["--db-maxconn", str(maxconn),
+                                                "--log-level", "info"])
+    pg.sql("SELECT pg_stat_statements_reset()")
+    # psycopg waits with select(): open its connections before the sockets
+    conns = (pg.connect("lpgtest"), pg.connect("postgres"))
+    base = pg.send("lpgtest", "many", "warm-up", conns=conns)
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1,
+                       "params": {"channels": ["many"], "last": base}})
+    req = ("POST /longpolling/poll HTTP/1.1\r\nHost: x\r\n"
+           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode()
+
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(2000):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(req)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+        socks.append(s)
+    time.sleep(1)
+
+    sent = [pg.send("lpgtest", "many", i, conns=conns) for i in range(100)]
+
+    answered = 0
+    deadline = time.monotonic() + 30
+    while answered < len(socks) and time.monotonic() < deadline:
+        for key, _ in sel.select(1):
+            chunk = key.fileobj.recv(65536)
+            key.data.extend(chunk)
+            if b"\r\n\r\n" in key.data and key.data.endswith(b"}"):
+                sel.unregister(key.fileobj)
+                answered += 1
+    for s in socks:
+        s.close()
+    conns[0].close()
+    conns[1].close()
+    assert answered == 2000
+
+    wait_until(lambda: gw.poll(["many"], last=sent[-1] - 1)["result"], 10)
+    rows = pg.sql("SELECT query, calls FROM pg_stat_statements WHERE "
+                  "dbid = (SELECT oid FROM pg_database WHERE datname = "
+                  "'lpgtest') AND query ILIKE '%bus_bus%' "
+                  "AND query NOT ILIKE 'INSERT%'")
+    calls = sum(c for _, c in rows)
+    print("bus_bus queries by lpgate for 101 notifications:", calls, rows)
+    assert calls <= 2 * 101 + 10
+
+    conns = pg.sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                   "application_name LIKE 'lpgate%'")[0][0]
+    assert conns <= (1 + workers) * maxconn
