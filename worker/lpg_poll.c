@@ -12,6 +12,7 @@
  */
 
 #include "lpg_poll.h"
+#include "lpg_backfill.h"
 #include "lpg_bus.h"
 #include "lpg_dispatch.h"
 #include "lpg_json.h"
@@ -31,15 +32,17 @@
 typedef struct lpg_poll_s lpg_poll_t;
 
 struct lpg_poll_s {
-    lpg_http_conn_t *conn;
-    int              db;
-    int              version;
-    int64_t          last;
-    int64_t          since_us; /* last == 0: records created after */
-    int64_t          deadline; /* monotonic ms */
-    char            *id;       /* JSON text of the request id */
-    bool             ready;
-    bool             parked;
+    lpg_http_conn_t   *conn;
+    int                db;
+    int                version;
+    int64_t            last;
+    int64_t            since_us; /* last == 0: records created after */
+    int64_t            deadline; /* monotonic ms */
+    char              *id;       /* JSON text of the request id */
+    bool               ready;
+    bool               parked;
+    bool               backfilling;
+    lpg_backfill_req_t bf;
 
     size_t              nkeys;
     char              **keys; /* channel json_dump text */
@@ -56,6 +59,7 @@ typedef struct {
     lpg_poll_t *poll;
     lpg_buf_t  *out;
     size_t      n;
+    int64_t     min_id; /* only records above (the backfill's bound) */
     bool        failed;
 } lpg_poll_collect_t;
 
@@ -63,7 +67,13 @@ typedef struct {
 static int    lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r,
                              json_t **id, const char **why);
 static int    lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel);
-static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, bool *failed);
+static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id,
+                               bool *failed);
+static void   lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows,
+                                      size_t n, int64_t bound);
+static void   lpg_poll_backfilled(lpg_backfill_req_t  *req,
+                                  const lpg_bus_rec_t *rows, size_t n,
+                                  int64_t bound, bool ok);
 static void   lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed);
 static void   lpg_poll_answer(lpg_poll_t *p, bool collect);
 static void   lpg_poll_error(lpg_http_conn_t *c, int version, const char *id,
@@ -105,6 +115,10 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
     }
 
     ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
+
+    if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm) != LPG_OK) {
+        return LPG_ERROR;
+    }
 
     h.record = lpg_poll_record;
     h.batch = lpg_poll_batch;
@@ -192,22 +206,77 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
             - (int64_t) lpg_poll.ctx.conf->timeout * 1000000;
     }
 
-    {
-        bool      failed = false;
-        lpg_buf_t list;
-
-        /* what the history already holds answers at once; peek always */
-        memset(&list, 0, sizeof(list));
-
-        if (lpg_poll_collect(p, &list, &failed) > 0 || p->deadline == -1
-            || failed) {
-            lpg_poll_send(p, &list, failed);
-            return;
-        }
-
-        lpg_buf_free(&list);
+    if (p->last == 0 || !lpg_bus_covers(p->db, p->last)) {
+        /* older than the history: one query, shared with this loop
+         * iteration's other backfills */
+        p->bf.db = p->db;
+        p->bf.last = p->last;
+        p->bf.since_us = p->since_us;
+        p->bf.nkeys = p->nkeys;
+        p->bf.keys = p->keys;
+        p->bf.key_lens = p->key_lens;
+        p->bf.cb = lpg_poll_backfilled;
+        p->backfilling = true;
+        lpg_http_hold(c, lpg_poll_gone, p);
+        lpg_backfill_queue(&p->bf);
+        return;
     }
 
+    lpg_poll_answer_or_park(p, NULL, 0, 0);
+}
+
+
+static void
+lpg_poll_backfilled(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
+                    size_t n, int64_t bound, bool ok)
+{
+    lpg_poll_t *p = (lpg_poll_t *) ((char *) req - offsetof(lpg_poll_t, bf));
+
+    p->backfilling = false;
+
+    if (!ok) {
+        /* the database is not answering: what the history has, or park */
+        lpg_log(LPG_LOG_INFO, 0,
+                "backfill failed, answering from the history only");
+        lpg_poll_answer_or_park(p, NULL, 0, 0);
+        return;
+    }
+
+    lpg_poll_answer_or_park(p, rows, n, bound);
+}
+
+
+/* rows (id <= bound) from the database, then the history above bound:
+ * an answer when anything matches (or peek), else the poll parks */
+static void
+lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
+                        int64_t bound)
+{
+    size_t             i;
+    lpg_buf_t          list;
+    lpg_poll_collect_t col;
+
+    memset(&list, 0, sizeof(list));
+    col.poll = p;
+    col.out = &list;
+    col.n = 0;
+    col.min_id = 0;
+    col.failed = false;
+
+    for (i = 0; i < n; i++) {
+        lpg_poll_collect_cb(&rows[i], &col);
+    }
+
+    /* the history part continues the same list */
+    col.min_id = bound;
+    lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
+
+    if (col.n > 0 || p->deadline == -1 || col.failed) {
+        lpg_poll_send(p, &list, col.failed);
+        return;
+    }
+
+    lpg_buf_free(&list);
     lpg_poll_park(p);
 }
 
@@ -460,7 +529,9 @@ lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg)
         }
     }
 
-    if (i == p->nkeys) {
+    if (i == p->nkeys || r->id <= col->min_id
+        || (p->last > 0 ? r->id <= p->last : r->create_us <= p->since_us))
+    {
         return;
     }
 
@@ -485,13 +556,14 @@ lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg)
 
 /* appends p's matching history records to list; returns how many */
 static size_t
-lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, bool *failed)
+lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id, bool *failed)
 {
     lpg_poll_collect_t col;
 
     col.poll = p;
     col.out = list;
     col.n = 0;
+    col.min_id = min_id;
     col.failed = false;
 
     lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
@@ -513,7 +585,7 @@ lpg_poll_answer(lpg_poll_t *p, bool collect)
     memset(&list, 0, sizeof(list));
 
     if (collect) {
-        (void) lpg_poll_collect(p, &list, &failed);
+        (void) lpg_poll_collect(p, &list, 0, &failed);
     }
 
     lpg_poll_send(p, &list, failed);
@@ -681,6 +753,12 @@ static void
 lpg_poll_gone(void *data)
 {
     lpg_poll_t *p = data;
+
+    if (p->backfilling) {
+        lpg_backfill_cancel(&p->bf);
+    }
+
+    lpg_log(LPG_LOG_DEBUG, 0, "poll freed: client closed the connection");
 
     if (p->ready) {
         /* it is on the ready list: answered (and freed) there as gone */

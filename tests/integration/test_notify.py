@@ -21,12 +21,13 @@ def parked(gw):
     return gw.log().count("poll parked")
 
 
-def start(gateway, workers=2, timeout=None, extra=()):
+def start(gateway, workers=2, timeout=None, extra=(),
+          ready='database "lpgtest": Odoo 14 bus shapes'):
     args = ["--log-level", "debug"] + list(extra)
     if timeout is not None:
         args += ["--timeout", str(timeout)]
     gw = gateway(workers=workers, extra_args=args)
-    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    gw.wait_log(ready)
     return gw
 
 
@@ -90,7 +91,7 @@ def test_last_semantics_and_peek(pg, gateway):
     a = pg.send("lpgtest", "lst", 1)
     b = pg.send("lpgtest", "lst", 2)
     c = pg.send("lpgtest", "lst", 3)
-    wait_until(lambda: gw.poll(["lst"], last=a - 1)["result"], 10)
+    wait_until(lambda: gw.poll(["lst"], last=c - 1)["result"], 10)
 
     assert ids(gw.poll(["lst"], last=0)) == [a, b, c]
     assert ids(gw.poll(["lst"], last=a)) == [b, c]
@@ -271,3 +272,62 @@ def test_queries_do_not_grow_with_waiting_polls(pg, gateway):
     conns = pg.sql("SELECT count(*) FROM pg_stat_activity WHERE "
                    "application_name LIKE 'lpgate%'")[0][0]
     assert conns <= (1 + workers) * maxconn
+
+
+def test_backfill_answers_from_the_database(pg, gateway):
+    """Rows older than a worker's history come from one shared query."""
+    old = [pg.send("lpgtest", "bf", i, notify=False) for i in range(3)]
+    gw = start(gateway, workers=1, extra=["--db-maxconn", "2"])
+    pg.sql("SELECT pg_stat_statements_reset()")
+
+    # Odoo's last=0: the notifications of the last 50 s, from the database
+    assert ids(gw.poll(["bf"], last=0)) == old
+    # a last older than what the gateway saw at start
+    assert ids(gw.poll(["bf"], last=old[0])) == old[1:]
+
+    futures = [gw.poll_async(["bf"], last=old[0]) for _ in range(40)]
+    for f in futures:
+        assert ids(f.result(10)) == old[1:]
+    rows = pg.sql("SELECT calls FROM pg_stat_statements WHERE query ILIKE "
+                  "'%channel = ANY%'")
+    calls = sum(c for (c,) in rows)
+    print("backfill queries for 42 polls:", calls)
+    assert 1 <= calls < 42
+    conns = pg.sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                   "application_name = 'lpgate worker'")[0][0]
+    assert conns <= 2
+
+
+def test_bad_notify_payload_is_not_fatal(pg, gateway):
+    gw = start(gateway)
+    f = gw.poll_async(["bp"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    bus_id = pg.send("lpgtest", "bp", 1, notify=False)
+    pg.sql("NOTIFY imbus, 'this is not json'")
+    # the master fetched every database anyway
+    assert ids(f.result(10)) == [bus_id]
+    gw.wait_log("NOTIFY payload is not a JSON array")
+    assert gw.health()[0] == 200
+
+
+def test_cors_for_odoo13_and_later(gateway):
+    gw = start(gateway, extra=["-d", "lpgtest15"],
+               ready='database "lpgtest15": Odoo 15 bus shapes')
+    status, headers, _ = gw.http("OPTIONS", "/longpolling/poll")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "*"
+    status, headers, _ = gw.http("POST", "/longpolling/poll",
+                                 {"params": {"channels": [], "last": 1,
+                                             "options": {"peek": True}}})
+    assert headers["access-control-allow-origin"] == "*"
+
+
+def test_closed_client_is_freed_at_once(gateway):
+    gw = start(gateway, workers=1)
+    body = json.dumps({"params": {"channels": ["gone"], "last": 1}})
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.sendall(("POST /longpolling/poll HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+               "%s" % (len(body), body)).encode())
+    wait_until(lambda: parked(gw) >= 1, 10)
+    s.close()
+    gw.wait_log("poll freed: client closed", 5)
