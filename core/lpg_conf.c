@@ -48,6 +48,10 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "odoo_version", LPG_CONF_INT, LPG_CONF_OFF(odoo_version), "0", 0, 99,
       false, "Odoo major version of the bus shapes; 0: detect per database" },
 
+    { "dbfilter", LPG_CONF_STR, LPG_CONF_OFF(dbfilter), "", 0, 0, true,
+      "Odoo's dbfilter: a regex on the Host header (%h host, %d its first "
+      "label) choosing the database of a poll without ?db=" },
+
     { "interface", LPG_CONF_STR, LPG_CONF_OFF(interface), "127.0.0.1", 0, 0,
       true, "address the HTTP listener binds" },
 

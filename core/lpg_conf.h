@@ -48,6 +48,7 @@ typedef struct {
     int     max_cron_threads;
     char   *database;
     int     odoo_version;
+    char   *dbfilter;
     char   *interface;
     int     port;
     char   *db_host;

@@ -56,6 +56,8 @@ static const lpg_main_opt_t lpg_main_opts[] = {
       "cron slots counted in the budget (default 1)" },
     { "max_cron_threads", 0, "max_cron_threads", "N", NULL },
     { "database", 'd', "database", "DB[,DB]", "databases served" },
+    { "db-filter", 0, "dbfilter", "REGEX",
+      "choose the database by Host (%h, %d), as Odoo's dbfilter" },
     { "interface", 'i', "interface", "ADDR",
       "HTTP listen address (default 127.0.0.1)" },
     { "http-interface", 0, "interface", "ADDR", NULL },

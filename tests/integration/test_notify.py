@@ -331,3 +331,27 @@ def test_closed_client_is_freed_at_once(gateway):
     wait_until(lambda: parked(gw) >= 1, 10)
     s.close()
     gw.wait_log("poll freed: client closed", 5)
+
+
+def test_database_from_query_dbfilter_or_single(pg, gateway):
+    gw = start(gateway, extra=["-d", "lpgtest,lpgtest15",
+                               "--db-filter", "%d$"])
+    gw.wait_log('database "lpgtest15": Odoo 15 bus shapes')
+    a = pg.send("lpgtest", "sel", "in lpgtest")
+    b = pg.send("lpgtest15", ["lpgtest15", "sel"],
+                {"type": "t", "payload": "in 15"})
+    body = {"params": {"channels": ["sel"], "last": 0}}
+
+    def poll_host(host, path="/longpolling/poll"):
+        status, _, data = gw.http("POST", path, body,
+                                  headers={"Host": host})
+        return json.loads(data)
+
+    assert ids(poll_host("lpgtest.example.com:8069")) == [a]
+    assert ids(poll_host("www.lpgtest15.example.com")) == [b]
+    # ?db= wins over the Host header
+    assert ids(poll_host("lpgtest15.example.com",
+                         "/longpolling/poll?db=lpgtest")) == [a]
+    # no match and several databases: an error, not a guess
+    answer = poll_host("other.example.com")
+    assert "error" in answer and "result" not in answer
