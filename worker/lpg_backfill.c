@@ -233,7 +233,34 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
     int64_t             minlast, since;
     lpg_buf_t           q;
     lpg_backfill_db_t  *d = &lpg_bf.dbs[c->db];
-    lpg_backfill_req_t *r;
+    lpg_backfill_req_t *r, *next;
+
+    r = d->head;
+
+    if (r->sql != NULL) {
+        /* a statement of its own */
+        if (lpg_pgasync_query(&c->a, r->sql) != LPG_OK) {
+            return LPG_ERROR;
+        }
+
+        d->head = r->next;
+        if (d->head != NULL) {
+            d->head->prev = NULL;
+
+        } else {
+            d->tail = NULL;
+        }
+
+        r->next = NULL;
+        r->prev = NULL;
+        r->batch = c;
+        c->batch = r;
+        c->bound = 0;
+        c->failed = false;
+        lpg_bf.queued--;
+
+        return LPG_OK;
+    }
 
     minlast = INT64_MAX;
     since = INT64_MAX;
@@ -248,6 +275,10 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
     rc = lpg_buf_append(&q, head, sizeof(head) - 1);
 
     for (r = d->head; r != NULL && rc == LPG_OK; r = r->next) {
+        if (r->sql != NULL) {
+            continue;
+        }
+
         if (r->last > 0) {
             minlast = r->last < minlast ? r->last : minlast;
 
@@ -313,16 +344,42 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
 
     lpg_buf_free(&q);
 
-    /* the whole queue becomes this connection's batch */
-    c->batch = d->head;
+    /* every history request of the queue becomes this connection's batch;
+     * statements stay queued for the next idle connection */
+    c->batch = NULL;
     c->failed = false;
-    for (r = d->head; r != NULL; r = r->next) {
+
+    for (r = d->head; r != NULL; r = next) {
+        next = r->next;
+
+        if (r->sql != NULL) {
+            continue;
+        }
+
+        if (r->prev != NULL) {
+            r->prev->next = r->next;
+
+        } else {
+            d->head = r->next;
+        }
+
+        if (r->next != NULL) {
+            r->next->prev = r->prev;
+
+        } else {
+            d->tail = r->prev;
+        }
+
+        r->prev = NULL;
+        r->next = c->batch;
+        if (c->batch != NULL) {
+            c->batch->prev = r;
+        }
+
+        c->batch = r;
         r->batch = c;
         lpg_bf.queued--;
     }
-
-    d->head = NULL;
-    d->tail = NULL;
 
     return LPG_OK;
 }
@@ -346,8 +403,12 @@ lpg_backfill_result(lpg_pgasync_t *a, PGresult *res)
 {
     lpg_backfill_conn_t *c = a->data;
 
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        return;
+    }
+
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        lpg_log(LPG_LOG_ERR, 0, "backfill query on \"%s\" failed: %s", a->name,
+        lpg_log(LPG_LOG_ERR, 0, "query on \"%s\" failed: %s", a->name,
                 PQresultErrorMessage(res));
         c->failed = true;
         return;
@@ -363,7 +424,7 @@ lpg_backfill_done(lpg_pgasync_t *a)
 {
     lpg_backfill_conn_t *c = a->data;
 
-    lpg_backfill_finish(c, !c->failed && c->res != NULL);
+    lpg_backfill_finish(c, !c->failed);
 
     if (lpg_bf.dbs[c->db].head != NULL && lpg_pgasync_idle(&c->a)) {
         (void) lpg_backfill_send(c);
@@ -390,7 +451,7 @@ lpg_backfill_finish(lpg_backfill_conn_t *c, bool ok)
     lpg_bus_rec_t      *rows;
     lpg_backfill_req_t *r;
 
-    n = ok ? PQntuples(c->res) : 0;
+    n = ok && c->res != NULL ? PQntuples(c->res) : 0;
     rows = calloc(n > 0 ? n : 1, sizeof(*rows));
     if (rows == NULL) {
         ok = false;

@@ -43,6 +43,10 @@ struct lpg_backfill_req_s {
     const size_t      *key_lens;
     lpg_backfill_cb_pt cb;
 
+    /* a statement to run alone instead of a history query (the send
+     * route); borrowed until the callback, which gets no rows */
+    const char *sql;
+
     /* private */
     lpg_backfill_req_t *next;
     lpg_backfill_req_t *prev;

@@ -89,8 +89,8 @@ static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
-static int lpg_poll_pick_db(const lpg_http_request_t *r);
-static int lpg_poll_dbfilter(const char *host, size_t len);
+static int         lpg_poll_pick_db(const lpg_http_request_t *r);
+static int         lpg_poll_dbfilter(const char *host, size_t len);
 
 
 static struct {
@@ -876,9 +876,9 @@ lpg_poll_shutdown(void)
 static int
 lpg_poll_pick_db(const lpg_http_request_t *r)
 {
-    int          db;
-    const char  *q, *e;
-    lpg_shm_t   *shm = lpg_poll.ctx.shm;
+    int         db;
+    const char *q, *e;
+    lpg_shm_t  *shm = lpg_poll.ctx.shm;
 
     for (q = r->query; q != NULL && q < r->query + r->query_len; q = e + 1) {
         e = memchr(q, '&', r->query + r->query_len - q);
@@ -906,7 +906,7 @@ lpg_poll_pick_db(const lpg_http_request_t *r)
 static int
 lpg_poll_re_escape(lpg_buf_t *b, const char *s, size_t len)
 {
-    size_t  i;
+    size_t i;
 
     for (i = 0; i < len; i++) {
         if (strchr(".[]{}()\\*+?^$|", s[i]) != NULL
@@ -928,12 +928,12 @@ lpg_poll_re_escape(lpg_buf_t *b, const char *s, size_t len)
 static int
 lpg_poll_dbfilter(const char *host, size_t len)
 {
-    int          i, found, rc;
-    size_t       hlen, dlen;
-    regex_t      re;
-    lpg_buf_t    pat;
-    const char  *f, *d, *dot, *rest;
-    lpg_shm_t   *shm = lpg_poll.ctx.shm;
+    int         i, found, rc;
+    size_t      hlen, dlen;
+    regex_t     re;
+    lpg_buf_t   pat;
+    const char *f, *d, *dot, *rest;
+    lpg_shm_t  *shm = lpg_poll.ctx.shm;
 
     /* %h: the host without its port; %d: its first label, www. skipped */
     for (hlen = 0; hlen < len && host[hlen] != ':'; hlen++) {
@@ -970,8 +970,10 @@ lpg_poll_dbfilter(const char *host, size_t len)
     if (rc != LPG_OK || lpg_buf_append(&pat, ")", 1) != LPG_OK
         || regcomp(&re, pat.data, REG_EXTENDED | REG_NOSUB) != 0)
     {
-        lpg_log(LPG_LOG_WARN, 0, "dbfilter \"%s\" is not a valid regular "
-                "expression", lpg_poll.ctx.conf->dbfilter);
+        lpg_log(LPG_LOG_WARN, 0,
+                "dbfilter \"%s\" is not a valid regular "
+                "expression",
+                lpg_poll.ctx.conf->dbfilter);
         lpg_buf_free(&pat);
         return -1;
     }

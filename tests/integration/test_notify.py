@@ -340,18 +340,18 @@ def test_database_from_query_dbfilter_or_single(pg, gateway):
     a = pg.send("lpgtest", "sel", "in lpgtest")
     b = pg.send("lpgtest15", ["lpgtest15", "sel"],
                 {"type": "t", "payload": "in 15"})
-    body = {"params": {"channels": ["sel"], "last": 0}}
 
-    def poll_host(host, path="/longpolling/poll"):
+    def poll_host(host, last, path="/longpolling/poll"):
+        body = {"params": {"channels": ["sel"], "last": last}}
         status, _, data = gw.http("POST", path, body,
                                   headers={"Host": host})
         return json.loads(data)
 
-    assert ids(poll_host("lpgtest.example.com:8069")) == [a]
-    assert ids(poll_host("www.lpgtest15.example.com")) == [b]
+    assert ids(poll_host("lpgtest.example.com:8069", a - 1)) == [a]
+    assert ids(poll_host("www.lpgtest15.example.com", b - 1)) == [b]
     # ?db= wins over the Host header
-    assert ids(poll_host("lpgtest15.example.com",
+    assert ids(poll_host("lpgtest15.example.com", a - 1,
                          "/longpolling/poll?db=lpgtest")) == [a]
     # no match and several databases: an error, not a guess
-    answer = poll_host("other.example.com")
+    answer = poll_host("other.example.com", 0)
     assert "error" in answer and "result" not in answer
