@@ -79,6 +79,15 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "longpolling_path", LPG_CONF_STR, LPG_CONF_OFF(longpolling_path),
       "/longpolling", 0, 0, true, "URL prefix of the routes" },
 
+    { "allow_send", LPG_CONF_BOOL, LPG_CONF_OFF(allow_send), "false", 0, 1,
+      true, "serve Odoo 8-14's public <path>/send route" },
+
+    { "send_channels", LPG_CONF_STR, LPG_CONF_OFF(send_channels), "", 0, 0,
+      true, "comma-separated shell patterns of the channels send accepts" },
+
+    { "send_max_bytes", LPG_CONF_INT, LPG_CONF_OFF(send_max_bytes), "4096",
+      2, 1048576, true, "largest message send accepts, as JSON text" },
+
     { "timeout", LPG_CONF_INT, LPG_CONF_OFF(timeout), "50", 1, 3600, true,
       "seconds a poll is held before it is answered []" },
 

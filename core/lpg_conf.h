@@ -49,6 +49,9 @@ typedef struct {
     char   *database;
     int     odoo_version;
     char   *dbfilter;
+    int     allow_send;
+    char   *send_channels;
+    int     send_max_bytes;
     char   *interface;
     int     port;
     char   *db_host;

@@ -49,6 +49,13 @@ lpg_buf_append(lpg_buf_t *b, const char *data, size_t len)
 }
 
 
+int
+lpg_buf_append_str(lpg_buf_t *b, const char *s)
+{
+    return lpg_buf_append(b, s, strlen(s));
+}
+
+
 void
 lpg_buf_free(lpg_buf_t *b)
 {

@@ -29,6 +29,9 @@ typedef struct {
 int  lpg_buf_append(lpg_buf_t *b, const char *data, size_t len) LPG_MUSTCHECK;
 void lpg_buf_free(lpg_buf_t *b);
 
+/* appends a NUL-terminated string */
+int lpg_buf_append_str(lpg_buf_t *b, const char *s) LPG_MUSTCHECK;
+
 /*
  * Appends the json_dump form of v (strings, integers, booleans, null and
  * arrays/objects of them; reals as %.17g) to b.  LPG_ERROR on invalid

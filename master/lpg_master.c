@@ -85,6 +85,7 @@ static void lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_master_budget_failed(void *data, const char *msg);
 static void lpg_master_notify(void *data, const char *payload);
 static void lpg_master_connected(void *data);
+static void lpg_master_kick_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int  lpg_master_doorbells(int n) LPG_MUSTCHECK;
 static const char *lpg_master_default_db(const lpg_conf_t *conf);
 
@@ -96,6 +97,8 @@ static struct {
     lpg_shm_t              shm;
     lpg_ring_t            *ring;
     int                    doorbells[LPG_MAX_WORKERS];
+    int                    kick_fd;
+    ev_io                  kick;
     lpg_master_state_e     state;
     unsigned               generation;
     int                    status;
@@ -186,6 +189,13 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         goto failed;
     }
 
+    /* workers ring it after a send: fetch now */
+    lpg_master.kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lpg_master.kick_fd == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "eventfd() failed");
+        goto failed;
+    }
+
     atomic_store(&lpg_master.shm.header->master_pid, (int32_t) getpid());
     atomic_store(&lpg_master.shm.header->master_heartbeat, lpg_time_mono_ms());
     atomic_store(&lpg_master.shm.header->nworkers, conf->workers);
@@ -208,6 +218,10 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     ev_timer_start(loop, &lpg_master.heartbeat);
 
     ev_init(&lpg_master.kill, lpg_master_kill_cb);
+
+    ev_io_init(&lpg_master.kick, lpg_master_kick_cb, lpg_master.kick_fd,
+               EV_READ);
+    ev_io_start(loop, &lpg_master.kick);
 
     memset(&h, 0, sizeof(h));
     h.loop = loop;
@@ -425,6 +439,7 @@ lpg_master_spawn(int slot)
         args.lsock = lpg_master.slots[slot].fd;
         args.death_fd = lpg_master.death_pipe[0];
         args.doorbell = lpg_master.doorbells[slot];
+        args.kick_fd = lpg_master.kick_fd;
         args.ring = lpg_master.ring;
         args.conf = &lpg_master.conf;
         args.shm = &lpg_master.shm;
@@ -465,6 +480,7 @@ lpg_master_atfork_child(int slot)
     ev_child_stop(lpg_master.loop, &lpg_master.child);
     ev_timer_stop(lpg_master.loop, &lpg_master.heartbeat);
     ev_timer_stop(lpg_master.loop, &lpg_master.kill);
+    ev_io_stop(lpg_master.loop, &lpg_master.kick);
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
         ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
@@ -923,6 +939,19 @@ static void
 lpg_master_notify(void *data, const char *payload)
 {
     lpg_fetch_notify(payload);
+}
+
+
+static void
+lpg_master_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    uint64_t n;
+
+    if (read(w->fd, &n, sizeof(n)) == -1 && errno != EAGAIN) {
+        lpg_log(LPG_LOG_ERR, errno, "read(kick eventfd) failed");
+    }
+
+    lpg_fetch_all();
 }
 
 

@@ -182,6 +182,27 @@ lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data)
 }
 
 
+const lpg_conf_t *
+lpg_http_conf(void)
+{
+    return lpg_http_ctx.conf;
+}
+
+
+void
+lpg_http_kick(void)
+{
+    uint64_t one = 1;
+
+    if (lpg_http_ctx.kick_fd >= 0
+        && write(lpg_http_ctx.kick_fd, &one, sizeof(one)) == -1
+        && errno != EAGAIN)
+    {
+        lpg_log(LPG_LOG_ERR, errno, "write(kick eventfd) failed");
+    }
+}
+
+
 size_t
 lpg_http_open(void)
 {

@@ -52,6 +52,7 @@ typedef struct {
     lpg_shm_t        *shm;
     lpg_shm_worker_t *stats;
     int               slot;
+    int               kick_fd; /* wakes the master's fetch */
 } lpg_http_ctx_t;
 
 
@@ -72,6 +73,12 @@ void lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
 /* the router parks the request: cb(data) runs if the connection closes
  * before lpg_http_respond(); after it, the holder must forget c */
 void lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data);
+
+/* the worker's configuration (the master's copy, read-only) */
+const lpg_conf_t *lpg_http_conf(void);
+
+/* asks the master to fetch every database now (after a send) */
+void lpg_http_kick(void);
 
 /* graceful stop: idle connections close now, the others after their answer;
  * returns how many are still open */

@@ -77,8 +77,6 @@ static void   lpg_poll_backfilled(lpg_backfill_req_t  *req,
                                   int64_t bound, bool ok);
 static void   lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed);
 static void   lpg_poll_answer(lpg_poll_t *p, bool collect);
-static void   lpg_poll_error(lpg_http_conn_t *c, int version, const char *id,
-                             const char *name, const char *msg);
 static void   lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg);
 static void   lpg_poll_free(lpg_poll_t *p);
 static void   lpg_poll_park(lpg_poll_t *p);
@@ -89,7 +87,6 @@ static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
-static int         lpg_poll_pick_db(const lpg_http_request_t *r);
 static int         lpg_poll_dbfilter(const char *host, size_t len);
 
 
@@ -145,7 +142,6 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     const char *why;
     json_t     *id;
     lpg_poll_t *p;
-    lpg_shm_t  *shm = lpg_poll.ctx.shm;
 
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -158,10 +154,7 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     db = lpg_poll_pick_db(r);
 
     p->db = db;
-    p->version = db >= 0 && atomic_load(&shm->dbs[db].version) != 0
-        ? atomic_load(&shm->dbs[db].version)
-        : (lpg_poll.ctx.conf->odoo_version ? lpg_poll.ctx.conf->odoo_version
-                                           : 14);
+    p->version = lpg_poll_version(db);
 
     id = NULL;
     rc = lpg_poll_parse(p, r, &id, &why);
@@ -170,18 +163,18 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     json_decref(id);
 
     if (rc != LPG_OK) {
-        lpg_poll_error(c, p->version, p->id ? p->id : "null",
-                       p->version >= 11 ? "builtins.Exception"
-                                        : "exceptions.Exception",
-                       why);
+        lpg_poll_rpc_error(c, p->version, p->id ? p->id : "null",
+                           p->version >= 11 ? "builtins.Exception"
+                                            : "exceptions.Exception",
+                           why);
         lpg_poll_free(p);
         return;
     }
 
     if (rc == LPG_OK && p->db < 0) {
-        lpg_poll_error(c, p->version, p->id ? p->id : "null",
-                       "werkzeug.exceptions.NotFound",
-                       "404: Not Found (no such database: pass ?db=)");
+        lpg_poll_rpc_error(c, p->version, p->id ? p->id : "null",
+                           "werkzeug.exceptions.NotFound",
+                           "404: Not Found (no such database: pass ?db=)");
         lpg_poll_free(p);
         return;
     }
@@ -644,9 +637,9 @@ lpg_poll_cors(const lpg_poll_t *p)
 }
 
 
-static void
-lpg_poll_error(lpg_http_conn_t *c, int version, const char *id,
-               const char *name, const char *msg)
+void
+lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
+                   const char *name, const char *msg)
 {
     char   *text, *body;
     json_t *data, *err;
@@ -873,7 +866,7 @@ lpg_poll_shutdown(void)
 
 /* Odoo's order: ?db=, then dbfilter on the Host header, then the only
  * database served; -1 when none (an error for the client) */
-static int
+int
 lpg_poll_pick_db(const lpg_http_request_t *r)
 {
     int         db;
@@ -996,4 +989,19 @@ lpg_poll_dbfilter(const char *host, size_t len)
     regfree(&re);
 
     return found;
+}
+
+
+int
+lpg_poll_version(int db)
+{
+    int v;
+
+    v = db >= 0 ? atomic_load(&lpg_poll.ctx.shm->dbs[db].version) : 0;
+    if (v != 0) {
+        return v;
+    }
+
+    return lpg_poll.ctx.conf->odoo_version ? lpg_poll.ctx.conf->odoo_version
+                                           : 14;
 }

@@ -24,6 +24,17 @@ int lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell,
 
 void lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r);
 
+/* the database of a request: ?db=, dbfilter on Host, or the only one;
+ * -1 when none */
+int lpg_poll_pick_db(const lpg_http_request_t *r);
+
+/* answers c with Odoo's JSON-RPC error shape for version (HTTP 200) */
+void lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
+                        const char *name, const char *msg);
+
+/* the Odoo version whose shapes database db gets */
+int lpg_poll_version(int db);
+
 /* graceful stop: every parked poll gets [] now */
 void lpg_poll_shutdown(void);
 

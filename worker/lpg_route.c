@@ -11,6 +11,7 @@
 
 #include "lpg_route.h"
 #include "lpg_poll.h"
+#include "lpg_send.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -44,6 +45,7 @@ static const lpg_route_t lpg_routes[] = {
       lpg_route_health },
     { "/poll", (1u << HTTP_POST) | (1u << HTTP_OPTIONS), "POST, OPTIONS",
       lpg_route_poll },
+    { "/send", (1u << HTTP_POST), "POST", lpg_send_request },
 };
 
 

@@ -95,6 +95,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     ctx.shm = args->shm;
     ctx.stats = lpg_worker.stats;
     ctx.slot = args->slot;
+    ctx.kick_fd = args->kick_fd;
     lpg_http_init(&ctx);
 
     if (lpg_poll_init(&ctx, args->doorbell, args->ring) != LPG_OK) {

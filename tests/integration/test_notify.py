@@ -355,3 +355,41 @@ def test_database_from_query_dbfilter_or_single(pg, gateway):
     # no match and several databases: an error, not a guess
     answer = poll_host("other.example.com", 0)
     assert "error" in answer and "result" not in answer
+
+
+def test_send_is_off_by_default(gateway):
+    gw = start(gateway)
+    status, _, _ = gw.http("POST", "/longpolling/send",
+                           {"params": {"channel": "x", "message": 1}})
+    assert status == 404
+
+
+def test_send_when_allowed(pg, gateway):
+    gw = gateway(workers=2, config='allow_send = true;\n'
+                 'send_channels = "chat-*, public";\nsend_max_bytes = 100;\n',
+                 extra_args=["--log-level", "debug"])
+    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    f = gw.poll_async(["chat-1"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+
+    def send(channel, message):
+        status, _, data = gw.http("POST", "/longpolling/send",
+                                  {"id": 5, "params": {"channel": channel,
+                                                       "message": message}})
+        assert status == 200
+        return json.loads(data)
+
+    assert send("chat-1", {"text": "hi"}) == {"jsonrpc": "2.0", "id": 5,
+                                              "result": None}
+    answer = f.result(10)
+    assert [(n["channel"], n["message"]) for n in answer["result"]] == \
+        [("chat-1", {"text": "hi"})]
+    row = pg.sql("SELECT channel, message FROM bus_bus ORDER BY id DESC "
+                 "LIMIT 1", dbname="lpgtest")
+    assert row == [('"chat-1"', '{"text":"hi"}')]
+
+    assert "not open" in send("secret", 1)["error"]["data"]["message"]
+    assert send(["lpgtest", "res.partner", 3], 1)["error"]["data"][
+        "message"] == "bus.Bus only string channels are allowed."
+    assert "send_max_bytes" in send("public", "x" * 200)["error"]["data"][
+        "message"]

@@ -190,7 +190,7 @@ test_shipped_conf_documents_every_key(void **state)
 
     keys = lpg_conf_keys(&n);
     for (i = 0; i < n; i++) {
-        if (keys[i].type == LPG_CONF_INT) {
+        if (keys[i].type == LPG_CONF_INT || keys[i].type == LPG_CONF_BOOL) {
             snprintf(want, sizeof(want), "\n%s = %s;", keys[i].name,
                      keys[i].def);
 
