@@ -85,8 +85,8 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "send_channels", LPG_CONF_STR, LPG_CONF_OFF(send_channels), "", 0, 0,
       true, "comma-separated shell patterns of the channels send accepts" },
 
-    { "send_max_bytes", LPG_CONF_INT, LPG_CONF_OFF(send_max_bytes), "4096",
-      2, 1048576, true, "largest message send accepts, as JSON text" },
+    { "send_max_bytes", LPG_CONF_INT, LPG_CONF_OFF(send_max_bytes), "4096", 2,
+      1048576, true, "largest message send accepts, as JSON text" },
 
     { "timeout", LPG_CONF_INT, LPG_CONF_OFF(timeout), "50", 1, 3600, true,
       "seconds a poll is held before it is answered []" },

@@ -185,6 +185,17 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         }
     }
 
+    if (lpg_master.shm.header->ndbs > conf->db_maxconn - 1) {
+        /* the master's share of the budget: LISTEN + one per database */
+        lpg_log(LPG_LOG_EMERG, 0,
+                "%d databases need %d master connections (LISTEN + one per "
+                "database) but db_maxconn is %d: raise db_maxconn or serve "
+                "fewer databases",
+                lpg_master.shm.header->ndbs, lpg_master.shm.header->ndbs + 1,
+                conf->db_maxconn);
+        goto failed;
+    }
+
     if (lpg_master_doorbells(conf->workers) != LPG_OK) {
         goto failed;
     }

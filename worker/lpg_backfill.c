@@ -40,6 +40,9 @@ typedef struct {
 } lpg_backfill_db_t;
 
 
+static void lpg_backfill_unlink(lpg_backfill_req_t **head,
+                                lpg_backfill_req_t **tail,
+                                lpg_backfill_req_t  *r);
 static void lpg_backfill_prepare_cb(struct ev_loop *loop, ev_prepare *w,
                                     int revents);
 static void lpg_backfill_flush(int db);
@@ -110,6 +113,30 @@ lpg_backfill_queue(lpg_backfill_req_t *req)
 }
 
 
+/* unlinks r from the list head (and tail, when the list keeps one) */
+static void
+lpg_backfill_unlink(lpg_backfill_req_t **head, lpg_backfill_req_t **tail,
+                    lpg_backfill_req_t *r)
+{
+    if (r->prev != NULL) {
+        r->prev->next = r->next;
+
+    } else {
+        *head = r->next;
+    }
+
+    if (r->next != NULL) {
+        r->next->prev = r->prev;
+
+    } else if (tail != NULL) {
+        *tail = r->prev;
+    }
+
+    r->next = NULL;
+    r->prev = NULL;
+}
+
+
 void
 lpg_backfill_cancel(lpg_backfill_req_t *req)
 {
@@ -118,37 +145,13 @@ lpg_backfill_cancel(lpg_backfill_req_t *req)
 
     if (c != NULL) {
         /* in a running query: drop it from the batch */
-        if (req->prev != NULL) {
-            req->prev->next = req->next;
-
-        } else {
-            c->batch = req->next;
-        }
-
-        if (req->next != NULL) {
-            req->next->prev = req->prev;
-        }
+        lpg_backfill_unlink(&c->batch, NULL, req);
 
     } else {
-        if (req->prev != NULL) {
-            req->prev->next = req->next;
-
-        } else {
-            d->head = req->next;
-        }
-
-        if (req->next != NULL) {
-            req->next->prev = req->prev;
-
-        } else {
-            d->tail = req->prev;
-        }
-
+        lpg_backfill_unlink(&d->head, &d->tail, req);
         lpg_bf.queued--;
     }
 
-    req->next = NULL;
-    req->prev = NULL;
     req->batch = NULL;
 }
 
@@ -243,16 +246,7 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
             return LPG_ERROR;
         }
 
-        d->head = r->next;
-        if (d->head != NULL) {
-            d->head->prev = NULL;
-
-        } else {
-            d->tail = NULL;
-        }
-
-        r->next = NULL;
-        r->prev = NULL;
+        lpg_backfill_unlink(&d->head, &d->tail, r);
         r->batch = c;
         c->batch = r;
         c->bound = 0;
@@ -356,21 +350,7 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
             continue;
         }
 
-        if (r->prev != NULL) {
-            r->prev->next = r->next;
-
-        } else {
-            d->head = r->next;
-        }
-
-        if (r->next != NULL) {
-            r->next->prev = r->prev;
-
-        } else {
-            d->tail = r->prev;
-        }
-
-        r->prev = NULL;
+        lpg_backfill_unlink(&d->head, &d->tail, r);
         r->next = c->batch;
         if (c->batch != NULL) {
             c->batch->prev = r;

@@ -393,3 +393,24 @@ def test_send_when_allowed(pg, gateway):
         "message"] == "bus.Bus only string channels are allowed."
     assert "send_max_bytes" in send("public", "x" * 200)["error"]["data"][
         "message"]
+
+
+def test_odoo_version_override(pg, gateway):
+    gw = gateway(workers=1, config="odoo_version = 15;\n",
+                 extra_args=["--log-level", "debug"])
+    gw.wait_log('database "lpgtest": Odoo 15 bus shapes')
+    f = gw.poll_async(["ov"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    bus_id = pg.send("lpgtest", ["lpgtest", "ov"], {"type": "x",
+                                                    "payload": 1})
+    assert f.result(10)["result"] == [
+        {"id": bus_id, "message": {"type": "x", "payload": 1}}]
+
+
+def test_too_many_databases_for_db_maxconn(pg):
+    from conftest import free_port, run_lpgate
+    r = run_lpgate(["--db-host", pg.host, "--db-port", str(pg.port),
+                    "--db-user", pg.user, "-d", "lpgtest,lpgtest15",
+                    "--db-maxconn", "2", "-p", str(free_port())])
+    assert r.returncode == 2
+    assert "raise db_maxconn" in r.stderr

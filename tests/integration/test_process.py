@@ -79,7 +79,7 @@ def test_bad_command_line_value_exits_2():
 
 def test_budget_refused(pg):
     r = run_lpgate(db_args(pg) + ["--workers", "4", "--max-cron-threads",
-                                  "1", "--db-maxconn", "20", "-p", "1"])
+                                  "1", "--db-maxconn", "20"])
     assert r.returncode == 2, r.stderr
     assert "(1 + 4 + 1) * 20 = 120" in r.stderr
     assert "max_connections" in r.stderr
