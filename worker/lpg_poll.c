@@ -839,7 +839,8 @@ lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     if (lpg_poll.head != NULL) {
-        horizon = lpg_poll.head->deadline - now;
+        /* the head is not always the first due: jitter reorders */
+        horizon = lpg_poll.head->deadline - LPG_POLL_JITTER_MAX - now;
         if (horizon < 50) {
             horizon = 50;
         }

@@ -414,3 +414,14 @@ def test_too_many_databases_for_db_maxconn(pg):
                     "--db-maxconn", "2", "-p", str(free_port())])
     assert r.returncode == 2
     assert "raise db_maxconn" in r.stderr
+
+
+def test_sigquit_answers_parked_polls(gateway):
+    import signal
+    gw = start(gateway, workers=2)
+    futures = [gw.poll_async(["q"], last=1, timeout=20) for _ in range(10)]
+    wait_until(lambda: parked(gw) >= 10, 10)
+    gw.signal(signal.SIGQUIT)
+    for f in futures:
+        assert f.result(10)["result"] == []
+    assert gw.wait(10) == 0
