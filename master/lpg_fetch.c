@@ -48,6 +48,7 @@ typedef struct {
     bool              has_cursor;
     bool              has_bus;
     bool              has_modules;
+    bool              warned;
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
@@ -424,10 +425,12 @@ lpg_fetch_done(lpg_pgasync_t *a)
 
     case LPG_FETCH_TABLES:
         if (!db->has_bus) {
-            lpg_log(LPG_LOG_ERR, 0,
+            /* said once at ERR, then quietly until the table appears */
+            lpg_log(db->warned ? LPG_LOG_DEBUG : LPG_LOG_ERR, 0,
                     "database \"%s\" has no bus_bus table: nothing to "
                     "serve from it until it has one (looking again in 5 s)",
                     sdb->name);
+            db->warned = true;
             db->state = LPG_FETCH_READY;
             ev_timer_stop(lpg_fetch.loop, &db->again);
             ev_timer_set(&db->again, 5., 0.);
