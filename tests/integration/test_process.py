@@ -266,3 +266,43 @@ def test_budget_checked_when_database_comes_back(pg, gateway):
         pg.start()
     assert gw.wait(20) == 2
     assert "(1 + 4 + 1) * 20 = 120" in gw.log()
+
+
+def sanitized():
+    with open(os.environ.get("LPGATE_BIN", "lpgate"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+@pytest.mark.skipif(sanitized(), reason="ASan reserves more address space "
+                    "than the limit this test sets")
+def test_worker_exit_2_is_not_respawned(pg, tmp_path):
+    """A worker whose start fails fatally (here: its 256 MiB ring buffer
+    does not fit the address-space limit the master still fits in) exits
+    2; the master does not respawn it, and stops with 2 when none is
+    left."""
+    import resource
+    import subprocess
+    from conftest import LPGATE_BIN, free_port
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1450 << 20, 1450 << 20))
+
+    log = tmp_path / "lpgate.log"
+    conf = tmp_path / "lpgate.conf"
+    conf.write_text('ring_size = "1G";\n')
+    proc = subprocess.Popen(
+        [LPGATE_BIN, "--workers", "1", "-p", str(free_port()),
+         "--log-level", "info", "-c", str(conf),
+         "--db-host", pg.host, "--db-port", str(pg.port), "--db-user",
+         pg.user, "-d", "lpgtest", "--logfile", str(log)],
+        preexec_fn=limit, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL)
+    try:
+        assert proc.wait(20) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert "exited with status 2" in text
+    assert "will not be respawned" in text
+    assert text.count("worker#0 started") == 1
