@@ -49,6 +49,7 @@ typedef struct {
     bool              has_bus;
     bool              has_modules;
     bool              warned;
+    char              listen[80];
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
@@ -61,11 +62,13 @@ static void lpg_fetch_ready(lpg_pgasync_t *a);
 static void lpg_fetch_result(lpg_pgasync_t *a, PGresult *res);
 static void lpg_fetch_done(lpg_pgasync_t *a);
 static void lpg_fetch_down(lpg_pgasync_t *a, const char *err);
+static void lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n);
 static void lpg_fetch_run(lpg_fetch_db_t *db);
 static void lpg_fetch_publish(lpg_fetch_db_t *db);
 static void lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_mark(int idx);
+static void lpg_fetch_quote(char *out, size_t cap, const char *ident);
 static void lpg_fetch_ring(void);
 
 
@@ -121,7 +124,9 @@ lpg_fetch_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
         db->conn.result = lpg_fetch_result;
         db->conn.done = lpg_fetch_done;
         db->conn.down = lpg_fetch_down;
+        db->conn.notify = lpg_fetch_db_notify;
         ev_init(&db->again, lpg_fetch_again_cb);
+        lpg_fetch_quote(db->listen, sizeof(db->listen), conf->listen_channel);
         db->again.data = db;
 
         lpg_pgconn_params(&p, conf, shm->dbs[i].name, "lpgate master");
@@ -417,7 +422,7 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
 static void
 lpg_fetch_done(lpg_pgasync_t *a)
 {
-    char            query[256];
+    char            query[512];
     lpg_fetch_db_t *db = a->data;
     lpg_shm_db_t   *sdb = &lpg_fetch.shm->dbs[db->idx];
 
@@ -438,12 +443,16 @@ lpg_fetch_done(lpg_pgasync_t *a)
             return;
         }
 
+        /* LISTEN here too: contrib/sql/lpgate.sql notifies in the
+         * served database itself */
         snprintf(query, sizeof(query),
-                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s",
+                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s; "
+                 "LISTEN %s",
                  db->has_modules ? "(SELECT split_part(latest_version, '.', "
                                    "1) FROM ir_module_module WHERE name = "
                                    "'base')"
-                                 : "NULL");
+                                 : "NULL",
+                 db->listen);
 
         if (lpg_pgasync_query(a, query) == LPG_OK) {
             db->state = LPG_FETCH_CURSOR;
@@ -616,6 +625,21 @@ lpg_fetch_ring(void)
 }
 
 
+/* a NOTIFY in the served database itself: that database is concerned */
+static void
+lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n)
+{
+    lpg_fetch_db_t *db = a->data;
+
+    atomic_fetch_add_explicit(&lpg_fetch.shm->header->notifies, 1,
+                              memory_order_relaxed);
+
+    if (strcmp(n->relname, lpg_fetch.conf->listen_channel) == 0) {
+        lpg_fetch_mark(db->idx);
+    }
+}
+
+
 static void
 lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 {
@@ -628,4 +652,24 @@ lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 
     /* dirty: fetch what we missed once the connection is back */
     db->dirty = true;
+}
+
+
+/* "ident" with inner quotes doubled, as PQescapeIdentifier does */
+static void
+lpg_fetch_quote(char *out, size_t cap, const char *ident)
+{
+    size_t n = 0;
+
+    out[n++] = '"';
+    for (; *ident != '\0' && n + 3 < cap; ident++) {
+        if (*ident == '"') {
+            out[n++] = '"';
+        }
+
+        out[n++] = *ident;
+    }
+
+    out[n++] = '"';
+    out[n] = '\0';
 }

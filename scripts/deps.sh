@@ -9,7 +9,7 @@ LPG_PACKAGES=(
     libhttp-parser-dev libcmocka-dev
     postgresql postgresql-contrib
     python3 python3-pytest python3-psycopg
-    curl clang-format
+    curl clang-format nginx
 )
 
 if [ "$(id -u)" -ne 0 ]; then

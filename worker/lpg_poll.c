@@ -17,6 +17,7 @@
 #include "lpg_dispatch.h"
 #include "lpg_json.h"
 
+#include <ctype.h>
 #include <http_parser.h>
 #include <jansson.h>
 #include <regex.h>
@@ -43,6 +44,7 @@ struct lpg_poll_s {
     bool               ready;
     bool               parked;
     bool               backfilling;
+    bool               plain; /* GET ?channels=: a bare JSON array */
     lpg_backfill_req_t bf;
 
     size_t              nkeys;
@@ -88,6 +90,8 @@ static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
 static int         lpg_poll_dbfilter(const char *host, size_t len);
+static char *lpg_poll_query_body(const lpg_http_request_t *r, const char **why);
+static void  lpg_poll_plain_error(lpg_http_conn_t *c, const char *why);
 
 
 static struct {
@@ -157,10 +161,40 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     p->version = lpg_poll_version(db);
 
     id = NULL;
-    rc = lpg_poll_parse(p, r, &id, &why);
+    if (r->method == HTTP_GET) {
+        /* the plain API: the query string becomes the JSON-RPC params */
+        lpg_http_request_t q = *r;
+        char              *body = lpg_poll_query_body(r, &why);
+
+        p->plain = true;
+
+        if (body == NULL) {
+            lpg_poll_plain_error(c, why);
+            lpg_poll_free(p);
+            return;
+        }
+
+        q.body = body;
+        q.body_len = strlen(body);
+        id = NULL;
+        rc = lpg_poll_parse(p, &q, &id, &why);
+        free(body);
+
+    } else {
+        rc = lpg_poll_parse(p, r, &id, &why);
+    }
 
     p->id = id != NULL ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     json_decref(id);
+
+    if (p->plain && (rc != LPG_OK || p->db < 0)) {
+        lpg_poll_plain_error(c,
+                             rc != LPG_OK ? why
+                                          : "no such database: "
+                                            "pass ?db=");
+        lpg_poll_free(p);
+        return;
+    }
 
     if (rc != LPG_OK) {
         lpg_poll_rpc_error(c, p->version, p->id ? p->id : "null",
@@ -582,6 +616,19 @@ lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
     lpg_buf_t out;
 
     memset(&out, 0, sizeof(out));
+
+    if (p->plain) {
+        if (lpg_buf_append(&out, "[", 1) != LPG_OK
+            || (list->len
+                && lpg_buf_append(&out, list->data, list->len) != LPG_OK)
+            || lpg_buf_append(&out, "]", 1) != LPG_OK)
+        {
+            failed = true;
+        }
+
+        goto respond;
+    }
+
     snprintf(head, sizeof(head),
              "{\"jsonrpc\": \"2.0\", \"id\": %s, \"result\": %s[",
              p->id ? p->id : "null", peek ? "{\"notifications\": " : "");
@@ -614,6 +661,8 @@ lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
     if (lpg_buf_append(&out, "}", 1) != LPG_OK) {
         failed = true;
     }
+
+respond:
 
     if (failed) {
         lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
@@ -1005,4 +1054,144 @@ lpg_poll_version(int db)
 
     return lpg_poll.ctx.conf->odoo_version ? lpg_poll.ctx.conf->odoo_version
                                            : 14;
+}
+
+
+/* %XX and '+' decoding of one query value into b */
+static int
+lpg_poll_unescape(lpg_buf_t *b, const char *s, size_t len)
+{
+    char   c, hex[3];
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        c = s[i];
+
+        if (c == '+') {
+            c = ' ';
+
+        } else if (c == '%' && i + 2 < len && isxdigit((unsigned char) s[i + 1])
+                   && isxdigit((unsigned char) s[i + 2]))
+        {
+            hex[0] = s[i + 1];
+            hex[1] = s[i + 2];
+            hex[2] = '\0';
+            c = (char) strtol(hex, NULL, 16);
+            i += 2;
+        }
+
+        if (lpg_buf_append(b, &c, 1) != LPG_OK) {
+            return LPG_ERROR;
+        }
+    }
+
+    return LPG_OK;
+}
+
+
+/*
+ * GET <path>/poll?channels=a,b&last=N as the body of an equivalent
+ * JSON-RPC call (caller frees); NULL with *why on a malformed query.
+ */
+static char *
+lpg_poll_query_body(const lpg_http_request_t *r, const char **why)
+{
+    char       *text, *end;
+    json_t     *params, *channels, *body, *str;
+    long long   last;
+    lpg_buf_t   v;
+    const char *q, *e, *eq, *c, *ce;
+
+    channels = json_array();
+    params = json_pack("{s:o, s:i}", "channels", channels, "last", 0);
+    body = json_pack("{s:o}", "params", params);
+    memset(&v, 0, sizeof(v));
+    *why = "malformed query string";
+
+    if (body == NULL) {
+        return NULL;
+    }
+
+    for (q = r->query; q != NULL && q < r->query + r->query_len; q = e + 1) {
+        e = memchr(q, '&', r->query + r->query_len - q);
+        if (e == NULL) {
+            e = r->query + r->query_len;
+        }
+
+        eq = memchr(q, '=', e - q);
+        if (eq == NULL) {
+            continue;
+        }
+
+        v.len = 0;
+        if (lpg_poll_unescape(&v, eq + 1, e - eq - 1) != LPG_OK
+            || lpg_buf_append(&v, "", 0) != LPG_OK)
+        {
+            goto failed;
+        }
+
+        if (eq - q == 4 && memcmp(q, "last", 4) == 0) {
+            last = strtoll(v.data, &end, 10);
+            if (*v.data == '\0' || *end != '\0' || last < 0) {
+                *why = "last must be a non-negative integer";
+                goto failed;
+            }
+
+            json_object_set_new(params, "last", json_integer(last));
+
+        } else if (eq - q == 8 && memcmp(q, "channels", 8) == 0) {
+            for (c = v.data; c < v.data + v.len; c = ce + 1) {
+                ce = memchr(c, ',', v.data + v.len - c);
+                if (ce == NULL) {
+                    ce = v.data + v.len;
+                }
+
+                if (ce == c) {
+                    continue;
+                }
+
+                str = json_stringn(c, ce - c);
+                if (str == NULL) {
+                    *why = "a channel is not valid UTF-8";
+                    goto failed;
+                }
+
+                json_array_append_new(channels, str);
+            }
+        }
+    }
+
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    lpg_buf_free(&v);
+
+    return text;
+
+failed:
+
+    json_decref(body);
+    lpg_buf_free(&v);
+
+    return NULL;
+}
+
+
+static void
+lpg_poll_plain_error(lpg_http_conn_t *c, const char *why)
+{
+    char   *text;
+    json_t *j;
+
+    j = json_pack("{s:s}", "error", why);
+    text = j != NULL ? json_dumps(j, 0) : NULL;
+    json_decref(j);
+
+    if (text == NULL) {
+        lpg_http_respond(c, 500, NULL, NULL, "error\n", 6);
+        return;
+    }
+
+    lpg_http_respond(c, 400, "application/json",
+                     "Access-Control-Allow-Origin: *\r\n", text, strlen(text));
+    free(text);
 }

@@ -43,8 +43,8 @@ static lpg_http_ctx_t lpg_route_ctx;
 static const lpg_route_t lpg_routes[] = {
     { "/health", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
       lpg_route_health },
-    { "/poll", (1u << HTTP_POST) | (1u << HTTP_OPTIONS), "POST, OPTIONS",
-      lpg_route_poll },
+    { "/poll", (1u << HTTP_POST) | (1u << HTTP_GET) | (1u << HTTP_OPTIONS),
+      "GET, POST, OPTIONS", lpg_route_poll },
     { "/send", (1u << HTTP_POST), "POST", lpg_send_request },
 };
 

@@ -6,6 +6,7 @@ NOTIFY imbus on database postgres.
 """
 
 import json
+import os
 import re
 import selectors
 import socket
@@ -425,3 +426,33 @@ def test_sigquit_answers_parked_polls(gateway):
     for f in futures:
         assert f.result(10)["result"] == []
     assert gw.wait(10) == 0
+
+
+def test_plain_get_api_and_sql_send(pg, gateway):
+    """Non-Odoo applications: GET <path>/poll?channels=&last= answers a bare
+    JSON array; contrib/sql/lpgate.sql publishes from SQL (NOTIFY in the
+    served database itself)."""
+    import urllib.parse
+    from conftest import SRCDIR
+    with open(os.path.join(SRCDIR, "contrib", "sql", "lpgate.sql")) as f:
+        pg.sql(f.read(), dbname="lpgtest")
+    gw = start(gateway)
+    [(last,)] = pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus",
+                       dbname="lpgtest")
+    path = "/longpolling/poll?" + urllib.parse.urlencode(
+        {"channels": "plain-\u00e9,other", "last": last})
+    f = gw.executor.submit(gw.http, "GET", path, None, None, 15)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    [(bus_id,)] = pg.sql("SELECT lpgate_send('plain-\u00e9', "
+                         "'{\"a\": 1}')", dbname="lpgtest")
+    status, headers, body = f.result(15)
+    assert status == 200
+    assert json.loads(body) == [{"id": bus_id, "channel": "plain-\u00e9",
+                                 "message": {"a": 1}}]
+    # stored exactly as Odoo's json_dump would
+    [(chan,)] = pg.sql("SELECT channel FROM bus_bus WHERE id = %s",
+                       (bus_id,), dbname="lpgtest")
+    assert chan == json_dump("plain-\u00e9") == '"plain-\\u00e9"'
+
+    status, _, body = gw.http("GET", "/longpolling/poll?channels=x&last=z")
+    assert status == 400 and "last" in json.loads(body)["error"]
