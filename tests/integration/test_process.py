@@ -5,6 +5,7 @@ Each test starts real lpgate processes against the session's PostgreSQL.
 """
 
 import json
+import re
 import os
 import signal
 import time
@@ -306,3 +307,14 @@ def test_worker_exit_2_is_not_respawned(pg, tmp_path):
     assert "exited with status 2" in text
     assert "will not be respawned" in text
     assert text.count("worker#0 started") == 1
+
+
+def test_man_page_matches_help():
+    """Every option --help prints is in lpgate(8), and the other way
+    round."""
+    help_opts = set(re.findall(r"--[a-z][a-z_-]+", run_lpgate(["--help"])
+                               .stdout))
+    with open(os.path.join(SRCDIR, "doc", "lpgate.8")) as f:
+        man = f.read().replace("\\-", "-")
+    man_opts = set(re.findall(r"--[a-z][a-z_-]+", man))
+    assert help_opts == man_opts, (help_opts ^ man_opts)
