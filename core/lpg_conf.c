@@ -58,6 +58,13 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "port", LPG_CONF_INT, LPG_CONF_OFF(port), "8072", 1, 65535, true,
       "TCP port of the HTTP listener" },
 
+    { "admin_interface", LPG_CONF_STR, LPG_CONF_OFF(admin_interface),
+      "127.0.0.1", 0, 0, false,
+      "address of the admin listener (/metrics); keep it private" },
+
+    { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "8073", 0, 65535,
+      false, "port of the admin listener; 0: none" },
+
     { "db_host", LPG_CONF_STR, LPG_CONF_OFF(db_host), "", 0, 0, true,
       "database host or socket directory; empty: PGHOST or libpq's" },
 

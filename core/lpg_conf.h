@@ -52,6 +52,8 @@ typedef struct {
     int     allow_send;
     char   *send_channels;
     int     send_max_bytes;
+    char   *admin_interface;
+    int     admin_port;
     char   *interface;
     int     port;
     char   *db_host;

@@ -26,4 +26,15 @@ lpg_time_mono_ms(void)
 }
 
 
+static inline int64_t
+lpg_time_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
 #endif /* LPG_TIME_H */

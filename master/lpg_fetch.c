@@ -50,6 +50,8 @@ typedef struct {
     bool              has_modules;
     bool              warned;
     char              listen[80];
+    int64_t           notify_us; /* first NOTIFY since the last fetch */
+    int64_t           fetch_notify_us;
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
@@ -270,6 +272,10 @@ lpg_fetch_mark(int idx)
 {
     lpg_fetch.dbs[idx].dirty = true;
 
+    if (lpg_fetch.dbs[idx].notify_us == 0) {
+        lpg_fetch.dbs[idx].notify_us = lpg_time_mono_us();
+    }
+
     if (!ev_is_active(&lpg_fetch.kick)) {
         ev_timer_set(&lpg_fetch.kick, 0., 0.);
         ev_timer_start(lpg_fetch.loop, &lpg_fetch.kick);
@@ -332,6 +338,8 @@ lpg_fetch_run(lpg_fetch_db_t *db)
              (long long) db->gap.cursor, LPG_FETCH_LIMIT);
 
     db->dirty = false;
+    db->fetch_notify_us = db->notify_us ? db->notify_us : lpg_time_mono_us();
+    db->notify_us = 0;
 
     if (lpg_pgasync_query(&db->conn, query) == LPG_OK) {
         db->state = LPG_FETCH_RUNNING;
@@ -551,6 +559,7 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
         rec.message = PQgetvalue(db->rows, i, 2);
         rec.message_len = PQgetlength(db->rows, i, 2);
         rec.create_us = atoll(PQgetvalue(db->rows, i, 3));
+        rec.notify_us = db->fetch_notify_us;
 
         chk = json_loadb(rec.channel, rec.channel_len, JSON_DECODE_ANY, &e);
         if (chk != NULL) {
@@ -582,6 +591,8 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
 
         atomic_fetch_add_explicit(&lpg_fetch.shm->header->records, 1,
                                   memory_order_relaxed);
+        atomic_fetch_add_explicit(&lpg_fetch.shm->header->ring_bytes, len,
+                                  memory_order_relaxed);
         lpg_fetch.pending_doorbell = true;
     }
 
@@ -590,6 +601,17 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
     db->rows = NULL;
 
     atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
+
+    {
+        int      k;
+        uint64_t holding = 0;
+
+        for (k = 0; k < lpg_fetch.ndbs; k++) {
+            holding += lpg_fetch.dbs[k].gap.since != 0;
+        }
+
+        atomic_store(&lpg_fetch.shm->header->gaps_held, holding);
+    }
 
     if (lpg_fetch.pending_doorbell) {
         lpg_fetch_ring();

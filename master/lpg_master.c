@@ -68,6 +68,7 @@ static int  lpg_master_open_sockets(const lpg_conf_t *conf, int *fds, int n,
                                     const int *reuse) LPG_MUSTCHECK;
 static int  lpg_master_open_socket(const struct addrinfo *ai);
 static int  lpg_master_probe_port(const struct addrinfo *ai);
+static int  lpg_master_open_admin(const lpg_conf_t *conf);
 static void lpg_master_spawn(int slot);
 static void lpg_master_atfork_child(int slot);
 static void lpg_master_signal_workers(int signo, bool all);
@@ -98,6 +99,7 @@ static struct {
     lpg_ring_t            *ring;
     int                    doorbells[LPG_MAX_WORKERS];
     int                    kick_fd;
+    int                    admin_fd;
     ev_io                  kick;
     lpg_master_state_e     state;
     unsigned               generation;
@@ -130,6 +132,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     lpg_master.args = args;
     lpg_master.generation = 1;
     lpg_master.death_pipe[0] = -1;
+    lpg_master.admin_fd = -1;
     lpg_master.death_pipe[1] = -1;
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
@@ -153,6 +156,13 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
 
     for (i = 0; i < conf->workers; i++) {
         lpg_master.slots[i].fd = fds[i];
+    }
+
+    if (conf->admin_port != 0) {
+        lpg_master.admin_fd = lpg_master_open_admin(conf);
+        if (lpg_master.admin_fd == -1) {
+            goto failed;
+        }
     }
 
     if (lpg_shm_create(&lpg_master.shm, LPG_MAX_WORKERS,
@@ -367,6 +377,52 @@ lpg_master_probe_port(const struct addrinfo *ai)
 }
 
 
+/* the admin listener: one socket every worker accepts on (low traffic) */
+static int
+lpg_master_open_admin(const lpg_conf_t *conf)
+{
+    int             fd, rc, one = 1;
+    char            port[16];
+    struct addrinfo hints, *ai;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%d", conf->admin_port);
+
+    rc = getaddrinfo(conf->admin_interface, port, &hints, &ai);
+    if (rc != 0) {
+        lpg_log(LPG_LOG_EMERG, 0, "getaddrinfo(\"%s\") failed: %s",
+                conf->admin_interface, gai_strerror(rc));
+        return -1;
+    }
+
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        lpg_log(LPG_LOG_EMERG, errno, "socket() failed");
+        freeaddrinfo(ai);
+        return -1;
+    }
+
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, 128) == -1) {
+        lpg_log(LPG_LOG_EMERG, errno,
+                "admin listener on %s:%d failed (admin_port = 0 turns it "
+                "off)",
+                conf->admin_interface, conf->admin_port);
+        close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+
+    freeaddrinfo(ai);
+
+    return fd;
+}
+
+
 static int
 lpg_master_open_socket(const struct addrinfo *ai)
 {
@@ -451,6 +507,7 @@ lpg_master_spawn(int slot)
         args.death_fd = lpg_master.death_pipe[0];
         args.doorbell = lpg_master.doorbells[slot];
         args.kick_fd = lpg_master.kick_fd;
+        args.admin_fd = lpg_master.admin_fd;
         args.ring = lpg_master.ring;
         args.conf = &lpg_master.conf;
         args.shm = &lpg_master.shm;

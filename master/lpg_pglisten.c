@@ -212,6 +212,10 @@ lpg_pglisten_notify(lpg_pgasync_t *a, const PGnotify *n)
 static void
 lpg_pglisten_down(lpg_pgasync_t *a, const char *err)
 {
+    if (lpg_pgl.listening) {
+        atomic_fetch_add(&lpg_pgl.h.shm->header->listen_reconnects, 1);
+    }
+
     lpg_pgl.listening = false;
     lpg_shm_set_db(lpg_pgl.h.shm, false, err);
 }

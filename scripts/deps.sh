@@ -8,7 +8,7 @@ LPG_PACKAGES=(
     libpq-dev libev-dev libmsgpack-dev libconfig-dev libjansson-dev
     libhttp-parser-dev libcmocka-dev
     postgresql postgresql-contrib
-    python3 python3-pytest python3-psycopg
+    python3 python3-pytest python3-psycopg python3-prometheus-client
     curl clang-format nginx
 )
 

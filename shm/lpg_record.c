@@ -40,12 +40,13 @@ lpg_record_encode(const lpg_record_t *rec, char *buf, size_t cap, size_t *len)
 
     msgpack_packer_init(&pk, &out, lpg_record_write);
 
-    if (msgpack_pack_array(&pk, 5) != 0 || msgpack_pack_int64(&pk, rec->id) != 0
+    if (msgpack_pack_array(&pk, 6) != 0 || msgpack_pack_int64(&pk, rec->id) != 0
         || msgpack_pack_str_with_body(&pk, rec->database, rec->database_len)
             != 0
         || msgpack_pack_str_with_body(&pk, rec->channel, rec->channel_len) != 0
         || msgpack_pack_str_with_body(&pk, rec->message, rec->message_len) != 0
-        || msgpack_pack_int64(&pk, rec->create_us) != 0 || out.overflow)
+        || msgpack_pack_int64(&pk, rec->create_us) != 0
+        || msgpack_pack_int64(&pk, rec->notify_us) != 0 || out.overflow)
     {
         return LPG_ERROR;
     }
@@ -71,7 +72,7 @@ lpg_record_decode(const char *buf, size_t len, lpg_record_t *rec)
 
     if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS
         || off != len || u.data.type != MSGPACK_OBJECT_ARRAY
-        || u.data.via.array.size != 5)
+        || u.data.via.array.size != 6)
     {
         goto done;
     }
@@ -86,8 +87,17 @@ lpg_record_decode(const char *buf, size_t len, lpg_record_t *rec)
         goto done;
     }
 
-    if (a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER
-        && a[0].via.u64 > INT64_MAX) {
+    if (a[5].type != MSGPACK_OBJECT_POSITIVE_INTEGER
+        && a[5].type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    {
+        goto done;
+    }
+
+    if ((a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+         && a[0].via.u64 > INT64_MAX)
+        || (a[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+            && a[5].via.u64 > INT64_MAX))
+    {
         goto done;
     }
 
@@ -105,6 +115,7 @@ lpg_record_decode(const char *buf, size_t len, lpg_record_t *rec)
 
     rec->id = a[0].via.i64;
     rec->create_us = a[4].via.i64;
+    rec->notify_us = a[5].via.i64;
     rc = LPG_OK;
 
 done:

@@ -3,10 +3,12 @@
  *
  * lpg_record.h: one bus notification as it travels through the ring.
  *
- * A record is a msgpack array [id, database, channel, message, create_us]:
+ * A record is a msgpack array [id, database, channel, message, create_us,
+ * notify_us]:
  * the bus_bus id, the database it came from, the channel and the message as
  * the JSON text Odoo stored, and create_date in microseconds since the
- * epoch (UTC).  Decoding never copies: the strings point into the buffer.
+ * epoch (UTC), and the master's monotonic clock when the NOTIFY arrived
+ * (for the delivery latency histogram).  Decoding never copies: the strings point into the buffer.
  */
 
 #ifndef LPG_RECORD_H
@@ -19,7 +21,8 @@
 typedef struct {
     int64_t     id;
     int64_t     create_us;
-    const char *database; /* borrowed from the encoded buffer */
+    int64_t     notify_us; /* monotonic: when the master got the NOTIFY */
+    const char *database;  /* borrowed from the encoded buffer */
     size_t      database_len;
     const char *channel;
     size_t      channel_len;

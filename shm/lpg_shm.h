@@ -26,6 +26,13 @@
 #define LPG_SHM_MAX_DBS 16
 #define LPG_SHM_DBNAME  64
 
+/* delivery latency histogram bounds, seconds (the last is +Inf) */
+#define LPG_SHM_LAT_BUCKETS 12
+#define LPG_SHM_LAT_BOUNDS                                                     \
+    {                                                                          \
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5      \
+    }
+
 /* a process whose heartbeat is older than this is reported down */
 #define LPG_SHM_STALE_MS 3000
 
@@ -49,6 +56,9 @@ typedef struct {
     _Atomic uint64_t records;
     _Atomic uint64_t gaps_final;
     _Atomic uint64_t gaps_forced;
+    _Atomic uint64_t gaps_held; /* databases holding rows back now */
+    _Atomic uint64_t ring_bytes;
+    _Atomic uint64_t listen_reconnects;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 
@@ -70,6 +80,18 @@ typedef struct {
     _Atomic uint64_t connections;
     _Atomic uint64_t requests;
     _Atomic uint64_t active;
+    _Atomic uint64_t parked;
+    _Atomic uint64_t answered_message;
+    _Atomic uint64_t answered_timeout;
+    _Atomic uint64_t answered_error;
+    _Atomic uint64_t answered_refused;
+    _Atomic uint64_t ring_seq; /* records read: lag = head - this */
+    _Atomic uint64_t backfills;
+    _Atomic uint64_t db_conns;
+    _Atomic uint64_t db_waiters;
+    _Atomic uint64_t lat_count;
+    _Atomic uint64_t lat_sum_us;
+    _Atomic uint64_t lat[LPG_SHM_LAT_BUCKETS];
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_worker_t;
 
 

@@ -59,19 +59,22 @@ static struct {
     const lpg_conf_t *conf;
     lpg_shm_t        *shm;
     ev_prepare        prepare;
+    lpg_shm_worker_t *stats;
     size_t            queued;
     lpg_backfill_db_t dbs[LPG_SHM_MAX_DBS];
 } lpg_bf;
 
 
 int
-lpg_backfill_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm)
+lpg_backfill_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
+                  lpg_shm_worker_t *stats)
 {
     int i, ndbs, per;
 
     lpg_bf.loop = loop;
     lpg_bf.conf = conf;
     lpg_bf.shm = shm;
+    lpg_bf.stats = stats;
 
     ndbs = shm->header->ndbs > 0 ? shm->header->ndbs : 1;
     per = conf->db_maxconn / ndbs;
@@ -167,6 +170,9 @@ static void
 lpg_backfill_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     int i;
+
+    atomic_store_explicit(&lpg_bf.stats->db_waiters, lpg_bf.queued,
+                          memory_order_relaxed);
 
     if (lpg_bf.queued == 0) {
         return;
@@ -338,6 +344,9 @@ lpg_backfill_send(lpg_backfill_conn_t *c)
 
     lpg_buf_free(&q);
 
+    atomic_fetch_add_explicit(&lpg_bf.stats->backfills, 1,
+                              memory_order_relaxed);
+
     /* every history request of the queue becomes this connection's batch;
      * statements stay queued for the next idle connection */
     c->batch = NULL;
@@ -371,6 +380,7 @@ lpg_backfill_ready(lpg_pgasync_t *a)
     lpg_backfill_conn_t *c = a->data;
 
     c->up = true;
+    atomic_fetch_add(&lpg_bf.stats->db_conns, 1);
 
     if (lpg_bf.dbs[c->db].head != NULL) {
         (void) lpg_backfill_send(c);
@@ -416,6 +426,10 @@ static void
 lpg_backfill_down(lpg_pgasync_t *a, const char *err)
 {
     lpg_backfill_conn_t *c = a->data;
+
+    if (c->up) {
+        atomic_fetch_sub(&lpg_bf.stats->db_conns, 1);
+    }
 
     c->up = false;
     lpg_backfill_finish(c, false);

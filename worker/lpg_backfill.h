@@ -55,7 +55,7 @@ struct lpg_backfill_req_s {
 
 
 int lpg_backfill_init(struct ev_loop *loop, const lpg_conf_t *conf,
-                      lpg_shm_t *shm) LPG_MUSTCHECK;
+                      lpg_shm_t *shm, lpg_shm_worker_t *stats) LPG_MUSTCHECK;
 
 void lpg_backfill_queue(lpg_backfill_req_t *req);
 

@@ -31,6 +31,7 @@ static bool lpg_bus_append(const lpg_record_t *rec, int db);
 static struct {
     struct ev_loop    *loop;
     lpg_shm_t         *shm;
+    lpg_shm_worker_t  *stats;
     lpg_ring_t        *ring;
     lpg_ring_reader_t  reader;
     lpg_bus_handlers_t h;
@@ -49,13 +50,14 @@ static struct {
 
 
 int
-lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_ring_t *ring,
-             int doorbell, const lpg_bus_handlers_t *h)
+lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_shm_worker_t *stats,
+             lpg_ring_t *ring, int doorbell, const lpg_bus_handlers_t *h)
 {
     int i;
 
     lpg_bus.loop = loop;
     lpg_bus.shm = shm;
+    lpg_bus.stats = stats;
     lpg_bus.ring = ring;
     lpg_bus.h = *h;
 
@@ -245,6 +247,13 @@ lpg_bus_drain(bool notify)
         }
     }
 
+    /* for the lag metric: records consumed so far */
+    atomic_store_explicit(&lpg_bus.stats->ring_seq,
+                          lpg_bus.reader.seq == UINT64_MAX
+                              ? lpg_ring_head_seq(lpg_bus.ring)
+                              : lpg_bus.reader.seq,
+                          memory_order_relaxed);
+
     if (notify && lpg_bus.h.batch != NULL) {
         lpg_bus.h.batch();
     }
@@ -285,6 +294,7 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     r = &lpg_bus.hist[(lpg_bus.first + lpg_bus.count) % LPG_BUS_HISTORY];
     r->id = rec->id;
     r->create_us = rec->create_us;
+    r->notify_us = rec->notify_us;
     r->db = db;
     r->channel = p;
     r->channel_len = rec->channel_len;

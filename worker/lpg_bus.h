@@ -26,6 +26,7 @@
 typedef struct {
     int64_t     id;
     int64_t     create_us;
+    int64_t     notify_us; /* master's monotonic NOTIFY receipt */
     int         db;
     size_t      channel_len;
     size_t      message_len;
@@ -44,8 +45,9 @@ typedef struct {
 } lpg_bus_handlers_t;
 
 
-int lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_ring_t *ring,
-                 int doorbell, const lpg_bus_handlers_t *h) LPG_MUSTCHECK;
+int lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_shm_worker_t *stats,
+                 lpg_ring_t *ring, int doorbell,
+                 const lpg_bus_handlers_t *h) LPG_MUSTCHECK;
 
 /* true when the history holds every record of db with an id above last */
 bool lpg_bus_covers(int db, int64_t last);

@@ -68,6 +68,7 @@ struct lpg_http_conn_s {
     bool              busy;    /* the router holds the request */
     bool              closing; /* close once the output is written */
     int               error;   /* status a parser callback chose */
+    bool              admin;   /* accepted on the admin listener */
 
     char  *body;
     size_t body_len;
@@ -135,7 +136,7 @@ lpg_http_init(const lpg_http_ctx_t *ctx)
 
 
 void
-lpg_http_accept(int fd)
+lpg_http_accept(int fd, bool admin)
 {
     int              one = 1;
     lpg_http_conn_t *c;
@@ -150,6 +151,7 @@ lpg_http_accept(int fd)
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     c->fd = fd;
+    c->admin = admin;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
 
@@ -430,6 +432,7 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     r.origin = c->origin.len ? c->in + c->origin.off : NULL;
     r.origin_len = c->origin.len;
     r.keep_alive = http_should_keep_alive(&c->parser);
+    r.admin = c->admin;
 
     c->busy = true;
 

@@ -42,6 +42,7 @@ typedef struct {
     size_t      host_len;
     const char *origin;
     size_t      origin_len;
+    bool        admin; /* came in on the admin listener */
     bool        keep_alive;
 } lpg_http_request_t;
 
@@ -59,7 +60,7 @@ typedef struct {
 void lpg_http_init(const lpg_http_ctx_t *ctx);
 
 /* takes ownership of an accepted, non-blocking socket */
-void lpg_http_accept(int fd);
+void lpg_http_accept(int fd, bool admin);
 
 /*
  * Answers the connection's current request.  headers holds extra header

@@ -44,7 +44,8 @@ struct lpg_poll_s {
     bool               ready;
     bool               parked;
     bool               backfilling;
-    bool               plain; /* GET ?channels=: a bare JSON array */
+    bool               plain;     /* GET ?channels=: a bare JSON array */
+    int64_t            notify_us; /* of the record that woke it */
     lpg_backfill_req_t bf;
 
     size_t              nkeys;
@@ -90,6 +91,7 @@ static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
 static int         lpg_poll_dbfilter(const char *host, size_t len);
+static void        lpg_poll_count(lpg_poll_t *p, bool failed, bool message);
 static char *lpg_poll_query_body(const lpg_http_request_t *r, const char **why);
 static void  lpg_poll_plain_error(lpg_http_conn_t *c, const char *why);
 
@@ -120,7 +122,8 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
 
     ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
 
-    if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm) != LPG_OK) {
+    if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats) != LPG_OK)
+    {
         return LPG_ERROR;
     }
 
@@ -128,7 +131,7 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
     h.batch = lpg_poll_batch;
     h.lost = lpg_poll_lost;
 
-    return lpg_bus_init(ctx->loop, ctx->shm, ring, doorbell, &h);
+    return lpg_bus_init(ctx->loop, ctx->shm, ctx->stats, ring, doorbell, &h);
 }
 
 
@@ -509,6 +512,8 @@ lpg_poll_park(lpg_poll_t *p)
 
     lpg_poll.tail = p;
     lpg_poll.parked++;
+    atomic_store_explicit(&lpg_poll.ctx.stats->parked, lpg_poll.parked,
+                          memory_order_relaxed);
     p->parked = true;
 
     lpg_http_hold(p->conn, lpg_poll_gone, p);
@@ -664,6 +669,8 @@ lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
 
 respond:
 
+    lpg_poll_count(p, failed, list->len > 0);
+
     if (failed) {
         lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
 
@@ -726,6 +733,9 @@ lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
         snprintf(body, len, "{\"jsonrpc\": \"2.0\", \"id\": %s, \"error\": %s}",
                  id, text);
 
+    atomic_fetch_add_explicit(&lpg_poll.ctx.stats->answered_error, 1,
+                              memory_order_relaxed);
+
     lpg_http_respond(
         c, 200, "application/json",
         version >= 13 ? "Access-Control-Allow-Origin: *\r\n" : NULL, body, len);
@@ -762,6 +772,8 @@ lpg_poll_free(lpg_poll_t *p)
         }
 
         lpg_poll.parked--;
+        atomic_store_explicit(&lpg_poll.ctx.stats->parked, lpg_poll.parked,
+                              memory_order_relaxed);
     }
 
     for (i = 0; i < p->nkeys; i++) {
@@ -826,6 +838,7 @@ lpg_poll_match_cb(void *owner, void *arg)
     }
 
     p->ready = true;
+    p->notify_us = lpg_poll.current->notify_us;
     p->ready_next = lpg_poll.ready;
     lpg_poll.ready = p;
 }
@@ -1194,4 +1207,46 @@ lpg_poll_plain_error(lpg_http_conn_t *c, const char *why)
     lpg_http_respond(c, 400, "application/json",
                      "Access-Control-Allow-Origin: *\r\n", text, strlen(text));
     free(text);
+}
+
+
+/* the answer counters and, for a poll a record woke, the latency from the
+ * master's NOTIFY receipt to now (the reply is written at once) */
+static void
+lpg_poll_count(lpg_poll_t *p, bool failed, bool message)
+{
+    int                 i;
+    int64_t             us;
+    lpg_shm_worker_t   *st = lpg_poll.ctx.stats;
+    static const double bounds[] = LPG_SHM_LAT_BOUNDS;
+
+    if (failed) {
+        atomic_fetch_add_explicit(&st->answered_refused, 1,
+                                  memory_order_relaxed);
+        return;
+    }
+
+    atomic_fetch_add_explicit(message ? &st->answered_message
+                                      : &st->answered_timeout,
+                              1, memory_order_relaxed);
+
+    if (!message || p->notify_us == 0) {
+        return;
+    }
+
+    us = lpg_time_mono_us() - p->notify_us;
+    if (us < 0) {
+        us = 0;
+    }
+
+    for (i = 0; i < LPG_SHM_LAT_BUCKETS - 1; i++) {
+        if ((double) us / 1e6 <= bounds[i]) {
+            break;
+        }
+    }
+
+    atomic_fetch_add_explicit(&st->lat[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->lat_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->lat_sum_us, (uint64_t) us,
+                              memory_order_relaxed);
 }

@@ -10,6 +10,7 @@
  */
 
 #include "lpg_route.h"
+#include "lpg_metrics.h"
 #include "lpg_poll.h"
 #include "lpg_send.h"
 
@@ -53,6 +54,7 @@ void
 lpg_route_init(const lpg_http_ctx_t *ctx)
 {
     lpg_route_ctx = *ctx;
+    lpg_metrics_init(ctx);
 }
 
 
@@ -63,6 +65,21 @@ lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     char               allow[128];
     const char        *prefix = lpg_route_ctx.conf->longpolling_path;
     const lpg_route_t *rt;
+
+    if (r->admin) {
+        /* the admin listener serves metrics and health, nothing else */
+        if (r->path_len == 8 && memcmp(r->path, "/metrics", 8) == 0) {
+            lpg_metrics_request(c, r);
+
+        } else if (r->path_len == 7 && memcmp(r->path, "/health", 7) == 0) {
+            lpg_route_health(c, r);
+
+        } else {
+            lpg_route_status(c, 404, NULL);
+        }
+
+        return;
+    }
 
     plen = strlen(prefix);
 

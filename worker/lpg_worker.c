@@ -44,6 +44,7 @@ static struct {
     bool              quitting;
     int64_t           deadline;
     ev_io             accept;
+    ev_io             admin;
     ev_io             death;
     ev_signal         sigs[5];
     ev_timer          heartbeat;
@@ -81,6 +82,14 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
 
     ev_io_init(&lpg_worker.accept, lpg_worker_accept_cb, args->lsock, EV_READ);
     ev_io_start(loop, &lpg_worker.accept);
+
+    if (args->admin_fd != -1) {
+        /* data marks the admin listener's connections */
+        ev_io_init(&lpg_worker.admin, lpg_worker_accept_cb, args->admin_fd,
+                   EV_READ);
+        lpg_worker.admin.data = &lpg_worker.admin;
+        ev_io_start(loop, &lpg_worker.admin);
+    }
 
     ev_io_init(&lpg_worker.death, lpg_worker_death_cb, args->death_fd, EV_READ);
     ev_io_start(loop, &lpg_worker.death);
@@ -124,7 +133,7 @@ lpg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
-            lpg_http_accept(fd);
+            lpg_http_accept(fd, w->data != NULL);
             continue;
         }
 
@@ -229,6 +238,7 @@ lpg_worker_quit(double timeout)
     lpg_worker.deadline = deadline;
 
     ev_io_stop(lpg_worker.loop, &lpg_worker.accept);
+    ev_io_stop(lpg_worker.loop, &lpg_worker.admin);
     close(lpg_worker.args.lsock);
 
     lpg_log(LPG_LOG_INFO, 0, "stopping gracefully, %zu connection(s) open",

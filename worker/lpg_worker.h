@@ -27,6 +27,7 @@ typedef struct {
     int               death_fd; /* read end of the death pipe, owned */
     int               doorbell; /* eventfd the master rings, owned */
     int               kick_fd;  /* eventfd that wakes the master's fetch */
+    int               admin_fd; /* shared admin listener, -1: none */
     lpg_ring_t       *ring;     /* workers only read it */
     const lpg_conf_t *conf;     /* the master's copy, read-only */
     lpg_shm_t        *shm;

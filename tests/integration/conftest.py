@@ -263,7 +263,7 @@ class Gateway:
                      "--db-host", pg.host, "--db-port", str(pg.port),
                      "--db-user", pg.user, "-d", "lpgtest",
                      "--logfile", self.logfile, "--pidfile", self.pidfile,
-                     "--log-level", "info"]
+                     "--log-level", "info", "--admin-port", "0"]
             if workers is not None:
                 args += ["--workers", str(workers)]
         args += list(extra_args)

@@ -268,6 +268,7 @@ test_record_round_trip(void **state)
     memset(&in, 0, sizeof(in));
     in.id = 42;
     in.create_us = 1764000000123456;
+    in.notify_us = 987654321;
     in.database = "mydb";
     in.database_len = 4;
     in.channel = "[\"mydb\",\"res.partner\",3]";
@@ -278,6 +279,7 @@ test_record_round_trip(void **state)
     assert_int_equal(lpg_record_encode(&in, buf, sizeof(buf), &len), LPG_OK);
     assert_int_equal(lpg_record_decode(buf, len, &out), LPG_OK);
     assert_true(out.id == 42 && out.create_us == in.create_us);
+    assert_true(out.notify_us == 987654321);
     assert_int_equal(out.channel_len, in.channel_len);
     assert_memory_equal(out.channel, in.channel, in.channel_len);
     assert_memory_equal(out.message, in.message, in.message_len);
