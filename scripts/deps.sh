@@ -18,6 +18,9 @@ else
     SUDO=
 fi
 
+# node runs the JS client's tests; any node >= 18 will do (Debian's nodejs)
+command -v node >/dev/null 2>&1 || LPG_PACKAGES+=(nodejs)
+
 missing=()
 for p in "${LPG_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
