@@ -86,6 +86,9 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "longpolling_path", LPG_CONF_STR, LPG_CONF_OFF(longpolling_path),
       "/longpolling", 0, 0, true, "URL prefix of the routes" },
 
+    { "demo", LPG_CONF_BOOL, LPG_CONF_OFF(demo), "false", 0, 1, true,
+      "serve the demo chat page at <path>/demo (send opens for demo-*)" },
+
     { "allow_send", LPG_CONF_BOOL, LPG_CONF_OFF(allow_send), "false", 0, 1,
       true, "serve Odoo 8-14's public <path>/send route" },
 

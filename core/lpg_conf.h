@@ -49,6 +49,7 @@ typedef struct {
     char   *database;
     int     odoo_version;
     char   *dbfilter;
+    int     demo;
     int     allow_send;
     char   *send_channels;
     int     send_max_bytes;

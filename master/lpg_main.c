@@ -83,6 +83,7 @@ static const lpg_main_opt_t lpg_main_opts[] = {
     { "log-level", 0, "log_level", "LEVEL", "emerg..debug (default notice)" },
     { "logfile", 0, "logfile", "FILE", "log file (default stderr)" },
     { "pidfile", 0, "pidfile", "FILE", "write the master's pid here" },
+    { "demo", 0, "demo", NULL, "serve the demo chat page at <path>/demo" },
     { "check-config", 0, NULL, NULL, "check the configuration and exit" },
     { "sizing", 0, NULL, NULL,
       "print the connection budget and capacity, then exit" },
@@ -161,8 +162,9 @@ main(int argc, char **argv)
             args.path = optarg;
 
         } else if (args.n < LPG_CONF_MAX_ARGS) {
+            /* a flag with a key (--demo) sets it true */
             args.keys[args.n] = o->key;
-            args.values[args.n] = optarg;
+            args.values[args.n] = o->arg ? optarg : "true";
             args.n++;
 
         } else {

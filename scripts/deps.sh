@@ -9,7 +9,7 @@ LPG_PACKAGES=(
     libhttp-parser-dev libcmocka-dev
     postgresql postgresql-contrib
     python3 python3-pytest python3-psycopg python3-prometheus-client
-    curl clang-format nginx
+    curl clang-format nginx chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,6 +20,7 @@ fi
 
 # node runs the JS client's tests; any node >= 18 will do (Debian's nodejs)
 command -v node >/dev/null 2>&1 || LPG_PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || LPG_PACKAGES+=(npm)
 
 missing=()
 for p in "${LPG_PACKAGES[@]}"; do
@@ -32,4 +33,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+fi
+
+# the browser test drives Debian's Chromium with playwright-core (npm)
+top=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$top/tests/e2e/node_modules/playwright-core" ]; then
+    echo "deps: npm install in tests/e2e (playwright-core)"
+    (cd "$top/tests/e2e" && npm install --no-audit --no-fund --loglevel=error) \
+        || echo "deps: npm install failed: the browser test will be skipped"
 fi

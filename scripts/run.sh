@@ -43,7 +43,8 @@ if [ "$configured" = no ]; then
         CREATE TABLE bus_bus (id serial PRIMARY KEY, channel varchar,
             message varchar, create_date timestamp DEFAULT (now() at time zone 'UTC'),
             write_date timestamp DEFAULT (now() at time zone 'UTC'))"
-    args=(--db-host 127.0.0.1 --db-port "$port" --db-user postgres -d lpgate "${args[@]}")
+    psql -q -h 127.0.0.1 -p "$port" -U postgres -d lpgate -f "$top/contrib/sql/lpgate.sql"
+    args=(--db-host 127.0.0.1 --db-port "$port" --db-user postgres -d lpgate --demo "${args[@]}")
     cat <<EOT
 
 No database configured: started a throw-away PostgreSQL cluster in $tmp
@@ -52,6 +53,9 @@ when lpgate stops.
 
 lpgate is starting on http://127.0.0.1:8072/longpolling. Try:
     curl http://127.0.0.1:8072/longpolling/health
+    the demo chat in two browser windows: http://127.0.0.1:8072/longpolling/demo
+    psql -h 127.0.0.1 -p $port -U postgres -d lpgate -c \\
+        "SELECT lpgate_send('demo-chat', '{\"from\": \"sql\", \"text\": \"hi\"}')"
 Stop it with Ctrl-C.
 
 EOT

@@ -35,8 +35,17 @@ typedef struct {
 
 static void lpg_route_health(lpg_http_conn_t *c, const lpg_http_request_t *r);
 static void lpg_route_poll(lpg_http_conn_t *c, const lpg_http_request_t *r);
-static void lpg_route_status(lpg_http_conn_t *c, int status,
-                             const char *headers);
+static void lpg_route_demo(lpg_http_conn_t *c, const lpg_http_request_t *r);
+static void lpg_route_demo_js(lpg_http_conn_t *c, const lpg_http_request_t *r);
+
+
+/* worker/lpg_demo_data.c, generated from contrib/ by scripts/embed.sh */
+extern const char   lpg_demo_html[];
+extern const size_t lpg_demo_html_len;
+extern const char   lpg_demo_js[];
+extern const size_t lpg_demo_js_len;
+static void         lpg_route_status(lpg_http_conn_t *c, int status,
+                                     const char *headers);
 
 
 static lpg_http_ctx_t lpg_route_ctx;
@@ -47,6 +56,10 @@ static const lpg_route_t lpg_routes[] = {
     { "/poll", (1u << HTTP_POST) | (1u << HTTP_GET) | (1u << HTTP_OPTIONS),
       "GET, POST, OPTIONS", lpg_route_poll },
     { "/send", (1u << HTTP_POST), "POST", lpg_send_request },
+    { "/demo", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
+      lpg_route_demo },
+    { "/demo/lpgate.js", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
+      lpg_route_demo_js },
 };
 
 
@@ -162,6 +175,34 @@ lpg_route_poll(lpg_http_conn_t *c, const lpg_http_request_t *r)
     }
 
     lpg_poll_request(c, r);
+}
+
+
+static void
+lpg_route_demo(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    if (!lpg_route_ctx.conf->demo) {
+        lpg_route_status(c, 404, NULL);
+        return;
+    }
+
+    lpg_http_respond(c, 200, "text/html; charset=utf-8",
+                     "Cache-Control: no-store\r\n", lpg_demo_html,
+                     lpg_demo_html_len);
+}
+
+
+static void
+lpg_route_demo_js(lpg_http_conn_t *c, const lpg_http_request_t *r)
+{
+    if (!lpg_route_ctx.conf->demo) {
+        lpg_route_status(c, 404, NULL);
+        return;
+    }
+
+    lpg_http_respond(c, 200, "text/javascript; charset=utf-8",
+                     "Cache-Control: no-store\r\n", lpg_demo_js,
+                     lpg_demo_js_len);
 }
 
 

@@ -58,7 +58,7 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     db = lpg_poll_pick_db(r);
     version = lpg_poll_version(db);
 
-    if (!conf->allow_send || version >= 15) {
+    if ((!conf->allow_send && !conf->demo) || version >= 15) {
         lpg_http_respond(c, 404, NULL, NULL, lpg_send_404,
                          sizeof(lpg_send_404) - 1);
         return;
@@ -120,15 +120,12 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     if (s == NULL
         || lpg_buf_append_str(&sql,
                               "INSERT INTO bus_bus (channel, message, "
-                              "create_date, write_date) VALUES (")
+                              "create_date) VALUES (")
             != LPG_OK
         || lpg_send_literal(&sql, &ch) != LPG_OK
         || lpg_buf_append(&sql, ", ", 2) != LPG_OK
         || lpg_send_literal(&sql, &msg) != LPG_OK
-        || lpg_buf_append_str(&sql,
-                              ", now() AT TIME ZONE 'UTC', "
-                              "now() AT TIME ZONE 'UTC')")
-            != LPG_OK)
+        || lpg_buf_append_str(&sql, ", now() AT TIME ZONE 'UTC')") != LPG_OK)
     {
         free(s);
         why = "out of memory";
@@ -170,6 +167,14 @@ lpg_send_allowed(const char *channel)
     char        pat[256];
     size_t      len;
     const char *p, *end;
+
+    if (lpg_http_conf()->demo && fnmatch("demo-*", channel, 0) == 0) {
+        return true;
+    }
+
+    if (!lpg_http_conf()->allow_send) {
+        return false;
+    }
 
     for (p = lpg_http_conf()->send_channels; *p != '\0'; p = end) {
         while (*p == ',' || *p == ' ') {

@@ -247,9 +247,9 @@ class Gateway:
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
 
     def __init__(self, pg, tmp_path, workers=2, extra_args=(), config=None,
-                 env=None, defaults=True):
+                 env=None, defaults=True, port=None):
         self.tmp = tmp_path
-        self.port = free_port()
+        self.port = port or free_port()
         self.logfile = str(tmp_path / "lpgate.log")
         self.pidfile = str(tmp_path / "lpgate.pid")
         self.config_path = None
@@ -415,3 +415,35 @@ def gateway(pg, tmp_path):
     for gw in started:
         gw.stop()
         print("---- lpgate output (port %d)\n%s" % (gw.port, gw.output()))
+
+
+# A last-resort bound on each test's body, since Debian's
+# python3-pytest-timeout is not a dependency: every helper wait is bounded
+# already, this only turns an unforeseen hang into a failure with a
+# traceback instead of a stuck `make check`.  Setup and teardown are not
+# interrupted, so the fixtures still stop what they started.
+# LPGATE_TEST_TIMEOUT=0 turns it off; pytest-timeout, when loaded, wins.
+TEST_TIMEOUT = float(os.environ.get("LPGATE_TEST_TIMEOUT", "120"))
+
+
+class BodyTimeout(Exception):
+    """Raised in the main thread when a test body runs too long."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    if (TEST_TIMEOUT <= 0 or item.config.pluginmanager.hasplugin("timeout")
+            or not hasattr(signal, "setitimer")):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise BodyTimeout("test body still running after %g s "
+                          "(LPGATE_TEST_TIMEOUT)" % TEST_TIMEOUT)
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

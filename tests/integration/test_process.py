@@ -4,6 +4,7 @@ supervision of workers, signals, health and HTTP error answers.
 Each test starts real lpgate processes against the session's PostgreSQL.
 """
 
+import http.client
 import json
 import re
 import os
@@ -160,6 +161,26 @@ def test_keep_alive_and_pipelining(gateway):
                  b"Connection: close\r\n\r\n")
     assert out.count(b"HTTP/1.1 200 OK") == 4
     assert out.count(b'{"status": "pass"}') == 4
+
+
+def test_keep_alive_sequential_requests(gateway):
+    """HTTP/1.1 keep-alive without pipelining: the second request goes on
+    the same connection after the first answer has been read."""
+    gw = gateway(workers=1)
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    try:
+        local = []
+        for _ in range(2):
+            conn.request("GET", "/longpolling/health")
+            # http.client reconnects silently: compare the local ports
+            local.append(conn.sock.getsockname())
+            r = conn.getresponse()
+            assert r.status == 200
+            assert json.loads(r.read()) == {"status": "pass"}
+            assert r.getheader("Connection", "").lower() != "close"
+        assert local[0] == local[1]
+    finally:
+        conn.close()
 
 
 def test_killed_worker_is_replaced(gateway):
