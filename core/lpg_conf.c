@@ -98,6 +98,30 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "send_max_bytes", LPG_CONF_INT, LPG_CONF_OFF(send_max_bytes), "4096", 2,
       1048576, true, "largest message send accepts, as JSON text" },
 
+    { "max_header_size", LPG_CONF_INT, LPG_CONF_OFF(max_header_size), "8192",
+      1024, 1048576, true,
+      "bytes of request line and headers; more is answered 431" },
+
+    { "max_body_size", LPG_CONF_SIZE, LPG_CONF_OFF(max_body_size), "1M", 1024,
+      67108864, true, "bytes of request body; more is answered 413" },
+
+    { "max_channels_per_poll", LPG_CONF_INT,
+      LPG_CONF_OFF(max_channels_per_poll), "1000", 1, 100000, true,
+      "channels one poll may name; more is a JSON-RPC error" },
+
+    { "client_header_timeout", LPG_CONF_INT,
+      LPG_CONF_OFF(client_header_timeout), "60", 1, 3600, true,
+      "seconds a client has to send its headers (then 408)" },
+
+    { "client_body_timeout", LPG_CONF_INT, LPG_CONF_OFF(client_body_timeout),
+      "60", 1, 3600, true, "seconds a client has to send its body (then 408)" },
+
+    { "send_timeout", LPG_CONF_INT, LPG_CONF_OFF(send_timeout), "60", 1, 3600,
+      true, "seconds a client that stops reading is given before it is cut" },
+
+    { "keepalive_timeout", LPG_CONF_INT, LPG_CONF_OFF(keepalive_timeout), "75",
+      1, 3600, true, "seconds an idle keep-alive connection is kept" },
+
     { "timeout", LPG_CONF_INT, LPG_CONF_OFF(timeout), "50", 1, 3600, true,
       "seconds a poll is held before it is answered []" },
 

@@ -50,6 +50,13 @@ typedef struct {
     int     odoo_version;
     char   *dbfilter;
     int     demo;
+    int     max_header_size;
+    int64_t max_body_size;
+    int     max_channels_per_poll;
+    int     client_header_timeout;
+    int     client_body_timeout;
+    int     send_timeout;
+    int     keepalive_timeout;
     int     allow_send;
     char   *send_channels;
     int     send_max_bytes;

@@ -7,8 +7,11 @@
  * (offsets, not pointers, so the buffer may grow) and one output buffer for
  * the answer.  Pipelined requests wait in the input buffer: the parser is
  * paused at the end of each message and resumed after the answer is
- * written.  Limits: LPG_HTTP_HEADER_MAX bytes of request line and headers
- * (431), LPG_HTTP_BODY_MAX bytes of body (413).  A connection is freed as
+ * written.  Limits: max_header_size bytes of request line and headers
+ * (431), max_body_size bytes of body (413), client_header_timeout and
+ * client_body_timeout (408), send_timeout for a client that stops reading,
+ * and past max_conns open connections new requests get 503 with a
+ * jittered Retry-After (health still answers).  A connection is freed as
  * soon as its peer closes, whatever it was waiting for.
  */
 
@@ -69,6 +72,7 @@ struct lpg_http_conn_s {
     bool              closing; /* close once the output is written */
     int               error;   /* status a parser callback chose */
     bool              admin;   /* accepted on the admin listener */
+    bool              over;    /* accepted past max_conns: 503 */
 
     char  *body;
     size_t body_len;
@@ -129,7 +133,7 @@ lpg_http_init(const lpg_http_ctx_t *ctx)
     lpg_http_settings.on_message_complete = lpg_http_on_message_complete;
 
     /* request line and headers: 431 past this (HPE_HEADER_OVERFLOW) */
-    http_parser_set_max_header_size(LPG_HTTP_HEADER_MAX);
+    http_parser_set_max_header_size(ctx->conf->max_header_size);
 
     lpg_route_init(ctx);
 }
@@ -159,8 +163,16 @@ lpg_http_accept(int fd, bool admin)
     ev_io_start(lpg_http_ctx.loop, &c->io);
 
     ev_init(&c->timer, lpg_http_timer_cb);
-    c->timer.repeat = LPG_HTTP_HEADER_TIMEOUT;
+    c->timer.repeat = lpg_http_ctx.conf->client_header_timeout;
     ev_timer_again(lpg_http_ctx.loop, &c->timer);
+
+    /* near the fd limit: answer 503 (health excepted), never run out;
+     * such a connection gets a short time to say what it wants */
+    c->over = lpg_http_nconns >= lpg_http_ctx.max_conns;
+    if (c->over && c->timer.repeat > 5.) {
+        c->timer.repeat = 5.;
+        ev_timer_again(lpg_http_ctx.loop, &c->timer);
+    }
 
     c->next = lpg_http_conns;
     if (lpg_http_conns != NULL) {
@@ -323,7 +335,10 @@ lpg_http_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         size_t cap = c->in_cap ? c->in_cap * 2 : LPG_HTTP_READ_CHUNK;
         char  *in;
 
-        if (cap > 2 * (LPG_HTTP_HEADER_MAX + LPG_HTTP_BODY_MAX)) {
+        if (cap > 2
+                * ((size_t) lpg_http_ctx.conf->max_header_size
+                   + (size_t) lpg_http_ctx.conf->max_body_size))
+        {
             /* the parser's limits fire before this; belt and braces */
             lpg_http_error(c, 413);
             return;
@@ -360,7 +375,7 @@ lpg_http_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (c->parsed == 0) {
         /* the first bytes of a request start the header timeout */
-        c->timer.repeat = LPG_HTTP_HEADER_TIMEOUT;
+        c->timer.repeat = lpg_http_ctx.conf->client_header_timeout;
         ev_timer_again(loop, &c->timer);
     }
 
@@ -439,6 +454,23 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     /* while the router holds the request, only a peer close matters */
     ev_timer_stop(lpg_http_ctx.loop, &c->timer);
 
+    if (c->over
+        && !(r.path_len >= 7
+             && memcmp(r.path + r.path_len - 7, "/health", 7) == 0))
+    {
+        char retry[64];
+
+        /* seconds with jitter, so refused clients do not return at once */
+        snprintf(retry, sizeof(retry), "Retry-After: %ld\r\n",
+                 5 + random() % 10);
+        c->closing = true;
+        atomic_fetch_add_explicit(&lpg_http_ctx.stats->answered_refused, 1,
+                                  memory_order_relaxed);
+        lpg_http_respond(c, 503, NULL, retry, "503 Service Unavailable\n", 24);
+        return;
+    }
+
+
     lpg_route_request(c, &r);
 }
 
@@ -453,7 +485,10 @@ lpg_http_write(lpg_http_conn_t *c)
 
         if (n == -1) {
             if (errno == EAGAIN || errno == EINTR) {
+                /* the client must take the rest within send_timeout */
                 lpg_http_arm(c, EV_WRITE);
+                c->timer.repeat = lpg_http_ctx.conf->send_timeout;
+                ev_timer_again(lpg_http_ctx.loop, &c->timer);
                 return;
             }
 
@@ -523,8 +558,8 @@ lpg_http_next(lpg_http_conn_t *c)
 
     lpg_http_arm(c, EV_READ);
 
-    c->timer.repeat =
-        rest ? LPG_HTTP_HEADER_TIMEOUT : LPG_HTTP_KEEPALIVE_TIMEOUT;
+    c->timer.repeat = rest ? lpg_http_ctx.conf->client_header_timeout
+                           : lpg_http_ctx.conf->keepalive_timeout;
     ev_timer_again(lpg_http_ctx.loop, &c->timer);
 
     if (rest > 0) {
@@ -572,7 +607,16 @@ lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     lpg_http_conn_t *c =
         (lpg_http_conn_t *) ((char *) w - offsetof(lpg_http_conn_t, timer));
 
-    if (c->in_len > 0 && !c->busy && c->out == NULL) {
+    if (c->out != NULL) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "client stopped reading: connection cut after send_timeout "
+                "with %zu bytes unsent",
+                c->out_len - c->out_sent);
+        lpg_http_close(c);
+        return;
+    }
+
+    if (c->in_len > 0 && !c->busy) {
         lpg_log(LPG_LOG_INFO, 0,
                 "client sent an incomplete request too slowly");
         lpg_http_error(c, 408);
@@ -706,8 +750,12 @@ lpg_http_on_headers_complete(http_parser *p)
 
     c->headers_done = true;
 
+    /* the body has client_body_timeout from here */
+    c->timer.repeat = lpg_http_ctx.conf->client_body_timeout;
+    ev_timer_again(lpg_http_ctx.loop, &c->timer);
+
     if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX
-        && p->content_length > LPG_HTTP_BODY_MAX)
+        && p->content_length > (uint64_t) lpg_http_ctx.conf->max_body_size)
     {
         c->error = 413;
         return -1;
@@ -724,7 +772,7 @@ lpg_http_on_body(http_parser *p, const char *at, size_t len)
     size_t           cap;
     lpg_http_conn_t *c = p->data;
 
-    if (c->body_len + len > LPG_HTTP_BODY_MAX) {
+    if (c->body_len + len > (size_t) lpg_http_ctx.conf->max_body_size) {
         c->error = 413;
         return -1;
     }

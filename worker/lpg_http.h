@@ -19,12 +19,6 @@
 #include <ev.h>
 
 
-#define LPG_HTTP_HEADER_MAX        8192
-#define LPG_HTTP_BODY_MAX          (1024 * 1024)
-#define LPG_HTTP_HEADER_TIMEOUT    60.
-#define LPG_HTTP_KEEPALIVE_TIMEOUT 75.
-
-
 typedef struct lpg_http_conn_s lpg_http_conn_t;
 
 
@@ -53,7 +47,8 @@ typedef struct {
     lpg_shm_t        *shm;
     lpg_shm_worker_t *stats;
     int               slot;
-    int               kick_fd; /* wakes the master's fetch */
+    int               kick_fd;   /* wakes the master's fetch */
+    size_t            max_conns; /* past this, 503: the fd limit's margin */
 } lpg_http_ctx_t;
 
 

@@ -26,9 +26,8 @@
 #include <string.h>
 
 
-#define LPG_POLL_MAX_CHANNELS 1000
-#define LPG_POLL_JITTER_MAX   2000 /* ms */
-#define LPG_POLL_KEY_MAX      4096
+#define LPG_POLL_JITTER_MAX 2000 /* ms */
+#define LPG_POLL_KEY_MAX    4096
 
 
 typedef struct lpg_poll_s lpg_poll_t;
@@ -332,8 +331,10 @@ lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r, json_t **id,
         goto failed;
     }
 
-    if (json_array_size(channels) > LPG_POLL_MAX_CHANNELS) {
-        *why = "poll() has more channels than max_channels_per_poll (1000)";
+    if (json_array_size(channels)
+        > (size_t) lpg_poll.ctx.conf->max_channels_per_poll)
+    {
+        *why = "poll() names more channels than max_channels_per_poll";
         goto failed;
     }
 

@@ -12,6 +12,7 @@
  */
 
 #include "lpg_worker.h"
+#include "lpg_budget.h"
 #include "lpg_http.h"
 #include "lpg_poll.h"
 
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ static struct {
     lpg_shm_worker_t *stats;
     int               spare_fd;
     bool              quitting;
+    int64_t           shed_logged;
     int64_t           deadline;
     ev_io             accept;
     ev_io             admin;
@@ -105,6 +108,20 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     ctx.stats = lpg_worker.stats;
     ctx.slot = args->slot;
     ctx.kick_fd = args->kick_fd;
+
+    /* what the fd limit leaves for clients, after our own descriptors */
+    {
+        struct rlimit rl;
+        long          n = 1024;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        {
+            n = (long) rl.rlim_cur;
+        }
+
+        n -= LPG_BUDGET_FD_RESERVE + args->conf->db_maxconn;
+        ctx.max_conns = n > 1 ? (size_t) n : 1;
+    }
     lpg_http_init(&ctx);
 
     if (lpg_poll_init(&ctx, args->doorbell, args->ring) != LPG_OK) {
@@ -150,7 +167,12 @@ lpg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
              * Out of descriptors: accept with the spare one and close at
              * once, so the peer learns and the loop does not spin.
              */
-            lpg_log(LPG_LOG_WARN, errno, "accept4() failed, shedding");
+            /* said at most once a second: this is the flood case */
+            if (lpg_time_mono_ms() - lpg_worker.shed_logged >= 1000) {
+                lpg_log(LPG_LOG_WARN, errno,
+                        "accept4() failed, shedding connections");
+                lpg_worker.shed_logged = lpg_time_mono_ms();
+            }
 
             if (lpg_worker.spare_fd != -1) {
                 close(lpg_worker.spare_fd);

@@ -247,7 +247,7 @@ class Gateway:
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
 
     def __init__(self, pg, tmp_path, workers=2, extra_args=(), config=None,
-                 env=None, defaults=True, port=None):
+                 env=None, defaults=True, port=None, preexec_fn=None):
         self.tmp = tmp_path
         self.port = port or free_port()
         self.logfile = str(tmp_path / "lpgate.log")
@@ -271,7 +271,8 @@ class Gateway:
         self.stderr_path = str(tmp_path / "lpgate.stderr")
         self.proc = subprocess.Popen(
             [LPGATE_BIN] + args, stdout=subprocess.DEVNULL,
-            stderr=open(self.stderr_path, "w"), env=env)
+            stderr=open(self.stderr_path, "w"), env=env,
+            preexec_fn=preexec_fn)
         self.pid = self.proc.pid
 
     def write_config(self, text):
