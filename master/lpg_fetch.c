@@ -17,6 +17,7 @@
 #include "lpg_gap.h"
 #include "lpg_pgasync.h"
 #include "lpg_record.h"
+#include "lpg_rpc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -164,55 +165,37 @@ lpg_fetch_reconfigure(const lpg_conf_t *conf)
 void
 lpg_fetch_notify(const char *payload)
 {
-    int          i, idx;
-    size_t       k;
-    json_t      *v, *ch, *first;
-    json_error_t e;
+    int         i;
+    bool        mask[LPG_SHM_MAX_DBS];
+    const char *names[LPG_SHM_MAX_DBS];
 
     atomic_fetch_add_explicit(&lpg_fetch.shm->header->notifies, 1,
                               memory_order_relaxed);
 
-    v = json_loads(payload, JSON_DECODE_ANY, &e);
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        names[i] = lpg_fetch.shm->dbs[i].name;
+        mask[i] = false;
+    }
 
-    if (v == NULL || !json_is_array(v)) {
+    if (lpg_rpc_payload_dbs(payload, strlen(payload), names, lpg_fetch.ndbs,
+                            mask)
+        != LPG_OK)
+    {
         atomic_fetch_add_explicit(&lpg_fetch.shm->header->bad_payloads, 1,
                                   memory_order_relaxed);
         lpg_log(LPG_LOG_WARN, 0,
-                "NOTIFY payload is not a JSON array of channels (%s): "
-                "%.200s; fetching every database",
-                v == NULL ? e.text : "not an array", payload);
-        json_decref(v);
+                "NOTIFY payload is not a JSON array of channels: %.200s; "
+                "fetching every database",
+                payload);
         lpg_fetch_all();
         return;
     }
 
-    /* ["db", ...] names its database; anything else may be any of them */
-    json_array_foreach(v, k, ch)
-    {
-        first = json_is_array(ch) ? json_array_get(ch, 0) : NULL;
-        idx = -1;
-
-        if (first != NULL && json_is_string(first)) {
-            idx = lpg_shm_find_db(lpg_fetch.shm, json_string_value(first),
-                                  json_string_length(first));
-            if (idx < 0) {
-                /* another database on the same server: not ours */
-                continue;
-            }
+    for (i = 0; i < lpg_fetch.ndbs; i++) {
+        if (mask[i]) {
+            lpg_fetch_mark(i);
         }
-
-        if (idx < 0) {
-            for (i = 0; i < lpg_fetch.ndbs; i++) {
-                lpg_fetch_mark(i);
-            }
-
-            break;
-        }
-
-        lpg_fetch_mark(idx);
     }
-
-    json_decref(v);
 }
 
 

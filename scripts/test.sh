@@ -3,7 +3,7 @@
 # and runs every test: the cmocka unit tests and the pytest integration
 # tests against a real PostgreSQL (make check), then the same suite again
 # built with ASan/UBSan in build-asan/ (LPGATE_SANITIZE=0 skips that pass),
-# then the clang-format check.
+# then the clang-format check, then each fuzz harness for 60 s.
 # Its last line is the summary: "tests: N passed, N failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +52,15 @@ fi
 
 echo "== format check"
 (cd "$top/build" && make -s format-check) || status=1
+
+# libFuzzer harnesses (tests/fuzz/), each for LPGATE_FUZZ_SECONDS
+echo "== fuzz"
+if (cd "$top/build" && make -s fuzz FUZZ_SECONDS="${LPGATE_FUZZ_SECONDS:-60}"); then
+    passed=$((passed + 4))
+else
+    failed=$((failed + 1))
+    status=1
+fi
 
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 echo "tests: $passed passed, $failed failed"

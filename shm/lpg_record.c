@@ -3,10 +3,10 @@
  *
  * lpg_record.c: msgpack encoding of ring records (msgpack-c).
  *
- * The packer writes straight into the caller's buffer through a write
- * callback that refuses to overflow; the decoder uses msgpack_unpack_next
- * on a stack msgpack_unpacked, whose strings reference the input buffer,
- * and checks every type and the exact length.
+ * The packer (msgpack-c) writes straight into the caller's buffer through
+ * a write callback that refuses to overflow; the decoder reads the same
+ * msgpack format by hand for the one schema it knows, strings referencing
+ * the input buffer and the exact length checked.
  */
 
 #include "lpg_record.h"
@@ -24,7 +24,12 @@ typedef struct {
 
 
 static int lpg_record_write(void *data, const char *buf, size_t len);
-static int lpg_record_str(const msgpack_object *o, const char **s, size_t *len);
+static int lpg_record_be(const unsigned char *p, size_t len, size_t *off,
+                         size_t n, uint64_t *v);
+static int lpg_record_int(const unsigned char *p, size_t len, size_t *off,
+                          int64_t *out);
+static int lpg_record_str(const unsigned char *p, size_t len, size_t *off,
+                          const char **s, size_t *n);
 
 
 int
@@ -57,84 +62,149 @@ lpg_record_encode(const lpg_record_t *rec, char *buf, size_t cap, size_t *len)
 }
 
 
+/*
+ * The decoder reads the fixed schema by hand instead of calling
+ * msgpack_unpack_next: msgpack-c allocates for an array header before it
+ * looks at the elements, so a corrupt length would ask for gigabytes (the
+ * fuzzer found it).  This one allocates nothing and never reads past len.
+ */
 int
 lpg_record_decode(const char *buf, size_t len, lpg_record_t *rec)
 {
-    int              rc;
-    size_t           off;
-    msgpack_object  *a;
-    msgpack_unpacked u;
+    size_t               off;
+    const unsigned char *p = (const unsigned char *) buf;
 
-    msgpack_unpacked_init(&u);
+    if (len < 1 || p[0] != 0x96) {
+        return LPG_ERROR;
+    }
 
-    off = 0;
-    rc = LPG_ERROR;
+    off = 1;
 
-    if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS
-        || off != len || u.data.type != MSGPACK_OBJECT_ARRAY
-        || u.data.via.array.size != 6)
+    if (lpg_record_int(p, len, &off, &rec->id) != LPG_OK
+        || lpg_record_str(p, len, &off, &rec->database, &rec->database_len)
+            != LPG_OK
+        || lpg_record_str(p, len, &off, &rec->channel, &rec->channel_len)
+            != LPG_OK
+        || lpg_record_str(p, len, &off, &rec->message, &rec->message_len)
+            != LPG_OK
+        || lpg_record_int(p, len, &off, &rec->create_us) != LPG_OK
+        || lpg_record_int(p, len, &off, &rec->notify_us) != LPG_OK
+        || off != len)
     {
-        goto done;
+        return LPG_ERROR;
     }
 
-    a = u.data.via.array.ptr;
+    return LPG_OK;
+}
 
-    if ((a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER
-         && a[0].type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        || (a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER
-            && a[4].type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
-    {
-        goto done;
+
+/* big-endian unsigned of n bytes at p[*off]; LPG_ERROR past len */
+static int
+lpg_record_be(const unsigned char *p, size_t len, size_t *off, size_t n,
+              uint64_t *v)
+{
+    size_t i;
+
+    if (len - *off < n) {
+        return LPG_ERROR;
     }
 
-    if (a[5].type != MSGPACK_OBJECT_POSITIVE_INTEGER
-        && a[5].type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-    {
-        goto done;
+    *v = 0;
+    for (i = 0; i < n; i++) {
+        *v = (*v << 8) | p[*off + i];
     }
 
-    if ((a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER
-         && a[0].via.u64 > INT64_MAX)
-        || (a[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER
-            && a[5].via.u64 > INT64_MAX))
-    {
-        goto done;
-    }
+    *off += n;
 
-    if (a[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER
-        && a[4].via.u64 > INT64_MAX) {
-        goto done;
-    }
-
-    if (lpg_record_str(&a[1], &rec->database, &rec->database_len) != LPG_OK
-        || lpg_record_str(&a[2], &rec->channel, &rec->channel_len) != LPG_OK
-        || lpg_record_str(&a[3], &rec->message, &rec->message_len) != LPG_OK)
-    {
-        goto done;
-    }
-
-    rec->id = a[0].via.i64;
-    rec->create_us = a[4].via.i64;
-    rec->notify_us = a[5].via.i64;
-    rc = LPG_OK;
-
-done:
-
-    msgpack_unpacked_destroy(&u);
-
-    return rc;
+    return LPG_OK;
 }
 
 
 static int
-lpg_record_str(const msgpack_object *o, const char **s, size_t *len)
+lpg_record_int(const unsigned char *p, size_t len, size_t *off, int64_t *out)
 {
-    if (o->type != MSGPACK_OBJECT_STR) {
+    unsigned t;
+    uint64_t v;
+
+    if (*off >= len) {
         return LPG_ERROR;
     }
 
-    *s = o->via.str.ptr;
-    *len = o->via.str.size;
+    t = p[(*off)++];
+
+    if (t <= 0x7f) {
+        *out = t;
+        return LPG_OK;
+    }
+
+    if (t >= 0xe0) {
+        *out = (int8_t) t;
+        return LPG_OK;
+    }
+
+    if (t >= 0xcc && t <= 0xcf) {
+        /* uint 8, 16, 32, 64 */
+        if (lpg_record_be(p, len, off, (size_t) 1 << (t - 0xcc), &v) != LPG_OK
+            || v > INT64_MAX)
+        {
+            return LPG_ERROR;
+        }
+
+        *out = (int64_t) v;
+        return LPG_OK;
+    }
+
+    if (t >= 0xd0 && t <= 0xd3) {
+        /* int 8, 16, 32, 64 */
+        if (lpg_record_be(p, len, off, (size_t) 1 << (t - 0xd0), &v) != LPG_OK)
+        {
+            return LPG_ERROR;
+        }
+
+        *out = t == 0xd0 ? (int8_t) v
+            : t == 0xd1  ? (int16_t) v
+            : t == 0xd2  ? (int32_t) v
+                         : (int64_t) v;
+        return LPG_OK;
+    }
+
+    return LPG_ERROR;
+}
+
+
+static int
+lpg_record_str(const unsigned char *p, size_t len, size_t *off, const char **s,
+               size_t *n)
+{
+    unsigned t;
+    uint64_t v;
+
+    if (*off >= len) {
+        return LPG_ERROR;
+    }
+
+    t = p[(*off)++];
+
+    if (t >= 0xa0 && t <= 0xbf) {
+        v = t & 0x1f;
+
+    } else if (t >= 0xd9 && t <= 0xdb) {
+        if (lpg_record_be(p, len, off, (size_t) 1 << (t - 0xd9), &v) != LPG_OK)
+        {
+            return LPG_ERROR;
+        }
+
+    } else {
+        return LPG_ERROR;
+    }
+
+    if (len - *off < v) {
+        return LPG_ERROR;
+    }
+
+    *s = (const char *) p + *off;
+    *n = (size_t) v;
+    *off += (size_t) v;
 
     return LPG_OK;
 }

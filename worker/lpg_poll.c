@@ -16,6 +16,7 @@
 #include "lpg_bus.h"
 #include "lpg_dispatch.h"
 #include "lpg_json.h"
+#include "lpg_rpc.h"
 
 #include <ctype.h>
 #include <http_parser.h>
@@ -68,7 +69,7 @@ typedef struct {
 
 
 static int    lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r,
-                             json_t **id, const char **why);
+                             const char **why);
 static int    lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel);
 static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id,
                                bool *failed);
@@ -146,7 +147,6 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 {
     int         rc, db;
     const char *why;
-    json_t     *id;
     lpg_poll_t *p;
 
     p = calloc(1, sizeof(*p));
@@ -162,7 +162,6 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     p->db = db;
     p->version = lpg_poll_version(db);
 
-    id = NULL;
     if (r->method == HTTP_GET) {
         /* the plain API: the query string becomes the JSON-RPC params */
         lpg_http_request_t q = *r;
@@ -178,16 +177,13 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
         q.body = body;
         q.body_len = strlen(body);
-        id = NULL;
-        rc = lpg_poll_parse(p, &q, &id, &why);
+        rc = lpg_poll_parse(p, &q, &why);
         free(body);
 
     } else {
-        rc = lpg_poll_parse(p, r, &id, &why);
+        rc = lpg_poll_parse(p, r, &why);
     }
 
-    p->id = id != NULL ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(id);
 
     if (p->plain && (rc != LPG_OK || p->db < 0)) {
         lpg_poll_plain_error(c,
@@ -298,111 +294,58 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
 
 /* fills p from the JSON-RPC body; on error *why says what is wrong */
 static int
-lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r, json_t **id,
-               const char **why)
+lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r, const char **why)
 {
-    size_t       i;
-    json_t      *body, *params, *channels, *last, *options, *ch, *peek;
-    const char  *db;
-    json_error_t e;
+    int            rc;
+    size_t         i;
+    json_t        *ch, *b;
+    const char    *db;
+    lpg_rpc_poll_t rp;
 
-    *why = "Invalid JSON data";
+    rc = lpg_rpc_poll_parse(r->body, r->body_len,
+                            (size_t) lpg_poll.ctx.conf->max_channels_per_poll,
+                            &rp, why);
 
-    body = json_loadb(r->body, r->body_len, 0, &e);
-    if (body == NULL || !json_is_object(body)) {
-        json_decref(body);
-        return LPG_ERROR;
+    /* the id is wanted by the error answer too */
+    p->id = rp.id;
+    rp.id = NULL;
+
+    if (rc != LPG_OK || p->db < 0) {
+        lpg_rpc_poll_free(&rp);
+        return rc;
     }
 
-    *id = json_incref(json_object_get(body, "id"));
-
-    params = json_object_get(body, "params");
-    if (!json_is_object(params)) {
-        *why = "JSON-RPC: \"params\" must be an object";
-        goto failed;
-    }
-
-    channels = json_object_get(params, "channels");
-    last = json_object_get(params, "last");
-    options = json_object_get(params, "options");
-
-    if (!json_is_array(channels)) {
-        *why = "poll() \"channels\" must be a list";
-        goto failed;
-    }
-
-    if (json_array_size(channels)
-        > (size_t) lpg_poll.ctx.conf->max_channels_per_poll)
-    {
-        *why = "poll() names more channels than max_channels_per_poll";
-        goto failed;
-    }
-
-    if (last == NULL || json_is_null(last)) {
-        p->last = 0;
-
-    } else if (json_is_integer(last) && json_integer_value(last) >= 0) {
-        p->last = json_integer_value(last);
-
-    } else {
-        *why = "poll() \"last\" must be a non-negative integer";
-        goto failed;
-    }
-
-    if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
-        *why = "poll() \"options\" must be an object";
-        goto failed;
-    }
-
-    json_array_foreach(channels, i, ch)
-    {
-        if (!json_is_string(ch)) {
-            *why = "bus.Bus only string channels are allowed.";
-            goto failed;
-        }
-    }
-
-    peek = options != NULL ? json_object_get(options, "peek") : NULL;
-    if (peek != NULL && json_is_true(peek)) {
+    p->last = rp.last;
+    if (rp.peek) {
         p->deadline = -1;
-    }
-
-    if (p->db < 0) {
-        json_decref(body);
-        return LPG_OK;
     }
 
     db = lpg_poll.ctx.shm->dbs[p->db].name;
 
-    json_array_foreach(channels, i, ch)
+    json_array_foreach(rp.channels, i, ch)
     {
         if (lpg_poll_add_key(p, db, ch) != LPG_OK) {
             *why = "a channel is not valid UTF-8 or too long";
-            goto failed;
+            lpg_rpc_poll_free(&rp);
+            return LPG_ERROR;
         }
     }
 
-    if (p->version >= 15) {
-        json_t *b = json_string("broadcast");
+    lpg_rpc_poll_free(&rp);
 
-        if (lpg_poll_add_key(p, db, b) != LPG_OK) {
+    if (p->version >= 15) {
+        b = json_string("broadcast");
+
+        if (b == NULL || lpg_poll_add_key(p, db, b) != LPG_OK) {
             json_decref(b);
             *why = "out of memory";
-            goto failed;
+            return LPG_ERROR;
         }
 
         json_decref(b);
     }
 
-    json_decref(body);
-
     return LPG_OK;
-
-failed:
-
-    json_decref(body);
-
-    return LPG_ERROR;
 }
 
 

@@ -6,6 +6,7 @@
 
 #include "lpg_dispatch.h"
 #include "lpg_json.h"
+#include "lpg_rpc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -183,6 +184,80 @@ test_json_dump_matches_python(void **state)
 }
 
 
+static void
+expect_rpc_error(const char *body, const char *needle)
+{
+    const char    *why;
+    lpg_rpc_poll_t rp;
+
+    assert_int_equal(lpg_rpc_poll_parse(body, strlen(body), 3, &rp, &why),
+                     LPG_ERROR);
+    if (strstr(why, needle) == NULL) {
+        fail_msg("\"%s\" lacks \"%s\"", why, needle);
+    }
+
+    lpg_rpc_poll_free(&rp);
+}
+
+
+static void
+test_rpc_poll(void **state)
+{
+    const char    *why;
+    const char    *ok = "{\"id\": 7, \"params\": {\"channels\": [\"a\", "
+                        "\"b\"], \"last\": 42, \"options\": "
+                        "{\"peek\": true}}}";
+    lpg_rpc_poll_t rp;
+
+    assert_int_equal(lpg_rpc_poll_parse(ok, strlen(ok), 3, &rp, &why), LPG_OK);
+    assert_int_equal(json_array_size(rp.channels), 2);
+    assert_true(rp.last == 42 && rp.peek);
+    assert_string_equal(rp.id, "7");
+    lpg_rpc_poll_free(&rp);
+
+    expect_rpc_error("{nope", "Invalid JSON");
+    expect_rpc_error("{\"params\": 1}", "params");
+    expect_rpc_error("{\"params\": {\"channels\": \"a\"}}", "channels");
+    expect_rpc_error("{\"params\": {\"channels\": [[\"db\", \"x\"]]}}",
+                     "bus.Bus only string channels are allowed.");
+    expect_rpc_error("{\"params\": {\"channels\": [\"a\",\"b\",\"c\",\"d\"]}}",
+                     "max_channels_per_poll");
+    expect_rpc_error("{\"params\": {\"channels\": [], \"last\": -1}}", "last");
+    expect_rpc_error("{\"params\": {\"channels\": [], \"options\": []}}",
+                     "options");
+}
+
+
+static void
+test_rpc_payload(void **state)
+{
+    bool               mask[2];
+    static const char *dbs[] = { "db1", "db2" };
+
+#define PAYLOAD(s) s, strlen(s), dbs, 2, mask
+
+    memset(mask, 0, sizeof(mask));
+    assert_int_equal(lpg_rpc_payload_dbs(PAYLOAD("[[\"db2\", \"x\", 1]]")),
+                     LPG_OK);
+    assert_true(!mask[0] && mask[1]);
+
+    memset(mask, 0, sizeof(mask));
+    assert_int_equal(lpg_rpc_payload_dbs(PAYLOAD("[[\"other\", \"x\"]]")),
+                     LPG_OK);
+    assert_true(!mask[0] && !mask[1]);
+
+    /* a string channel may live in any database */
+    memset(mask, 0, sizeof(mask));
+    assert_int_equal(lpg_rpc_payload_dbs(PAYLOAD("[\"c1\"]")), LPG_OK);
+    assert_true(mask[0] && mask[1]);
+
+    assert_int_equal(lpg_rpc_payload_dbs(PAYLOAD("not json")), LPG_ERROR);
+    assert_int_equal(lpg_rpc_payload_dbs(PAYLOAD("{\"a\": 1}")), LPG_ERROR);
+
+#undef PAYLOAD
+}
+
+
 int
 main(void)
 {
@@ -190,6 +265,8 @@ main(void)
         cmocka_unit_test(test_add_match_remove),
         cmocka_unit_test(test_remove_in_callback_and_grow),
         cmocka_unit_test(test_json_dump_matches_python),
+        cmocka_unit_test(test_rpc_poll),
+        cmocka_unit_test(test_rpc_payload),
     };
 
     return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);

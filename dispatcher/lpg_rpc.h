@@ -1,0 +1,51 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_rpc.h: the decoders of what comes from outside: an Odoo JSON-RPC
+ * poll request and a NOTIFY payload.
+ *
+ * Pure functions over jansson, so they are unit-tested and fuzzed on their
+ * own (tests/fuzz/).  Every failure has a message meant for the client or
+ * the log; no input crashes or leaks.
+ */
+
+#ifndef LPG_RPC_H
+#define LPG_RPC_H
+
+
+#include "lpg_core.h"
+
+#include <jansson.h>
+
+
+typedef struct {
+    json_t *body;     /* owned: the whole request */
+    json_t *channels; /* borrowed from body: an array of strings */
+    int64_t last;
+    bool    peek;
+    char   *id; /* owned: JSON text of the request id, or NULL */
+} lpg_rpc_poll_t;
+
+
+/*
+ * Decodes {"params": {"channels": [...], "last": N, "options": {...}}}.
+ * On error *why says what is wrong (Odoo's own text for a non-string
+ * channel) and rp->id may still be set for the error answer.  The caller
+ * calls lpg_rpc_poll_free() in every case.
+ */
+int lpg_rpc_poll_parse(const char *buf, size_t len, size_t max_channels,
+                       lpg_rpc_poll_t *rp, const char **why) LPG_MUSTCHECK;
+
+void lpg_rpc_poll_free(lpg_rpc_poll_t *rp);
+
+/*
+ * Which of the ndbs served databases a NOTIFY payload concerns: Odoo's
+ * payload is a JSON array of channels; ["db", ...] names db, any other
+ * channel may belong to any database.  Sets mask[i] for dbs[i].
+ * LPG_ERROR when the payload is not a JSON array (fetch everything then).
+ */
+int lpg_rpc_payload_dbs(const char *payload, size_t len, const char *const *dbs,
+                        int ndbs, bool *mask) LPG_MUSTCHECK;
+
+
+#endif /* LPG_RPC_H */
