@@ -784,7 +784,9 @@ lpg_master_reload(void)
         }
     }
 
-    lpg_master_signal_workers(SIGQUIT, true);
+    /* SIGWINCH: retire, i.e. stop accepting but answer every parked poll
+     * as usual (message or timeout) before exiting: no poll is cut */
+    lpg_master_signal_workers(SIGWINCH, true);
 
     lpg_master.generation++;
     atomic_store(&lpg_master.shm.header->nworkers, n);

@@ -154,6 +154,20 @@ lpg_bus_since(int db, int64_t last, int64_t since_us,
 
 
 void
+lpg_bus_retire(void)
+{
+    ev_io_stop(lpg_bus.loop, &lpg_bus.doorbell);
+}
+
+
+void
+lpg_bus_poll(void)
+{
+    lpg_bus_drain(true);
+}
+
+
+void
 lpg_bus_stop(void)
 {
     size_t i;

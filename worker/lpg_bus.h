@@ -62,6 +62,11 @@ size_t lpg_bus_since(int db, int64_t last, int64_t since_us,
 /* the newest id the worker has seen for db (0: none) */
 int64_t lpg_bus_newest(int db);
 
+/* a retiring worker: stop taking doorbells (its successor in the slot
+ * takes them) and read the ring with lpg_bus_poll() instead */
+void lpg_bus_retire(void);
+void lpg_bus_poll(void);
+
 void lpg_bus_stop(void);
 
 

@@ -14,6 +14,7 @@
 #include "lpg_worker.h"
 #include "lpg_budget.h"
 #include "lpg_http.h"
+#include "lpg_bus.h"
 #include "lpg_poll.h"
 
 #include <errno.h>
@@ -35,7 +36,7 @@ static void lpg_worker_signal_cb(struct ev_loop *loop, ev_signal *w,
 static void lpg_worker_heartbeat_cb(struct ev_loop *loop, ev_timer *w,
                                     int revents);
 static void lpg_worker_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void lpg_worker_quit(double timeout);
+static void lpg_worker_quit(double timeout, bool retire);
 
 
 static struct {
@@ -44,19 +45,20 @@ static struct {
     lpg_shm_worker_t *stats;
     int               spare_fd;
     bool              quitting;
+    bool              retiring;
     int64_t           shed_logged;
     int64_t           deadline;
     ev_io             accept;
     ev_io             admin;
     ev_io             death;
-    ev_signal         sigs[5];
+    ev_signal         sigs[6];
     ev_timer          heartbeat;
     ev_timer          drain;
 } lpg_worker;
 
 
-static const int lpg_worker_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
-                                          SIGHUP };
+static const int lpg_worker_signals[] = { SIGTERM, SIGINT, SIGQUIT,
+                                          SIGUSR1, SIGHUP, SIGWINCH };
 
 
 void
@@ -210,7 +212,7 @@ lpg_worker_death_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     lpg_log(LPG_LOG_ALERT, 0, "the master process is gone, stopping");
 
-    lpg_worker_quit(1.);
+    lpg_worker_quit(1., false);
 }
 
 
@@ -226,7 +228,12 @@ lpg_worker_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         break;
 
     case SIGQUIT:
-        lpg_worker_quit(lpg_worker.args.conf->shutdown_timeout);
+        lpg_worker_quit(lpg_worker.args.conf->shutdown_timeout, false);
+        break;
+
+    case SIGWINCH:
+        /* replaced by a new generation: parked polls run their course */
+        lpg_worker_quit(lpg_worker.args.conf->timeout + 10., true);
         break;
 
     case SIGUSR1:
@@ -241,11 +248,17 @@ lpg_worker_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 
 static void
-lpg_worker_quit(double timeout)
+lpg_worker_quit(double timeout, bool retire)
 {
     int64_t deadline;
 
     deadline = lpg_time_mono_ms() + (int64_t) (timeout * 1000);
+
+    if (lpg_worker.quitting && lpg_worker.retiring && !retire) {
+        /* a real stop while retiring: parked polls get [] now */
+        lpg_worker.retiring = false;
+        lpg_poll_shutdown();
+    }
 
     if (lpg_worker.quitting) {
         /* only ever shorten the deadline */
@@ -257,17 +270,27 @@ lpg_worker_quit(double timeout)
     }
 
     lpg_worker.quitting = true;
+    lpg_worker.retiring = retire;
     lpg_worker.deadline = deadline;
 
     ev_io_stop(lpg_worker.loop, &lpg_worker.accept);
     ev_io_stop(lpg_worker.loop, &lpg_worker.admin);
     close(lpg_worker.args.lsock);
 
-    lpg_log(LPG_LOG_INFO, 0, "stopping gracefully, %zu connection(s) open",
+    lpg_log(LPG_LOG_INFO, 0, "%s, %zu connection(s) open",
+            retire ? "retiring: parked polls are answered as usual"
+                   : "stopping gracefully",
             lpg_http_open());
 
-    /* parked polls get [] now: their clients re-poll another worker */
-    lpg_poll_shutdown();
+    if (retire) {
+        /* the new worker of this slot owns the doorbell now: read the
+         * ring on a short timer instead (lpg_worker_drain_cb) */
+        lpg_bus_retire();
+
+    } else {
+        /* parked polls get [] now: their clients re-poll another worker */
+        lpg_poll_shutdown();
+    }
 
     if (lpg_http_shutdown() == 0) {
         ev_break(lpg_worker.loop, EVBREAK_ALL);
@@ -282,6 +305,10 @@ lpg_worker_quit(double timeout)
 static void
 lpg_worker_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    if (lpg_worker.retiring) {
+        lpg_bus_poll();
+    }
+
     if (lpg_http_open() == 0) {
         ev_break(loop, EVBREAK_ALL);
         return;

@@ -456,3 +456,55 @@ def test_plain_get_api_and_sql_send(pg, gateway):
 
     status, _, body = gw.http("GET", "/longpolling/poll?channels=x&last=z")
     assert status == 400 and "last" in json.loads(body)["error"]
+
+
+def test_reload_cuts_no_parked_poll(pg, gateway):
+    """SIGHUP with a valid new configuration: the old workers retire (no
+    new connections, parked polls answered as usual), so 5,000 parked
+    polls all get the notification sent right after the change."""
+    import selectors
+    import signal
+    gw = gateway(workers=None, config="workers = 2;\ntimeout = 50;\n",
+                 extra_args=["--log-level", "info"])
+    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    conns = (pg.connect("lpgtest"), pg.connect("postgres"))
+    [(last,)] = conns[0].execute(
+        "SELECT coalesce(max(id), 0) FROM bus_bus").fetchall()
+    body = json.dumps({"params": {"channels": ["reload"], "last": last}})
+    req = ("POST /longpolling/poll HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode()
+    old = set(gw.worker_pids())
+
+    sel = selectors.DefaultSelector()
+    for _ in range(5000):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(req)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+    time.sleep(1.5)
+
+    gw.write_config("workers = 2;\ntimeout = 45;\n")
+    gw.signal(signal.SIGHUP)
+    gw.wait_log("configuration reloaded")
+    wait_until(lambda: len(set(gw.worker_pids()) - old) == 2, 10)
+    assert old <= set(gw.worker_pids())    # retiring, still serving
+
+    bus_id = pg.send("lpgtest", "reload", "after the reload", conns=conns)
+    got = 0
+    deadline = time.monotonic() + 30
+    while got < 5000 and time.monotonic() < deadline:
+        for key, _ in sel.select(1):
+            key.data.extend(key.fileobj.recv(65536))
+            if key.data.endswith(b"]}"):
+                head, _, payload = bytes(key.data).partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert [n["id"] for n in json.loads(payload)["result"]] == \
+                    [bus_id]
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                got += 1
+    conns[0].close()
+    conns[1].close()
+    assert got == 5000
+    # with nothing left to serve, the old generation exits
+    wait_until(lambda: not (old & set(gw.worker_pids())), 10)
