@@ -85,10 +85,12 @@ typedef struct {
 #define LPG_CONF_MAX_ARGS 64
 
 typedef struct {
-    const char *path;
-    int         n;
-    const char *keys[LPG_CONF_MAX_ARGS];
-    const char *values[LPG_CONF_MAX_ARGS];
+    const char  *path;
+    char *const *argv; /* the command line, for a binary upgrade */
+    const char  *exe;  /* absolute path of the binary at start */
+    int          n;
+    const char  *keys[LPG_CONF_MAX_ARGS];
+    const char  *values[LPG_CONF_MAX_ARGS];
 } lpg_conf_args_t;
 
 

@@ -44,6 +44,7 @@ static int  lpg_main_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why,
                             size_t len);
 static void lpg_main_machine(lpg_budget_t *b);
 static int  lpg_main_pidfile(const char *path);
+static void lpg_main_unlink_pidfile(const char *path);
 
 
 /* one row per option; aliases share a key */
@@ -181,6 +182,17 @@ main(int argc, char **argv)
         return LPG_EXIT_FATAL;
     }
 
+    /* for SIGUSR2: the path of this binary now, so that a new file
+     * installed at the same path is what gets executed */
+    {
+        static char exe[4096];
+        ssize_t     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+        exe[n > 0 ? n : 0] = '\0';
+        args.exe = exe;
+        args.argv = argv;
+    }
+
     if (lpg_conf_build(&conf, &args, err, sizeof(err)) != LPG_OK) {
         fprintf(stderr, "lpgate: %s\n", err);
         return LPG_EXIT_FATAL;
@@ -258,7 +270,7 @@ main(int argc, char **argv)
         rc = lpg_master_run(&conf, &args, check_budget);
 
         if (pidfile != NULL && pidfile[0] != '\0') {
-            unlink(pidfile);
+            lpg_main_unlink_pidfile(pidfile);
         }
 
         free(pidfile);
@@ -417,4 +429,34 @@ lpg_main_pidfile(const char *path)
     close(fd);
 
     return LPG_OK;
+}
+
+
+/* removes path, or path.oldbin after a binary upgrade, when it still names
+ * this process: the new master's pidfile is not ours to remove */
+static void
+lpg_main_unlink_pidfile(const char *path)
+{
+    int     fd, k;
+    char    buf[32], name[4096];
+    ssize_t r;
+
+    for (k = 0; k < 2; k++) {
+        snprintf(name, sizeof(name), "%s%s", path, k ? ".oldbin" : "");
+
+        fd = open(name, O_RDONLY | O_CLOEXEC);
+        if (fd == -1) {
+            continue;
+        }
+
+        r = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+
+        if (r > 0) {
+            buf[r] = '\0';
+            if (atoi(buf) == (int) getpid()) {
+                unlink(name);
+            }
+        }
+    }
 }

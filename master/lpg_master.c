@@ -69,6 +69,9 @@ static int  lpg_master_open_sockets(const lpg_conf_t *conf, int *fds, int n,
 static int  lpg_master_open_socket(const struct addrinfo *ai);
 static int  lpg_master_probe_port(const struct addrinfo *ai);
 static int  lpg_master_open_admin(const lpg_conf_t *conf);
+static int  lpg_master_inherit(int *fds, int n) LPG_MUSTCHECK;
+static void lpg_master_upgrade(void);
+static void lpg_master_retire(void);
 static void lpg_master_spawn(int slot);
 static void lpg_master_atfork_child(int slot);
 static void lpg_master_signal_workers(int signo, bool all);
@@ -100,6 +103,7 @@ static struct {
     int                    doorbells[LPG_MAX_WORKERS];
     int                    kick_fd;
     int                    admin_fd;
+    pid_t                  upgrade_pid; /* the new master after USR2 */
     ev_io                  kick;
     lpg_master_state_e     state;
     unsigned               generation;
@@ -109,15 +113,15 @@ static struct {
     lpg_master_proc_t procs[LPG_MASTER_MAX_PROCS];
     lpg_master_slot_t slots[LPG_MAX_WORKERS];
 
-    ev_signal sigs[6];
+    ev_signal sigs[7];
     ev_child  child;
     ev_timer  heartbeat;
     ev_timer  kill;
 } lpg_master;
 
 
-static const int lpg_master_signals[] = { SIGTERM, SIGINT,  SIGQUIT,
-                                          SIGHUP,  SIGUSR1, SIGUSR2 };
+static const int lpg_master_signals[] = { SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
+                                          SIGUSR1, SIGUSR2, SIGWINCH };
 
 
 int
@@ -133,6 +137,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     lpg_master.generation = 1;
     lpg_master.death_pipe[0] = -1;
     lpg_master.admin_fd = -1;
+    lpg_master.upgrade_pid = 0;
     lpg_master.death_pipe[1] = -1;
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
@@ -148,8 +153,9 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
 
     lpg_master.loop = loop;
 
-    if (lpg_master_open_sockets(&lpg_master.conf, fds, conf->workers, NULL)
-        != LPG_OK)
+    if (lpg_master_inherit(fds, conf->workers) != LPG_OK
+        || lpg_master_open_sockets(&lpg_master.conf, fds, conf->workers, fds)
+            != LPG_OK)
     {
         goto failed;
     }
@@ -158,7 +164,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         lpg_master.slots[i].fd = fds[i];
     }
 
-    if (conf->admin_port != 0) {
+    if (conf->admin_port != 0 && lpg_master.admin_fd == -1) {
         lpg_master.admin_fd = lpg_master_open_admin(conf);
         if (lpg_master.admin_fd == -1) {
             goto failed;
@@ -777,16 +783,9 @@ lpg_master_reload(void)
     lpg_fetch_reconfigure(&lpg_master.conf);
     lpg_conf_free(&old);
 
-    /* the old generation finishes what it has and exits */
-    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
-        if (lpg_master.procs[i].pid != 0) {
-            lpg_master.procs[i].exiting = true;
-        }
-    }
-
-    /* SIGWINCH: retire, i.e. stop accepting but answer every parked poll
-     * as usual (message or timeout) before exiting: no poll is cut */
-    lpg_master_signal_workers(SIGWINCH, true);
+    /* the old generation retires: it stops accepting but answers every
+     * parked poll as usual (message or timeout) before exiting */
+    lpg_master_retire();
 
     lpg_master.generation++;
     atomic_store(&lpg_master.shm.header->nworkers, n);
@@ -831,6 +830,19 @@ lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         lpg_master_signal_workers(SIGUSR1, false);
         break;
 
+    case SIGUSR2:
+        if (lpg_master.state == LPG_MASTER_RUNNING) {
+            lpg_master_upgrade();
+        }
+        break;
+
+    case SIGWINCH:
+        /* after a binary upgrade: our workers retire, the master stays
+         * (SIGQUIT ends it) */
+        lpg_log(LPG_LOG_NOTICE, 0, "SIGWINCH: retiring the workers");
+        lpg_master_retire();
+        break;
+
     default:
         lpg_log(LPG_LOG_NOTICE, 0, "signal %d ignored", w->signum);
         break;
@@ -857,6 +869,22 @@ lpg_master_child_cb(struct ev_loop *loop, ev_child *w, int revents)
     }
 
     if (i == LPG_MASTER_MAX_PROCS) {
+        if (w->rpid == lpg_master.upgrade_pid) {
+            char old[4096];
+
+            lpg_log(LPG_LOG_ALERT, 0,
+                    "the new master (pid %d) exited with status %d; this "
+                    "one goes on",
+                    (int) w->rpid, WEXITSTATUS(status));
+            lpg_master.upgrade_pid = 0;
+
+            if (lpg_master.conf.pidfile[0] != '\0') {
+                snprintf(old, sizeof(old), "%s.oldbin",
+                         lpg_master.conf.pidfile);
+                (void) rename(old, lpg_master.conf.pidfile);
+            }
+        }
+
         return;
     }
 
@@ -1039,4 +1067,163 @@ lpg_master_budget_failed(void *data, const char *msg)
 
     lpg_master.status = LPG_EXIT_FATAL;
     lpg_master_stop(LPG_MASTER_TERMINATING);
+}
+
+
+/* every live worker retires (SIGWINCH) and will not be respawned */
+static void
+lpg_master_retire(void)
+{
+    int i;
+
+    for (i = 0; i < LPG_MASTER_MAX_PROCS; i++) {
+        if (lpg_master.procs[i].pid != 0) {
+            lpg_master.procs[i].exiting = true;
+        }
+    }
+
+    for (i = 0; i < LPG_MAX_WORKERS; i++) {
+        ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
+    }
+
+    lpg_master_signal_workers(SIGWINCH, true);
+}
+
+
+/*
+ * Sockets handed over by the master we replace (SIGUSR2), in
+ * LPGATE_INHERITED="admin;fd,fd,...".  fds[i] gets slot i's socket or -1;
+ * the admin socket goes to lpg_master.admin_fd.  Extra sockets are closed.
+ */
+static int
+lpg_master_inherit(int *fds, int n)
+{
+    int         i, fd;
+    char       *end;
+    const char *p;
+
+    for (i = 0; i < n; i++) {
+        fds[i] = -1;
+    }
+
+    p = getenv("LPGATE_INHERITED");
+    if (p == NULL || *p == '\0') {
+        return LPG_OK;
+    }
+
+    fd = (int) strtol(p, &end, 10);
+    if (end == p || *end != ';') {
+        lpg_log(LPG_LOG_EMERG, 0, "LPGATE_INHERITED=\"%s\" is malformed", p);
+        return LPG_ERROR;
+    }
+
+    if (fd >= 0) {
+        lpg_master.admin_fd = fd;
+        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+
+    for (i = 0, p = end + 1; *p != '\0'; i++) {
+        fd = (int) strtol(p, &end, 10);
+        if (end == p) {
+            break;
+        }
+
+        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+        if (i < n) {
+            fds[i] = fd;
+
+        } else {
+            close(fd);
+        }
+
+        p = *end == ',' ? end + 1 : end;
+    }
+
+    lpg_log(LPG_LOG_NOTICE, 0,
+            "took over %d listening socket(s) from the "
+            "previous master",
+            i);
+
+    unsetenv("LPGATE_INHERITED");
+
+    return LPG_OK;
+}
+
+
+/*
+ * SIGUSR2: start the binary now installed at our path, handing it our
+ * listening sockets.  Both masters serve until the operator retires the
+ * old one's workers (SIGWINCH) and stops it (SIGQUIT).  The pidfile is
+ * renamed to .oldbin and the new master writes its own.
+ */
+static void
+lpg_master_upgrade(void)
+{
+    int   i, len;
+    char  env[4096], old[4096];
+    pid_t pid;
+
+    if (lpg_master.upgrade_pid != 0) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "SIGUSR2 ignored: a new master (pid %d) is "
+                "already running",
+                (int) lpg_master.upgrade_pid);
+        return;
+    }
+
+    if (lpg_master.args->exe == NULL || lpg_master.args->exe[0] == '\0') {
+        lpg_log(LPG_LOG_ERR, 0, "SIGUSR2: the binary's path is unknown");
+        return;
+    }
+
+    len =
+        snprintf(env, sizeof(env), "LPGATE_INHERITED=%d;", lpg_master.admin_fd);
+    for (i = 0; i < lpg_master.conf.workers && len < (int) sizeof(env) - 16;
+         i++) {
+        len += snprintf(env + len, sizeof(env) - len, "%s%d", i ? "," : "",
+                        lpg_master.slots[i].fd);
+    }
+
+    if (lpg_master.conf.pidfile[0] != '\0') {
+        snprintf(old, sizeof(old), "%s.oldbin", lpg_master.conf.pidfile);
+        if (rename(lpg_master.conf.pidfile, old) == -1) {
+            lpg_log(LPG_LOG_ERR, errno, "rename(\"%s\") failed",
+                    lpg_master.conf.pidfile);
+        }
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        lpg_log(LPG_LOG_ALERT, errno, "fork() failed for the upgrade");
+        return;
+    }
+
+    if (pid == 0) {
+        sigset_t none;
+
+        /* the sockets survive exec; nothing else of ours does (CLOEXEC) */
+        if (lpg_master.admin_fd != -1) {
+            (void) fcntl(lpg_master.admin_fd, F_SETFD, 0);
+        }
+
+        for (i = 0; i < lpg_master.conf.workers; i++) {
+            (void) fcntl(lpg_master.slots[i].fd, F_SETFD, 0);
+        }
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        putenv(env);
+        execv(lpg_master.args->exe, lpg_master.args->argv);
+        lpg_log(LPG_LOG_EMERG, errno, "execv(\"%s\") failed",
+                lpg_master.args->exe);
+        _exit(LPG_EXIT_FATAL);
+    }
+
+    lpg_master.upgrade_pid = pid;
+    lpg_log(LPG_LOG_NOTICE, 0,
+            "binary upgrade: new master %s started, pid %d; send SIGWINCH "
+            "then SIGQUIT to this one (pid %d) when it serves",
+            lpg_master.args->exe, (int) pid, (int) getpid());
 }

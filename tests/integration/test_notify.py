@@ -508,3 +508,87 @@ def test_reload_cuts_no_parked_poll(pg, gateway):
     assert got == 5000
     # with nothing left to serve, the old generation exits
     wait_until(lambda: not (old & set(gw.worker_pids())), 10)
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def test_binary_upgrade_drops_no_poll(pg, gateway):
+    """SIGUSR2 starts a new master on the inherited listening sockets; the
+    old one's workers retire on SIGWINCH, still answering their parked
+    polls; SIGQUIT ends the old master.  5,000 polls parked before the
+    upgrade all get the notification sent after it; new requests meet the
+    new master's workers."""
+    import signal
+    gw = gateway(workers=2, extra_args=["--log-level", "info"])
+    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    conns = (pg.connect("lpgtest"), pg.connect("postgres"))
+    [(last,)] = conns[0].execute(
+        "SELECT coalesce(max(id), 0) FROM bus_bus").fetchall()
+    body = json.dumps({"params": {"channels": ["upgrade"], "last": last}})
+    req = ("POST /longpolling/poll HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode()
+    old_workers = set(gw.worker_pids())
+
+    sel = selectors.DefaultSelector()
+    for _ in range(5000):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(req)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+    time.sleep(1.5)
+
+    new_master = 0
+    try:
+        gw.signal(signal.SIGUSR2)
+        gw.wait_log("took over 2 listening socket(s)")
+        new_master = wait_until(
+            lambda: (read_pid(gw.pidfile) not in (0, gw.pid)
+                     and read_pid(gw.pidfile)), 10, what="the new pidfile")
+        assert read_pid(gw.pidfile + ".oldbin") == gw.pid
+        wait_until(lambda: gw.log().count("LISTEN connection up") >= 2, 10)
+
+        gw.signal(signal.SIGWINCH)
+        gw.wait_log("SIGWINCH: retiring the workers")
+
+        bus_id = pg.send("lpgtest", "upgrade", "after the upgrade",
+                         conns=conns)
+        got = 0
+        deadline = time.monotonic() + 30
+        while got < 5000 and time.monotonic() < deadline:
+            for key, _ in sel.select(1):
+                key.data.extend(key.fileobj.recv(65536))
+                if key.data.endswith(b"]}"):
+                    head, _, payload = bytes(key.data).partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    assert [n["id"] for n in
+                            json.loads(payload)["result"]] == [bus_id]
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    got += 1
+        assert got == 5000
+
+        # the old master ends; the new one serves on the same port
+        gw.signal(signal.SIGQUIT)
+        assert gw.wait(20) == 0
+        assert not any(os.path.exists("/proc/%d" % p) for p in old_workers)
+        assert read_pid(gw.pidfile) == new_master
+        wait_until(lambda: gw.health()[0] == 200, 10)
+        f = gw.poll_async(["upgrade"], last=bus_id)
+        time.sleep(0.5)
+        b2 = pg.send("lpgtest", "upgrade", "served by the new master",
+                     conns=conns)
+        assert [n["id"] for n in f.result(10)["result"]] == [b2]
+    finally:
+        conns[0].close()
+        conns[1].close()
+        if new_master:
+            os.kill(new_master, signal.SIGQUIT)
+            wait_until(lambda: not os.path.exists("/proc/%d" % new_master)
+                       or open("/proc/%d/stat" % new_master).read()
+                       .split()[2] == "Z", 15)
