@@ -109,6 +109,11 @@ static const lpg_conf_key_t lpg_conf_table[] = {
       LPG_CONF_OFF(max_channels_per_poll), "1000", 1, 100000, true,
       "channels one poll may name; more is a JSON-RPC error" },
 
+    { "max_answer_size", LPG_CONF_SIZE, LPG_CONF_OFF(max_answer_size), "8M",
+      65536, 1073741824, true,
+      "bytes of notifications in one answer; the rest comes on the next "
+      "poll" },
+
     { "client_header_timeout", LPG_CONF_INT,
       LPG_CONF_OFF(client_header_timeout), "60", 1, 3600, true,
       "seconds a client has to send its headers (then 408)" },

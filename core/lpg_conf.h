@@ -53,6 +53,7 @@ typedef struct {
     int     max_header_size;
     int64_t max_body_size;
     int     max_channels_per_poll;
+    int64_t max_answer_size;
     int     client_header_timeout;
     int     client_body_timeout;
     int     send_timeout;

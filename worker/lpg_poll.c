@@ -497,6 +497,12 @@ lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg)
         return;
     }
 
+    /* capped: the newer ids come on the next poll (last moves up to the
+     * largest id sent, and ids are appended in order) */
+    if (col->out->len >= (size_t) lpg_poll.ctx.conf->max_answer_size) {
+        return;
+    }
+
     snprintf(num, sizeof(num), "%s{\"id\": %lld, ", col->n ? ", " : "",
              (long long) r->id);
 

@@ -132,3 +132,22 @@ def test_fd_limit_is_an_answer_not_a_crash(pg, gateway):
     for s in idle:
         s.close()
     wait_until(lambda: gw.health()[0] == 200, 5)
+
+
+def test_answer_size_is_capped(pg, gateway):
+    """A poll whose matching records exceed max_answer_size gets the oldest
+    ones; the rest come on the next poll, in order, none lost."""
+    gw = gateway(workers=1, config='max_answer_size = "1M";\n')
+    gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
+    [(last,)] = pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus",
+                       dbname="lpgtest")
+    sent = [pg.send("lpgtest", "cap", "y" * 300000) for _ in range(8)]
+    wait_until(lambda: gw.poll(["cap"], last=sent[-1] - 1)["result"], 10)
+    got, polls = [], 0
+    while len(got) < 8 and polls < 10:
+        ids = [n["id"] for n in gw.poll(["cap"], last=max(got or [last]),
+                                       timeout=20)["result"]]
+        assert 0 < len(ids) <= 4
+        got += ids
+        polls += 1
+    assert got == sent and polls >= 2

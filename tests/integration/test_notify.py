@@ -592,3 +592,30 @@ def test_binary_upgrade_drops_no_poll(pg, gateway):
             wait_until(lambda: not os.path.exists("/proc/%d" % new_master)
                        or open("/proc/%d/stat" % new_master).read()
                        .split()[2] == "Z", 15)
+
+
+def test_killed_worker_costs_only_its_own_polls(pg, gateway):
+    import signal
+    gw = start(gateway, workers=2)
+    [(last,)] = pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus",
+                       dbname="lpgtest")
+    futures = [gw.poll_async(["k9"], last=last, timeout=20)
+               for _ in range(30)]
+    wait_until(lambda: parked(gw) >= 30, 10)
+    per_worker = {}
+    for m in re.finditer(r"worker#(\d) (\d+) debug: poll parked", gw.log()):
+        per_worker[int(m.group(2))] = per_worker.get(int(m.group(2)), 0) + 1
+    victim = max(per_worker, key=per_worker.get)
+    survivors = 30 - per_worker[victim]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in gw.worker_pids()
+               and len(gw.worker_pids()) == 2, 5)
+    bus_id = pg.send("lpgtest", "k9", "after the crash")
+    ok = cut = 0
+    for f in futures:
+        try:
+            assert [n["id"] for n in f.result(15)["result"]] == [bus_id]
+            ok += 1
+        except (OSError, AssertionError, Exception):
+            cut += 1
+    assert ok == survivors and cut == 30 - survivors
