@@ -65,6 +65,10 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "8073", 0, 65535,
       false, "port of the admin listener; 0: none" },
 
+    { "trusted_proxies", LPG_CONF_STR, LPG_CONF_OFF(trusted_proxies),
+      "127.0.0.1,::1", 0, 0, true,
+      "peers whose X-Forwarded-For is believed (comma-separated addresses)" },
+
     { "db_host", LPG_CONF_STR, LPG_CONF_OFF(db_host), "", 0, 0, true,
       "database host or socket directory; empty: PGHOST or libpq's" },
 

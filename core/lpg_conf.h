@@ -63,6 +63,7 @@ typedef struct {
     int     send_max_bytes;
     char   *admin_interface;
     int     admin_port;
+    char   *trusted_proxies;
     char   *interface;
     int     port;
     char   *db_host;

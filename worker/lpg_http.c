@@ -18,6 +18,7 @@
 #include "lpg_http.h"
 #include "lpg_route.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <limits.h>
@@ -37,6 +38,7 @@ typedef enum {
     LPG_HTTP_H_NONE = 0,
     LPG_HTTP_H_HOST,
     LPG_HTTP_H_ORIGIN,
+    LPG_HTTP_H_XFF,
     LPG_HTTP_H_OTHER
 } lpg_http_header_e;
 
@@ -64,6 +66,8 @@ struct lpg_http_conn_s {
     lpg_http_span_t   field;
     lpg_http_span_t   host;
     lpg_http_span_t   origin;
+    lpg_http_span_t   xff;
+    char              peer[64]; /* the socket peer, text */
     lpg_http_header_e header;
     bool              in_field;
     bool              headers_done;
@@ -101,6 +105,9 @@ static void lpg_http_error(lpg_http_conn_t *c, int status);
 static void lpg_http_close(lpg_http_conn_t *c);
 static void lpg_http_arm(lpg_http_conn_t *c, int events);
 static const char *lpg_http_reason(int status);
+static void        lpg_http_peer(int fd, char *buf, size_t len);
+static bool        lpg_http_trusted(const char *addr, size_t len);
+static const char *lpg_http_client(lpg_http_conn_t *c, char *buf, size_t len);
 
 static int lpg_http_on_message_begin(http_parser *p);
 static int lpg_http_on_url(http_parser *p, const char *at, size_t len);
@@ -156,6 +163,7 @@ lpg_http_accept(int fd, bool admin)
 
     c->fd = fd;
     c->admin = admin;
+    lpg_http_peer(fd, c->peer, sizeof(c->peer));
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
 
@@ -398,13 +406,16 @@ lpg_http_parse(lpg_http_conn_t *c)
     }
 
     if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+        char client[64];
+
         if (c->error == 0) {
             c->error = HTTP_PARSER_ERRNO(&c->parser) == HPE_HEADER_OVERFLOW
                 ? 431
                 : 400;
         }
 
-        lpg_log(LPG_LOG_INFO, 0, "bad request (%d): %s", c->error,
+        lpg_log(LPG_LOG_INFO, 0, "bad request (%d) from %s: %s", c->error,
+                lpg_http_client(c, client, sizeof(client)),
                 http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
         lpg_http_error(c, c->error);
         return;
@@ -532,6 +543,7 @@ lpg_http_next(lpg_http_conn_t *c)
     memset(&c->url, 0, sizeof(c->url));
     memset(&c->host, 0, sizeof(c->host));
     memset(&c->origin, 0, sizeof(c->origin));
+    memset(&c->xff, 0, sizeof(c->xff));
 
     /* a big request buffer is not kept for an idle connection */
     if (c->in_cap > LPG_HTTP_READ_CHUNK * 4 && rest < LPG_HTTP_READ_CHUNK) {
@@ -617,8 +629,11 @@ lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     if (c->in_len > 0 && !c->busy) {
+        char client[64];
+
         lpg_log(LPG_LOG_INFO, 0,
-                "client sent an incomplete request too slowly");
+                "client %s sent an incomplete request too slowly",
+                lpg_http_client(c, client, sizeof(client)));
         lpg_http_error(c, 408);
         return;
     }
@@ -727,6 +742,12 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
             c->origin.off = at - c->in;
             c->origin.len = 0;
 
+        } else if (c->field.len == 15
+                   && strncasecmp(name, "x-forwarded-for", 15) == 0) {
+            c->header = LPG_HTTP_H_XFF;
+            c->xff.off = at - c->in;
+            c->xff.len = 0;
+
         } else {
             c->header = LPG_HTTP_H_OTHER;
         }
@@ -734,6 +755,7 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
 
     v = c->header == LPG_HTTP_H_HOST     ? &c->host
         : c->header == LPG_HTTP_H_ORIGIN ? &c->origin
+        : c->header == LPG_HTTP_H_XFF    ? &c->xff
                                          : NULL;
     if (v != NULL) {
         v->len += len;
@@ -842,4 +864,107 @@ lpg_http_reason(int status)
     default:
         return "Unknown";
     }
+}
+
+
+static void
+lpg_http_peer(int fd, char *buf, size_t len)
+{
+    socklen_t               slen;
+    struct sockaddr_storage sa;
+
+    slen = sizeof(sa);
+    buf[0] = '\0';
+
+    if (getpeername(fd, (struct sockaddr *) &sa, &slen) == 0) {
+        if (sa.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, buf,
+                      len);
+
+        } else if (sa.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &sa)->sin6_addr, buf,
+                      len);
+        }
+    }
+}
+
+
+/* is addr (len bytes) one of the comma-separated trusted_proxies? */
+static bool
+lpg_http_trusted(const char *addr, size_t len)
+{
+    size_t      n;
+    const char *p, *end;
+
+    for (p = lpg_http_ctx.conf->trusted_proxies; *p != '\0'; p = end) {
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+
+        for (end = p; *end != '\0' && *end != ','; end++) {
+            /* void */
+        }
+
+        for (n = end - p; n > 0 && p[n - 1] == ' '; n--) {
+            /* void */
+        }
+
+        if (n > 0 && n == len && memcmp(p, addr, len) == 0) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/*
+ * The client's address: the peer, unless the peer is a trusted proxy that
+ * sent X-Forwarded-For; then the right-most address of that list that is
+ * not itself a trusted proxy (what a client writes there is not believed).
+ */
+static const char *
+lpg_http_client(lpg_http_conn_t *c, char *buf, size_t len)
+{
+    size_t      n;
+    const char *xff, *end, *p;
+
+    snprintf(buf, len, "%s", c->peer[0] ? c->peer : "?");
+
+    if (c->xff.len == 0 || !lpg_http_trusted(c->peer, strlen(c->peer))) {
+        return buf;
+    }
+
+    xff = c->in + c->xff.off;
+    end = xff + c->xff.len;
+
+    while (end > xff) {
+        for (p = end; p > xff && p[-1] != ','; p--) {
+            /* void */
+        }
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        for (n = end - p; n > 0 && p[n - 1] == ' '; n--) {
+            /* void */
+        }
+
+        if (n > 0 && n < len) {
+            memcpy(buf, p, n);
+            buf[n] = '\0';
+
+            if (!lpg_http_trusted(p, n)) {
+                return buf;
+            }
+        }
+
+        end = p > xff ? p - 1 : xff;
+        while (end > xff && end[-1] == ' ') {
+            end--;
+        }
+    }
+
+    return buf;
 }

@@ -151,3 +151,19 @@ def test_answer_size_is_capped(pg, gateway):
         got += ids
         polls += 1
     assert got == sent and polls >= 2
+
+
+def test_x_forwarded_for_only_from_trusted_proxies(gateway):
+    # headers parse, then the chunked body is malformed: 400 after the
+    # X-Forwarded-For header was read
+    bad = (b"POST /longpolling/poll HTTP/1.1\r\n"
+           b"X-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\n")
+    gw = gateway(workers=1, config='trusted_proxies = "";\n')
+    gw.raw(bad)
+    gw.wait_log("bad request (400) from 127.0.0.1", 5)
+
+    gw2 = gateway(workers=1, config='trusted_proxies = "127.0.0.1";\n')
+    gw2.raw(bad)
+    # the right-most address the trusted proxy added
+    gw2.wait_log("bad request (400) from 198.51.100.7", 5)
