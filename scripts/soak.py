@@ -141,9 +141,9 @@ def main():
             n += 1
             if warm is None and time.time() - t0 >= warmup:
                 warm = proc_stats(gw.pid)
-            next_at = t0 + n / a.rate
-            if next_at > time.time():
-                time.sleep(next_at - time.time())
+            delay = t0 + n / a.rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
         end = proc_stats(gw.pid)
         results = [q.get(timeout=60) for _ in procs]
         for p in procs:

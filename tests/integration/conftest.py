@@ -76,6 +76,22 @@ def free_port():
 free_port.locks = []
 
 
+# ENABLE_VALGRIND=1: every gateway runs under valgrind's memcheck, and a
+# test fails when any of its processes reported an error
+VALGRIND = os.environ.get("ENABLE_VALGRIND") == "1"
+
+
+def check_valgrind(tmp_path):
+    bad = []
+    for log in glob.glob(os.path.join(str(tmp_path), "**", "valgrind.*.log"),
+                         recursive=True):
+        with open(log, errors="replace") as f:
+            text = f.read()
+        if text.strip():
+            bad.append("%s:\n%s" % (log, text[-4000:]))
+    assert not bad, "valgrind reported errors:\n" + "\n".join(bad)
+
+
 def run_lpgate(args, timeout=20, env=None):
     """Runs lpgate to completion (--check-config, --sizing, refusals)."""
     return subprocess.run([LPGATE_BIN] + list(args), capture_output=True,
@@ -269,8 +285,15 @@ class Gateway:
         args += list(extra_args)
         self.args = args
         self.stderr_path = str(tmp_path / "lpgate.stderr")
+        cmd = [LPGATE_BIN] + args
+        if VALGRIND:
+            # memcheck over the master and every forked worker; the logs
+            # are checked at teardown (check_valgrind)
+            cmd = ["valgrind", "--quiet", "--trace-children=yes",
+                   "--error-exitcode=99", "--leak-check=no",
+                   "--log-file=%s/valgrind.%%p.log" % tmp_path] + cmd
         self.proc = subprocess.Popen(
-            [LPGATE_BIN] + args, stdout=subprocess.DEVNULL,
+            cmd, stdout=subprocess.DEVNULL,
             stderr=open(self.stderr_path, "w"), env=env,
             preexec_fn=preexec_fn)
         self.pid = self.proc.pid
@@ -345,7 +368,8 @@ class Gateway:
                                      "ready:\n%s" % (self.proc.returncode,
                                                      self.output()))
             return self.health()[0] == 200
-        wait_until(ready, timeout, what="/health to pass")
+        wait_until(ready, timeout * (10 if VALGRIND else 1),
+                   what="/health to pass")
         return self
 
     def worker_pids(self):
@@ -416,6 +440,8 @@ def gateway(pg, tmp_path):
     for gw in started:
         gw.stop()
         print("---- lpgate output (port %d)\n%s" % (gw.port, gw.output()))
+    if VALGRIND:
+        check_valgrind(tmp_path)
 
 
 # A last-resort bound on each test's body, since Debian's

@@ -619,3 +619,21 @@ def test_killed_worker_costs_only_its_own_polls(pg, gateway):
         except (OSError, AssertionError, Exception):
             cut += 1
     assert ok == survivors and cut == 30 - survivors
+
+
+def test_any_lpgate_connection_killed_loses_nothing(pg, gateway):
+    """pg_terminate_backend of every lpgate connection (LISTEN, the
+    master's fetch connection, worker pools): a message committed right
+    then still reaches the parked poll."""
+    gw = start(gateway)
+    [(last,)] = pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus",
+                       dbname="lpgtest")
+    gw.poll(["warm"], last=0, options={"peek": True})  # a pool connection
+    f = gw.poll_async(["tb"], last=last, timeout=20)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    killed = pg.sql("SELECT count(pg_terminate_backend(pid)) FROM "
+                    "pg_stat_activity WHERE application_name LIKE "
+                    "'lpgate%'")[0][0]
+    assert killed >= 3
+    bus_id = pg.send("lpgtest", "tb", "while reconnecting")
+    assert ids(f.result(15)) == [bus_id]
