@@ -418,13 +418,35 @@ def test_too_many_databases_for_db_maxconn(pg):
 
 
 def test_sigquit_answers_parked_polls(gateway):
+    """SIGQUIT: every one of 5,000 parked polls is answered [] (so its
+    client re-polls at once) before the process exits 0."""
     import signal
     gw = start(gateway, workers=2)
-    futures = [gw.poll_async(["q"], last=1, timeout=20) for _ in range(10)]
-    wait_until(lambda: parked(gw) >= 10, 10)
+    body = json.dumps({"params": {"channels": ["q"], "last": 1}})
+    req = ("POST /longpolling/poll HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode()
+    sel = selectors.DefaultSelector()
+    for _ in range(5000):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(req)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+    wait_until(lambda: parked(gw) >= 5000, 20)
     gw.signal(signal.SIGQUIT)
-    for f in futures:
-        assert f.result(10)["result"] == []
+    empty = 0
+    deadline = time.monotonic() + 20
+    while empty < 5000 and time.monotonic() < deadline:
+        for key, _ in sel.select(1):
+            chunk = key.fileobj.recv(65536)
+            key.data.extend(chunk)
+            if not chunk or key.data.endswith(b"}"):
+                head, _, payload = bytes(key.data).partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert json.loads(payload)["result"] == []
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                empty += 1
+    assert empty == 5000
     assert gw.wait(10) == 0
 
 
