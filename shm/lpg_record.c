@@ -6,7 +6,8 @@
  * The packer (msgpack-c) writes straight into the caller's buffer through
  * a write callback that refuses to overflow; the decoder reads the same
  * msgpack format by hand for the one schema it knows, strings referencing
- * the input buffer and the exact length checked.
+ * the input buffer and the exact length checked.  It does not use
+ * msgpack_unpack_next: see lpg_record_decode.
  */
 
 #include "lpg_record.h"
@@ -220,8 +221,11 @@ lpg_record_write(void *data, const char *buf, size_t len)
         return -1;
     }
 
-    memcpy(out->buf + out->len, buf, len);
-    out->len += len;
+    if (len > 0) {
+        /* msgpack-c hands over (NULL, 0) for an empty string */
+        memcpy(out->buf + out->len, buf, len);
+        out->len += len;
+    }
 
     return 0;
 }

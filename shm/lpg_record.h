@@ -3,12 +3,14 @@
  *
  * lpg_record.h: one bus notification as it travels through the ring.
  *
- * A record is a msgpack array [id, database, channel, message, create_us,
- * notify_us]:
- * the bus_bus id, the database it came from, the channel and the message as
- * the JSON text Odoo stored, and create_date in microseconds since the
+ * A record is the msgpack array [id, database, channel, message, create_us,
+ * notify_us]: the bus_bus id, the database it came from, the channel and
+ * the message as the JSON text Odoo stored (the channel in Odoo's json_dump
+ * form, e.g. ["db","res.partner",3]), create_date in microseconds since the
  * epoch (UTC), and the master's monotonic clock when the NOTIFY arrived
- * (for the delivery latency histogram).  Decoding never copies: the strings point into the buffer.
+ * (for the delivery latency histogram).  Decoding never copies nor
+ * allocates: the strings point into the buffer.  The JSON is not checked
+ * here (the master checks it before encoding).
  */
 
 #ifndef LPG_RECORD_H
@@ -20,9 +22,9 @@
 
 typedef struct {
     int64_t     id;
-    int64_t     create_us;
+    int64_t     create_us; /* wall clock, microseconds since the epoch */
     int64_t     notify_us; /* monotonic: when the master got the NOTIFY */
-    const char *database;  /* borrowed from the encoded buffer */
+    const char *database;  /* not NUL-terminated; borrowed (see below) */
     size_t      database_len;
     const char *channel;
     size_t      channel_len;
@@ -31,12 +33,23 @@ typedef struct {
 } lpg_record_t;
 
 
-/* encodes rec into buf; LPG_ERROR when it does not fit in cap */
+/*
+ * Encodes rec into buf[0..cap) and sets *len; the strings are copied, rec
+ * is only read.  LPG_ERROR when it does not fit in cap (buf then holds
+ * garbage).
+ */
 int lpg_record_encode(const lpg_record_t *rec, char *buf, size_t cap,
                       size_t *len) LPG_MUSTCHECK;
 
-/* decodes buf[0..len); the string fields of rec borrow buf; LPG_ERROR on
- * any malformed, truncated or trailing input */
+/*
+ * Decodes buf[0..len) into rec.  The string fields of rec point into buf
+ * and are valid only while buf is (the caller copies what must outlive
+ * it).  LPG_ERROR (rec partly filled, never read past len, nothing
+ * allocated) on any malformed, truncated or trailing input, on any other
+ * array length, and on non-canonical container headers (only a fixarray
+ * of 6 is accepted; strings may be fixstr, str8, str16 or str32; integers
+ * any msgpack int that fits int64).
+ */
 int lpg_record_decode(const char *buf, size_t len,
                       lpg_record_t *rec) LPG_MUSTCHECK;
 

@@ -274,6 +274,22 @@ lpg_bus_drain(bool notify)
 }
 
 
+/* drops the oldest record, moving its database's floor up to it */
+static void
+lpg_bus_evict(void)
+{
+    lpg_bus_rec_t *r = &lpg_bus.hist[lpg_bus.first];
+
+    if (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]) {
+        lpg_bus.floor[r->db] = r->id;
+    }
+
+    free((void *) r->channel);
+    lpg_bus.first = (lpg_bus.first + 1) % LPG_BUS_HISTORY;
+    lpg_bus.count--;
+}
+
+
 static bool
 lpg_bus_append(const lpg_record_t *rec, int db)
 {
@@ -281,14 +297,15 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     lpg_bus_rec_t *r;
 
     if (lpg_bus.count == LPG_BUS_HISTORY) {
-        r = &lpg_bus.hist[lpg_bus.first];
-        if (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]) {
-            lpg_bus.floor[r->db] = r->id;
-        }
+        lpg_bus_evict();
+    }
 
-        free((void *) r->channel);
-        lpg_bus.first = (lpg_bus.first + 1) % LPG_BUS_HISTORY;
-        lpg_bus.count--;
+    /* by age too, so memory settles after minutes whatever the rate */
+    while (lpg_bus.count > 0
+           && lpg_time_mono_ms() - lpg_bus.hist[lpg_bus.first].arrived_ms
+               > LPG_BUS_MAX_AGE)
+    {
+        lpg_bus_evict();
     }
 
     p = malloc(rec->channel_len + rec->message_len + 2);
@@ -309,6 +326,7 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     r->id = rec->id;
     r->create_us = rec->create_us;
     r->notify_us = rec->notify_us;
+    r->arrived_ms = lpg_time_mono_ms();
     r->db = db;
     r->channel = p;
     r->channel_len = rec->channel_len;

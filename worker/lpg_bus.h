@@ -20,13 +20,15 @@
 #include <ev.h>
 
 
-#define LPG_BUS_HISTORY 65536 /* records a worker keeps */
+#define LPG_BUS_HISTORY 65536  /* records a worker keeps, at most */
+#define LPG_BUS_MAX_AGE 120000 /* ms: older records leave the history */
 
 
 typedef struct {
     int64_t     id;
     int64_t     create_us;
-    int64_t     notify_us; /* master's monotonic NOTIFY receipt */
+    int64_t     notify_us;  /* master's monotonic NOTIFY receipt */
+    int64_t     arrived_ms; /* when this worker read it */
     int         db;
     size_t      channel_len;
     size_t      message_len;
