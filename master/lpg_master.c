@@ -178,6 +178,9 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         goto failed;
     }
 
+    /* the ring's pages count in RSS from the start, not as it fills */
+    lpg_shm_prefault(&lpg_master.shm, true);
+
     lpg_master.ring =
         lpg_ring_init(lpg_master.shm.ring, lpg_master.shm.ring_size);
     if (lpg_master.ring == NULL) {

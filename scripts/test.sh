@@ -3,7 +3,9 @@
 # and runs every test: the cmocka unit tests and the pytest integration
 # tests against a real PostgreSQL (make check), then the same suite again
 # built with ASan/UBSan in build-asan/ (LPGATE_SANITIZE=0 skips that pass),
-# then the clang-format check, then each fuzz harness for 60 s.
+# then the clang-format check, then each fuzz harness for 60 s, then the
+# quick benchmark (lpgate and nginx+nchan) for correctness: every expected
+# delivery must arrive; its timings are not judged here.
 # Its last line is the summary: "tests: N passed, N failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,6 +59,15 @@ echo "== format check"
 echo "== fuzz"
 if (cd "$top/build" && make -s fuzz FUZZ_SECONDS="${LPGATE_FUZZ_SECONDS:-60}"); then
     passed=$((passed + 4))
+else
+    failed=$((failed + 1))
+    status=1
+fi
+
+echo "== quick benchmark (correctness only)"
+if LPGATE_BIN="$top/build/lpgate" /usr/bin/python3 "$top/scripts/bench.py" \
+        --quick --out "$top/build/bench-quick.md"; then
+    passed=$((passed + 1))
 else
     failed=$((failed + 1))
     status=1

@@ -15,10 +15,39 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ  22
+#define MADV_POPULATE_WRITE 23
+#endif
 
 
 #define LPG_ALIGN(n, a) (((n) + ((a) -1)) & ~((size_t) (a) -1))
 
+
+void
+lpg_shm_prefault(const lpg_shm_t *shm, bool write)
+{
+    volatile char *p = (volatile char *) shm->header;
+    size_t         off, page = (size_t) sysconf(_SC_PAGESIZE);
+
+    if (madvise((void *) shm->header, shm->size,
+                write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ)
+        == 0)
+    {
+        return;
+    }
+
+    /* kernels before 5.14: touch one byte per page */
+    for (off = 0; off < shm->size; off += page) {
+        if (write) {
+            p[off] = p[off];
+        } else {
+            (void) p[off];
+        }
+    }
+}
 
 int
 lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)

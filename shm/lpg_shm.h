@@ -105,6 +105,15 @@ typedef struct {
 } lpg_shm_t;
 
 
+/*
+ * Maps every page of the segment into the calling process now (write:
+ * also allocates them; the master does that once, before it forks), so
+ * a process's RSS is its whole footprint from the start instead of
+ * creeping up to ring_size as the ring fills for the first time.
+ */
+void lpg_shm_prefault(const lpg_shm_t *shm, bool write);
+
+
 /* master, before fork: maps nslots worker slots, the database table and
  * a ring area of ring_size bytes (formatted by lpg_ring_init) */
 int lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size) LPG_MUSTCHECK;

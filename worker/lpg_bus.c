@@ -42,6 +42,7 @@ static struct {
     lpg_bus_rec_t *hist;
     size_t         first; /* index of the oldest record */
     size_t         count;
+    uint64_t       appended; /* records ever appended: the next seq */
 
     int64_t floor[LPG_SHM_MAX_DBS];
     int64_t newest[LPG_SHM_MAX_DBS];
@@ -110,6 +111,20 @@ int64_t
 lpg_bus_newest(int db)
 {
     return lpg_bus.newest[db];
+}
+
+
+const lpg_bus_rec_t *
+lpg_bus_at(uint64_t seq)
+{
+    uint64_t oldest = lpg_bus.appended - lpg_bus.count;
+
+    if (seq < oldest || seq >= lpg_bus.appended) {
+        return NULL;
+    }
+
+    return &lpg_bus.hist[(lpg_bus.first + (size_t) (seq - oldest))
+                         % LPG_BUS_HISTORY];
 }
 
 
@@ -332,6 +347,7 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     r->channel_len = rec->channel_len;
     r->message = p + rec->channel_len + 1;
     r->message_len = rec->message_len;
+    r->seq = lpg_bus.appended++;
     lpg_bus.count++;
 
     if (rec->id > lpg_bus.newest[db]) {

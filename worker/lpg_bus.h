@@ -29,6 +29,7 @@ typedef struct {
     int64_t     create_us;
     int64_t     notify_us;  /* master's monotonic NOTIFY receipt */
     int64_t     arrived_ms; /* when this worker read it */
+    uint64_t    seq;        /* position in the history, for lpg_bus_at */
     int         db;
     size_t      channel_len;
     size_t      message_len;
@@ -60,6 +61,9 @@ bool lpg_bus_covers(int db, int64_t last);
  */
 size_t lpg_bus_since(int db, int64_t last, int64_t since_us,
                      void (*cb)(const lpg_bus_rec_t *r, void *arg), void *arg);
+
+/* the record at history position seq, or NULL once it has left */
+const lpg_bus_rec_t *lpg_bus_at(uint64_t seq);
 
 /* the newest id the worker has seen for db (0: none) */
 int64_t lpg_bus_newest(int db);

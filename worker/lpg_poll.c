@@ -31,6 +31,8 @@
 #define LPG_POLL_KEY_MAX    4096
 
 
+#define LPG_POLL_MATCHES 4
+
 typedef struct lpg_poll_s lpg_poll_t;
 
 struct lpg_poll_s {
@@ -47,6 +49,12 @@ struct lpg_poll_s {
     bool               plain;     /* GET ?channels=: a bare JSON array */
     int64_t            notify_us; /* of the record that woke it */
     lpg_backfill_req_t bf;
+
+    /* the history positions of the records that woke it while parked, so
+     * the answer need not search the history (LPG_POLL_MATCHES at most;
+     * more, and it searches) */
+    uint64_t matches[LPG_POLL_MATCHES];
+    int      nmatches; /* -1: too many */
 
     size_t              nkeys;
     char              **keys; /* channel json_dump text */
@@ -781,16 +789,68 @@ lpg_poll_record(const lpg_bus_rec_t *r)
 static void
 lpg_poll_match_cb(void *owner, void *arg)
 {
-    lpg_poll_t *p = owner;
+    lpg_poll_t          *p = owner;
+    const lpg_bus_rec_t *r = lpg_poll.current;
 
-    if (p->ready || lpg_poll.current->id <= p->last) {
+    if (r->id <= p->last) {
+        return;
+    }
+
+    /* a record matching two of its channels comes once */
+    if (p->nmatches > 0 && p->matches[p->nmatches - 1] == r->seq) {
+        return;
+    }
+
+    if (p->nmatches >= 0 && p->nmatches < LPG_POLL_MATCHES) {
+        p->matches[p->nmatches++] = r->seq;
+    } else {
+        p->nmatches = -1;
+    }
+
+    if (p->ready) {
         return;
     }
 
     p->ready = true;
-    p->notify_us = lpg_poll.current->notify_us;
+    p->notify_us = r->notify_us;
     p->ready_next = lpg_poll.ready;
     lpg_poll.ready = p;
+}
+
+
+/* answers p from the records that woke it, or by searching the history */
+static void
+lpg_poll_answer_matches(lpg_poll_t *p)
+{
+    const lpg_bus_rec_t *r;
+    lpg_poll_collect_t   col;
+    lpg_buf_t            list;
+    int                  i;
+
+    for (i = 0; i < p->nmatches; i++) {
+        if (lpg_bus_at(p->matches[i]) == NULL) {
+            break;
+        }
+    }
+
+    if (p->nmatches <= 0 || i < p->nmatches) {
+        lpg_poll_answer(p, true);
+        return;
+    }
+
+    memset(&list, 0, sizeof(list));
+    col.poll = p;
+    col.out = &list;
+    col.n = 0;
+    col.min_id = 0;
+    col.failed = false;
+
+    for (i = 0; i < p->nmatches; i++) {
+        r = lpg_bus_at(p->matches[i]);
+        lpg_poll_collect_cb(r, &col);
+    }
+
+    lpg_poll_send(p, &list, col.failed);
 }
 
 
@@ -810,7 +870,7 @@ lpg_poll_batch(void)
             continue;
         }
 
-        lpg_poll_answer(p, true);
+        lpg_poll_answer_matches(p);
     }
 }
 

@@ -77,6 +77,8 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
         exit(LPG_EXIT_FATAL);
     }
 
+    lpg_shm_prefault(args->shm, false);
+
     lpg_worker.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     for (i = 0; i < (int) LPG_NELEMS(lpg_worker_signals); i++) {
