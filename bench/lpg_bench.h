@@ -80,8 +80,9 @@ typedef struct {
 
 
 /* log-linear latency histogram in microseconds, < 1 % bucket width */
-#define LPG_BENCH_HIST_SUB     64
-#define LPG_BENCH_HIST_BUCKETS (2 * LPG_BENCH_HIST_SUB + 40 * LPG_BENCH_HIST_SUB)
+#define LPG_BENCH_HIST_SUB 64
+#define LPG_BENCH_HIST_BUCKETS                                                 \
+    (2 * LPG_BENCH_HIST_SUB + 40 * LPG_BENCH_HIST_SUB)
 
 typedef struct {
     uint64_t count[LPG_BENCH_HIST_BUCKETS];
@@ -89,8 +90,8 @@ typedef struct {
     uint64_t max;
 } lpg_bench_hist_t;
 
-void     lpg_bench_hist_add(lpg_bench_hist_t *h, uint64_t us);
-void     lpg_bench_hist_merge(lpg_bench_hist_t *into, const lpg_bench_hist_t *h);
+void lpg_bench_hist_add(lpg_bench_hist_t *h, uint64_t us);
+void lpg_bench_hist_merge(lpg_bench_hist_t *into, const lpg_bench_hist_t *h);
 uint64_t lpg_bench_hist_pct(const lpg_bench_hist_t *h, double pct);
 
 

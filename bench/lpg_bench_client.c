@@ -85,7 +85,7 @@ static void lpg_bench_open(lpg_bench_client_t *cl, lpg_bench_conn_t *c);
 static void
 lpg_bench_ctl_send(lpg_bench_client_t *cl, int type, int64_t a, int64_t b)
 {
-    lpg_bench_msg_t m = {.type = type, .a = a, .b = b};
+    lpg_bench_msg_t m = { .type = type, .a = a, .b = b };
 
     if (write(cl->ctl, &m, sizeof(m)) != (ssize_t) sizeof(m)) {
         _exit(1); /* the coordinator is gone */
@@ -155,7 +155,7 @@ lpg_bench_build(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
 static void
 lpg_bench_events(lpg_bench_client_t *cl, lpg_bench_conn_t *c, uint32_t ev)
 {
-    struct epoll_event e = {.events = ev, .data.ptr = c};
+    struct epoll_event e = { .events = ev, .data.ptr = c };
 
     (void) epoll_ctl(cl->ep, EPOLL_CTL_MOD, c->fd, &e);
 }
@@ -217,9 +217,8 @@ lpg_bench_open(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     struct epoll_event e;
     int                one = 1;
     int                g = cl->first + (int) (c - cl->conns);
-    int                source = cl->o->sources > 0
-                                    ? g % cl->o->sources
-                                    : g / LPG_BENCH_PER_SOURCE;
+    int                source =
+        cl->o->sources > 0 ? g % cl->o->sources : g / LPG_BENCH_PER_SOURCE;
 
     c->retry_at = 0;
     c->fd = lpg_bench_connect(cl->o->host, cl->o->port, source, false);
@@ -394,7 +393,7 @@ lpg_bench_read(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     lpg_bench_http_t h;
     ssize_t          n;
     size_t           total;
-    int64_t          now[3] = {0, 0, 0};
+    int64_t          now[3] = { 0, 0, 0 };
     int              rc;
 
     for (;;) {
@@ -477,8 +476,7 @@ lpg_bench_io(lpg_bench_client_t *cl, lpg_bench_conn_t *c, uint32_t ev)
 
     if (!c->connected) {
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1
-            || err != 0)
-        {
+            || err != 0) {
             lpg_bench_close(cl, c, true);
             return;
         }
@@ -530,10 +528,9 @@ lpg_bench_report(lpg_bench_client_t *cl)
     }
 
     if (lpg_bench_write_full(cl->ctl, &cl->res, sizeof(cl->res)) != LPG_OK
-        || lpg_bench_write_full(cl->ctl, &cl->hist, sizeof(cl->hist))
-               != LPG_OK
+        || lpg_bench_write_full(cl->ctl, &cl->hist, sizeof(cl->hist)) != LPG_OK
         || lpg_bench_write_full(cl->ctl, &cl->hist_read, sizeof(cl->hist))
-               != LPG_OK)
+            != LPG_OK)
     {
         _exit(1);
     }
@@ -589,11 +586,11 @@ void
 lpg_bench_client_run(const lpg_bench_opts_t *o, int ctl, int first, int count,
                      int64_t start_last)
 {
-    lpg_bench_client_t  cl;
-    struct epoll_event  evs[256], e;
-    lpg_bench_conn_t   *c;
-    int                 i, n;
-    int64_t             now;
+    lpg_bench_client_t cl;
+    struct epoll_event evs[256], e;
+    lpg_bench_conn_t  *c;
+    int                i, n;
+    int64_t            now;
 
     memset(&cl, 0, sizeof(cl));
     cl.o = o;
@@ -653,8 +650,7 @@ lpg_bench_client_run(const lpg_bench_opts_t *o, int ctl, int first, int count,
             for (i = 0; i < cl.next_open; i++) {
                 c = &cl.conns[i];
                 if (c->fd == -1 && c->retry_at <= now
-                    && cl.connecting < LPG_BENCH_CONNECTING)
-                {
+                    && cl.connecting < LPG_BENCH_CONNECTING) {
                     cl.retries--;
                     lpg_bench_open(&cl, c);
                 }

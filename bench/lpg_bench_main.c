@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 
-#define LPG_BENCH_PER_PROC 15000
+#define LPG_BENCH_PER_PROC  15000
 #define LPG_BENCH_MAX_PROCS 64
 
 
@@ -83,28 +83,29 @@ static int
 lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
 {
     static const struct option opts[] = {
-        {"proto", required_argument, NULL, 'P'},
-        {"mode", required_argument, NULL, 'm'},
-        {"host", required_argument, NULL, 'h'},
-        {"port", required_argument, NULL, 'p'},
-        {"path", required_argument, NULL, 'a'},
-        {"pub-path", required_argument, NULL, 'b'},
-        {"db", required_argument, NULL, 'd'},
-        {"dsn", required_argument, NULL, 'D'},
-        {"polls", required_argument, NULL, 'n'},
-        {"channels", required_argument, NULL, 'c'},
-        {"rounds", required_argument, NULL, 'r'},
-        {"seconds", required_argument, NULL, 's'},
-        {"publishers", required_argument, NULL, 'u'},
-        {"procs", required_argument, NULL, 'j'},
-        {"sources", required_argument, NULL, 'S'},
-        {"size", required_argument, NULL, 'z'},
-        {"idle-seconds", required_argument, NULL, 'i'},
-        {"timeout", required_argument, NULL, 't'},
-        {"pid", required_argument, NULL, 'k'},
-        {"label", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'H'},
-        {NULL, 0, NULL, 0}};
+        { "proto", required_argument, NULL, 'P' },
+        { "mode", required_argument, NULL, 'm' },
+        { "host", required_argument, NULL, 'h' },
+        { "port", required_argument, NULL, 'p' },
+        { "path", required_argument, NULL, 'a' },
+        { "pub-path", required_argument, NULL, 'b' },
+        { "db", required_argument, NULL, 'd' },
+        { "dsn", required_argument, NULL, 'D' },
+        { "polls", required_argument, NULL, 'n' },
+        { "channels", required_argument, NULL, 'c' },
+        { "rounds", required_argument, NULL, 'r' },
+        { "seconds", required_argument, NULL, 's' },
+        { "publishers", required_argument, NULL, 'u' },
+        { "procs", required_argument, NULL, 'j' },
+        { "sources", required_argument, NULL, 'S' },
+        { "size", required_argument, NULL, 'z' },
+        { "idle-seconds", required_argument, NULL, 'i' },
+        { "timeout", required_argument, NULL, 't' },
+        { "pid", required_argument, NULL, 'k' },
+        { "label", required_argument, NULL, 'l' },
+        { "help", no_argument, NULL, 'H' },
+        { NULL, 0, NULL, 0 }
+    };
     int ch;
 
     memset(o, 0, sizeof(*o));
@@ -144,22 +145,54 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
                 return LPG_ERROR;
             }
             break;
-        case 'h': o->host = optarg; break;
-        case 'p': o->port = atoi(optarg); break;
-        case 'a': o->path = optarg; break;
-        case 'b': o->pub_path = optarg; break;
-        case 'd': o->db_name = optarg; break;
-        case 'D': o->conninfo = optarg; break;
-        case 'n': o->polls = atoi(optarg); break;
-        case 'c': o->channels = atoi(optarg); break;
-        case 'r': o->rounds = atoi(optarg); break;
-        case 's': o->seconds = atof(optarg); break;
-        case 'u': o->publishers = atoi(optarg); break;
-        case 'j': o->procs = atoi(optarg); break;
-        case 'S': o->sources = atoi(optarg); break;
-        case 'z': o->size = atoi(optarg); break;
-        case 'i': o->idle_seconds = atof(optarg); break;
-        case 't': o->timeout = atof(optarg); break;
+        case 'h':
+            o->host = optarg;
+            break;
+        case 'p':
+            o->port = atoi(optarg);
+            break;
+        case 'a':
+            o->path = optarg;
+            break;
+        case 'b':
+            o->pub_path = optarg;
+            break;
+        case 'd':
+            o->db_name = optarg;
+            break;
+        case 'D':
+            o->conninfo = optarg;
+            break;
+        case 'n':
+            o->polls = atoi(optarg);
+            break;
+        case 'c':
+            o->channels = atoi(optarg);
+            break;
+        case 'r':
+            o->rounds = atoi(optarg);
+            break;
+        case 's':
+            o->seconds = atof(optarg);
+            break;
+        case 'u':
+            o->publishers = atoi(optarg);
+            break;
+        case 'j':
+            o->procs = atoi(optarg);
+            break;
+        case 'S':
+            o->sources = atoi(optarg);
+            break;
+        case 'z':
+            o->size = atoi(optarg);
+            break;
+        case 'i':
+            o->idle_seconds = atof(optarg);
+            break;
+        case 't':
+            o->timeout = atof(optarg);
+            break;
         case 'k':
             if (o->npids == (int) LPG_NELEMS(o->pids) || atoi(optarg) <= 0) {
                 fprintf(stderr, "lpgate-bench: bad --pid \"%s\"\n", optarg);
@@ -167,9 +200,15 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
             }
             o->pids[o->npids++] = (pid_t) atoi(optarg);
             break;
-        case 'l': o->label = optarg; break;
-        case 'H': lpg_bench_usage(stdout); exit(0);
-        default: lpg_bench_usage(stderr); return LPG_ERROR;
+        case 'l':
+            o->label = optarg;
+            break;
+        case 'H':
+            lpg_bench_usage(stdout);
+            exit(0);
+        default:
+            lpg_bench_usage(stderr);
+            return LPG_ERROR;
         }
     }
 
@@ -186,27 +225,28 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling" : "/sub";
     }
     if (o->channels == 0) {
-        o->channels = o->mode == LPG_BENCH_FANOUT    ? 1
-                      : o->mode == LPG_BENCH_PRIVATE ? o->polls
-                                                     : 20;
+        o->channels = o->mode == LPG_BENCH_FANOUT ? 1
+            : o->mode == LPG_BENCH_PRIVATE        ? o->polls
+                                                  : 20;
     }
 
     if (o->polls < 1 || o->polls > LPG_BENCH_MAX_PROCS * LPG_BENCH_PER_PROC
         || o->channels < 1 || o->channels > o->polls || o->rounds < 1
         || o->seconds <= 0 || o->publishers < 1 || o->publishers > 64
         || (o->mode == LPG_BENCH_THROUGHPUT && o->publishers > o->channels)
-        || o->size < 0 || o->size > 65536
-        || o->sources < 0 || o->sources > 250 || o->timeout <= 0
-        || o->port < 1 || o->port > 65535)
+        || o->size < 0 || o->size > 65536 || o->sources < 0 || o->sources > 250
+        || o->timeout <= 0 || o->port < 1 || o->port > 65535)
     {
-        fprintf(stderr, "lpgate-bench: an option is out of range "
-                        "(see --help)\n");
+        fprintf(stderr,
+                "lpgate-bench: an option is out of range "
+                "(see --help)\n");
         return LPG_ERROR;
     }
 
     if (o->mode == LPG_BENCH_PRIVATE && o->channels != o->polls) {
-        fprintf(stderr, "lpgate-bench: private mode has one channel per "
-                        "poll\n");
+        fprintf(stderr,
+                "lpgate-bench: private mode has one channel per "
+                "poll\n");
         return LPG_ERROR;
     }
 
@@ -239,7 +279,7 @@ lpg_bench_read_full(int fd, void *buf, size_t len)
 static void
 lpg_bench_tell(lpg_bench_t *b, int type, int64_t x, int64_t y)
 {
-    lpg_bench_msg_t m = {.type = type, .a = x, .b = y};
+    lpg_bench_msg_t m = { .type = type, .a = x, .b = y };
     int             i;
 
     for (i = 0; i < b->nclients; i++) {
@@ -432,8 +472,7 @@ lpg_bench_throughput(lpg_bench_t *b)
 
     for (i = 0; i < b->o.publishers; i++) {
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1
-            || (pids[i] = fork()) == -1)
-        {
+            || (pids[i] = fork()) == -1) {
             perror("lpgate-bench: publisher");
             return LPG_ERROR;
         }
@@ -499,8 +538,8 @@ lpg_bench_throughput(lpg_bench_t *b)
     }
 
     lpg_bench_tell(b, LPG_BENCH_MSG_GO, 0, 0);
-    if (lpg_bench_gather(b->ctl, b->nclients, LPG_BENCH_MSG_DONE,
-                         b->o.timeout, NULL)
+    if (lpg_bench_gather(b->ctl, b->nclients, LPG_BENCH_MSG_DONE, b->o.timeout,
+                         NULL)
         < b->nclients)
     {
         fprintf(stderr, "lpgate-bench: not every poll caught up after %.0f s\n",
@@ -561,9 +600,9 @@ lpg_bench_collect(lpg_bench_t *b)
 static const char *
 lpg_bench_mode_name(lpg_bench_mode_e m)
 {
-    return m == LPG_BENCH_FANOUT    ? "fanout"
-           : m == LPG_BENCH_PRIVATE ? "private"
-                                    : "throughput";
+    return m == LPG_BENCH_FANOUT ? "fanout"
+        : m == LPG_BENCH_PRIVATE ? "private"
+                                 : "throughput";
 }
 
 
@@ -574,8 +613,7 @@ lpg_bench_print(lpg_bench_t *b)
     double                  p50, p90, p99, max, rate, cpu_per, rss_per;
     double                  rp50, rp99, rmax;
     int64_t                 deliveries;
-    const char             *proto = o->proto == LPG_BENCH_ODOO ? "odoo"
-                                                               : "nchan";
+    const char *proto = o->proto == LPG_BENCH_ODOO ? "odoo" : "nchan";
 
     p50 = (double) lpg_bench_hist_pct(&b->hist, 50) / 1000.0;
     p90 = (double) lpg_bench_hist_pct(&b->hist, 90) / 1000.0;
@@ -585,8 +623,8 @@ lpg_bench_print(lpg_bench_t *b)
     rp99 = (double) lpg_bench_hist_pct(&b->hist_read, 99) / 1000.0;
     rmax = (double) b->hist_read.max / 1000.0;
 
-    deliveries = o->mode == LPG_BENCH_THROUGHPUT ? b->res.in_window
-                                                 : b->res.received;
+    deliveries =
+        o->mode == LPG_BENCH_THROUGHPUT ? b->res.in_window : b->res.received;
     rate = b->rounds_us > 0 ? (double) deliveries * 1e6 / (double) b->rounds_us
                             : 0;
     cpu_per = deliveries > 0 ? (double) b->cpu_us / (double) deliveries : 0;
@@ -627,17 +665,16 @@ lpg_bench_print(lpg_bench_t *b)
            "\"rss_kib_before\": %lld, \"rss_kib_after\": %lld, "
            "\"rss_kib_per_poll\": %.3f, \"idle_cpu_pct\": %.3f, "
            "\"park_s\": %.2f, \"complete\": %s}\n",
-           o->label, proto, lpg_bench_mode_name(o->mode), o->polls,
-           o->channels, o->mode == LPG_BENCH_THROUGHPUT ? 0 : o->rounds,
+           o->label, proto, lpg_bench_mode_name(o->mode), o->polls, o->channels,
+           o->mode == LPG_BENCH_THROUGHPUT ? 0 : o->rounds,
            (long long) b->res.expected, (long long) b->res.received,
            (long long) b->res.errors, (long long) b->res.duplicates,
-           (long long) b->res.replies, (long long) b->published, p50, p90,
-           p99, max, rp50, rp99, rmax, rate, (double) b->cpu_us / 1000.0,
-           cpu_per,
+           (long long) b->res.replies, (long long) b->published, p50, p90, p99,
+           max, rp50, rp99, rmax, rate, (double) b->cpu_us / 1000.0, cpu_per,
            (long long) b->rss0, (long long) b->rss1, rss_per, b->idle_pct,
            b->park_s,
            b->res.received == b->res.expected && !b->timed_out ? "true"
-                                                                : "false");
+                                                               : "false");
     fflush(stdout);
 }
 
@@ -677,8 +714,9 @@ main(int argc, char **argv)
     ready = lpg_bench_gather(b.ctl, b.nclients, LPG_BENCH_MSG_READY,
                              60 + b.o.polls / 1000.0, NULL);
     if (ready < b.nclients) {
-        fprintf(stderr, "lpgate-bench: only %d of %d clients got their polls "
-                        "out\n",
+        fprintf(stderr,
+                "lpgate-bench: only %d of %d clients got their polls "
+                "out\n",
                 ready, b.nclients);
         rc = LPG_ERROR;
         goto done;

@@ -344,14 +344,17 @@ lpg_bench_pub_run(const lpg_bench_opts_t *o, int ctl, int index, int of,
     }
 
     for (c = index; c < o->channels; c += of) {
-        m = (lpg_bench_msg_t){
-            .type = LPG_BENCH_MSG_PUBLISHED, .a = c, .b = seq[c]};
+        m = (lpg_bench_msg_t){ .type = LPG_BENCH_MSG_PUBLISHED,
+                               .a = c,
+                               .b = seq[c] };
         if (write(ctl, &m, sizeof(m)) != (ssize_t) sizeof(m)) {
             _exit(1);
         }
     }
 
-    m = (lpg_bench_msg_t){.type = LPG_BENCH_MSG_PUBLISHED, .a = -1, .b = sent};
+    m = (lpg_bench_msg_t){ .type = LPG_BENCH_MSG_PUBLISHED,
+                           .a = -1,
+                           .b = sent };
     if (write(ctl, &m, sizeof(m)) != (ssize_t) sizeof(m)) {
         _exit(1);
     }

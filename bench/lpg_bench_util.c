@@ -43,7 +43,7 @@ lpg_bench_hist_index(uint64_t v)
     m = 63 - __builtin_clzll(v); /* >= 7 */
     shift = m - 6;
     idx = 2 * LPG_BENCH_HIST_SUB + (m - 7) * LPG_BENCH_HIST_SUB
-          + (int) ((v >> shift) - LPG_BENCH_HIST_SUB);
+        + (int) ((v >> shift) - LPG_BENCH_HIST_SUB);
 
     return idx < LPG_BENCH_HIST_BUCKETS ? idx : LPG_BENCH_HIST_BUCKETS - 1;
 }
@@ -180,21 +180,19 @@ lpg_bench_http_head(const char *buf, size_t len, lpg_bench_http_t *h)
                 h->content_length = strtoll(colon + 1, NULL, 10);
 
             } else if (name == 10 && strncasecmp(line, "connection", 10) == 0) {
-                h->close = memmem(colon, (size_t) (eol - colon), "close", 5)
-                           != NULL;
+                h->close =
+                    memmem(colon, (size_t) (eol - colon), "close", 5) != NULL;
 
             } else if (name == 13
-                       && strncasecmp(line, "last-modified", 13) == 0)
-            {
-                lpg_bench_copy_value(h->last_modified,
-                                     sizeof(h->last_modified), colon + 1, eol);
+                       && strncasecmp(line, "last-modified", 13) == 0) {
+                lpg_bench_copy_value(h->last_modified, sizeof(h->last_modified),
+                                     colon + 1, eol);
 
             } else if (name == 4 && strncasecmp(line, "etag", 4) == 0) {
                 lpg_bench_copy_value(h->etag, sizeof(h->etag), colon + 1, eol);
 
             } else if (name == 17
-                       && strncasecmp(line, "transfer-encoding", 17) == 0)
-            {
+                       && strncasecmp(line, "transfer-encoding", 17) == 0) {
                 return LPG_ERROR; /* servers under test send lengths */
             }
         }
@@ -270,12 +268,13 @@ lpg_bench_proc_one(pid_t pid, int64_t *rss_kib, int64_t *cpu_us)
     }
 
     if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL
-        && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+        && sscanf(p + 2,
+                  "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
                   &utime, &stime)
-               == 2)
+            == 2)
     {
-        *cpu_us += (int64_t) ((utime + stime) * 1000000ULL
-                              / (unsigned long long) tck);
+        *cpu_us +=
+            (int64_t) ((utime + stime) * 1000000ULL / (unsigned long long) tck);
     }
 
     fclose(f);
@@ -310,8 +309,7 @@ lpg_bench_ppid(pid_t pid)
         return 0;
     }
 
-    if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
-    {
+    if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL) {
         (void) sscanf(p + 2, "%*c %d", &ppid);
     }
 
