@@ -202,13 +202,16 @@ def run_bench(args, log):
 
 
 def db_queries(pg):
-    """Calls of statements other than the bench's own (its INSERT ... NOTIFY
-    and its max(id) query) and the statistics queries themselves."""
+    """Calls of data statements other than the bench's own (its INSERT ...
+    NOTIFY and its max(id) query) and the statistics queries themselves:
+    lpgate's fetch is one round trip of BEGIN; SELECT snapshot; SELECT rows;
+    COMMIT, counted as its two SELECTs."""
     rows = pg.sql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
                   "WHERE query NOT ILIKE '%%INSERT INTO bus_bus%%' "
                   "AND query NOT ILIKE '%%coalesce(max(id)%%' "
                   "AND query NOT ILIKE '%%pg_stat_statements%%' "
-                  "AND query NOT ILIKE 'SET %%'", dbname="lpgtest")
+                  "AND query !~* '^\\s*(SET|BEGIN|COMMIT|ROLLBACK|NOTIFY)'",
+                  dbname="lpgtest")
     return int(rows[0][0])
 
 
@@ -229,7 +232,9 @@ def run_scenario(pg, base, scen, log):
             args + ["--proto=odoo", "--port=%d" % gw.port,
                     "--dsn=" + pg.dsn("lpgtest"), "--pid=%d" % gw.pid,
                     "--label=lpgate " + name], log)
-        out["lpgate"]["db_queries"] = db_queries(pg) - q0
+        out["lpgate"]["db_queries"] = q = db_queries(pg) - q0
+        if out["lpgate"].get("rounds"):
+            out["lpgate"]["db_per_batch"] = q / out["lpgate"]["rounds"]
     finally:
         gw.stop()
 
@@ -256,6 +261,22 @@ def ratio(a, b):
         return "%.2fx" % (a / b) if a and b else "-"
     except (TypeError, ZeroDivisionError):
         return "-"
+
+
+SOAK_BEGIN = "<!-- soak:begin (scripts/soak.py --record) -->"
+SOAK_END = "<!-- soak:end -->"
+
+
+def soak_section(path):
+    """The soak's block of the existing report, kept as it is."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        text = ""
+    if SOAK_BEGIN in text and SOAK_END in text:
+        return text[text.index(SOAK_BEGIN):text.index(SOAK_END)
+                    + len(SOAK_END)] + "\n"
+    return "%s\n## Soak\n\nNot run yet.\n%s\n" % (SOAK_BEGIN, SOAK_END)
 
 
 def report(results, quick, log, path):
@@ -316,8 +337,10 @@ def report(results, quick, log, path):
              False),
             ("server CPU while parked (%)", "idle_cpu_pct", None, False),
             ("errors", "errors", None, False),
-            ("database statements (lpgate: fetches, snapshots)",
-             "db_queries", None, False)]
+            ("database SELECTs in all (lpgate's fetches)", "db_queries", None,
+             False),
+            ("database SELECTs per notification batch", "db_per_batch", None,
+             False)]
     for r in results:
         lp, nc = r.get("lpgate", {}), r.get("nchan", {})
         lines += ["## %s" % r["title"], "", "Target: %s." % r["target"], "",
@@ -348,6 +371,7 @@ def report(results, quick, log, path):
                                  else ""))
         lines.append("")
     lines += ["## Commands", "", "```"] + log + ["```", ""]
+    lines.append(soak_section(path))
     Path(path).write_text("\n".join(lines))
     print("wrote %s" % path)
 

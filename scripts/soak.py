@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""soak.py [--minutes 10] [--polls 10000] [--rate 100]: the soak test of
-lpgate (outside CI).
+"""soak.py [--minutes 10] [--polls 10000] [--rate 100] [--channels 1000]
+[--record]: the soak test of lpgate (outside CI).
 
 Starts a throw-away PostgreSQL and lpgate (the integration harness), parks
---polls long polls over 100 channels from 4 client processes, publishes
---rate notifications a second (Odoo's way: INSERT + NOTIFY) round-robin
-over the channels for --minutes, and churns connections: every answered
-poll re-polls on a NEW connection with last = the largest id it has seen.
+--polls long polls over --channels channels from 4 client processes,
+publishes --rate notifications a second (Odoo's way: INSERT + NOTIFY)
+round-robin over the channels for --minutes, and churns connections: every
+answered poll re-polls on a NEW connection with last = the largest id it
+has seen (with the defaults, 1,000 new connections a second, which the
+Python clients sustain, so the polls stay parked between samples).
 
 It fails (exit 1) if any client misses an id of its channel, if the RSS of
 lpgate's processes drifts by more than 2 % between the end of the warm-up
@@ -34,10 +36,7 @@ os.environ.setdefault("LPGATE_BIN", str(HERE.parent / "build" / "lpgate"))
 
 import conftest  # noqa: E402  (the harness: Postgres, Gateway)
 
-CHANNELS = 100
-
-
-def client(port, start_last, n, first_channel, stop_at, queue):
+def client(port, start_last, n, first_channel, channels, stop_at, queue):
     """n polls; returns {channel: [ids...]} through queue."""
     sel = selectors.DefaultSelector()
     seen = {}
@@ -51,7 +50,7 @@ def client(port, start_last, n, first_channel, stop_at, queue):
         sel.register(s, selectors.EVENT_READ, [ch, bytearray()])
 
     for i in range(n):
-        ch = "soak-%d" % ((first_channel + i) % CHANNELS)
+        ch = "soak-%d" % ((first_channel + i) % channels)
         seen.setdefault(ch, {})[i] = []
         poll(ch, start_last)
     # per poller lists: index by socket
@@ -96,11 +95,42 @@ def proc_stats(master):
     return rss, fds
 
 
+def record(a, line):
+    """Replaces the soak block of docs/benchmarks.md (bench.py keeps it)."""
+    import datetime
+    import platform
+    path = HERE.parent / "docs" / "benchmarks.md"
+    begin = "<!-- soak:begin (scripts/soak.py --record) -->"
+    end = "<!-- soak:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = "\n".join([
+        begin, "## Soak", "",
+        "`/usr/bin/python3 scripts/soak.py --minutes %g --polls %d --rate %g "
+        "--channels %d --record`, %s UTC, %d vCPU, Linux %s, lpgate with 2 "
+        "workers:" % (
+            a.minutes, a.polls, a.rate, a.channels,
+            datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%d %H:%M"), os.cpu_count() or 0, platform.release()),
+        "", "    " + line, "",
+        "RSS and descriptors are the medians of three samples 10 s apart, "
+        "after the warm-up and at the end, over lpgate's master and workers "
+        "(RSS includes the shared ring, mapped whole at start).", end])
+    if begin in text and end in text:
+        text = (text[:text.index(begin)] + block
+                + text[text.index(end) + len(end):])
+    else:
+        text = text + ("\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--polls", type=int, default=10000)
     ap.add_argument("--rate", type=float, default=100)
+    ap.add_argument("--channels", type=int, default=1000)
+    ap.add_argument("--record", action="store_true",
+                    help="write the result into docs/benchmarks.md")
     a = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix="lpgate-soak-")
@@ -127,7 +157,8 @@ def main():
         q = multiprocessing.Queue()
         per = a.polls // 4
         procs = [multiprocessing.Process(
-            target=client, args=(gw.port, 0, per, i * 25, stop_at + 5, q))
+            target=client, args=(gw.port, 0, per, i * (a.channels // 4),
+                                 a.channels, stop_at + 5, q))
             for i in range(4)]
         for p in procs:
             p.start()
@@ -138,7 +169,7 @@ def main():
         samples = []
         next_sample = t0 + warmup
         while time.time() < stop_at:
-            ch = "soak-%d" % (n % CHANNELS)
+            ch = "soak-%d" % (n % a.channels)
             bus_id = pg.send("lpgtest", ch, {"n": n}, conns=conns)
             sent.setdefault(ch, []).append(bus_id)
             n += 1
@@ -168,11 +199,14 @@ def main():
         # churn keeps a few connections in flight: allow 1 % + 10 of noise
         ok = (missing == 0 and abs(drift) <= 2.0
               and end[1] <= warm[1] * 1.01 + 10)
-        print("soak: %s minutes=%.1f polls=%d notifications=%d missing=%d "
-              "http_errors=%d rss_kib warm=%d end=%d drift=%.2f%% "
-              "fds warm=%d end=%d" % ("PASS" if ok else "FAIL", a.minutes,
-                                       a.polls, n, missing, errors, warm[0],
-                                       end[0], drift, warm[1], end[1]))
+        line = ("soak: %s minutes=%.1f polls=%d notifications=%d missing=%d "
+                "http_errors=%d rss_kib warm=%d end=%d drift=%.2f%% "
+                "fds warm=%d end=%d" % ("PASS" if ok else "FAIL", a.minutes,
+                                         a.polls, n, missing, errors, warm[0],
+                                         end[0], drift, warm[1], end[1]))
+        print(line)
+        if a.record:
+            record(a, line)
         return 0 if ok else 1
     finally:
         if gw is not None:

@@ -99,6 +99,7 @@ static void lpg_http_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void lpg_http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_http_parse(lpg_http_conn_t *c);
 static void lpg_http_dispatch(lpg_http_conn_t *c);
+static void lpg_http_release(lpg_http_conn_t *c);
 static void lpg_http_write(lpg_http_conn_t *c);
 static void lpg_http_next(lpg_http_conn_t *c);
 static void lpg_http_error(lpg_http_conn_t *c, int status);
@@ -201,6 +202,7 @@ lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data)
 {
     c->hold_cb = cb;
     c->hold_data = data;
+    lpg_http_release(c);
 }
 
 
@@ -256,14 +258,28 @@ void
 lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
                  const char *headers, const char *body, size_t len)
 {
-    int    n;
+    struct iovec iov = { .iov_base = (void *) body, .iov_len = len };
+
+    lpg_http_respond_iov(c, status, type, headers, &iov, 1);
+}
+
+
+void
+lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
+                     const char *headers, const struct iovec *iov, int niov)
+{
+    int    n, i;
     bool   keep;
-    size_t cap;
+    size_t cap, len = 0;
 
     c->hold_cb = NULL;
 
     keep = http_should_keep_alive(&c->parser) && !lpg_http_stopping
         && !c->closing && c->error == 0 && status != 408;
+
+    for (i = 0; i < niov; i++) {
+        len += iov[i].iov_len;
+    }
 
     cap = 512 + (headers ? strlen(headers) : 0) + len;
     c->out = malloc(cap);
@@ -286,8 +302,12 @@ lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
                  keep ? "" : "Connection: close\r\n", headers ? headers : "");
 
     if (c->parser.method != HTTP_HEAD || !c->complete) {
-        memcpy(c->out + n, body, len);
-        n += len;
+        for (i = 0; i < niov; i++) {
+            if (iov[i].iov_len > 0) {
+                memcpy(c->out + n, iov[i].iov_base, iov[i].iov_len);
+                n += iov[i].iov_len;
+            }
+        }
     }
 
     c->out_len = n;
@@ -483,6 +503,36 @@ lpg_http_dispatch(lpg_http_conn_t *c)
 
 
     lpg_route_request(c, &r);
+}
+
+
+/*
+ * A held (parked) request needs none of its bytes any more: the router
+ * copied what it keeps.  Its buffers go back, so a parked poll costs its
+ * connection and poll structures only; unless pipelined bytes follow.
+ */
+static void
+lpg_http_release(lpg_http_conn_t *c)
+{
+    if (c->parsed != c->in_len) {
+        return;
+    }
+
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    c->in_cap = 0;
+    c->parsed = 0;
+    memset(&c->url, 0, sizeof(c->url));
+    memset(&c->field, 0, sizeof(c->field));
+    memset(&c->host, 0, sizeof(c->host));
+    memset(&c->origin, 0, sizeof(c->origin));
+    memset(&c->xff, 0, sizeof(c->xff));
+
+    free(c->body);
+    c->body = NULL;
+    c->body_len = 0;
+    c->body_cap = 0;
 }
 
 

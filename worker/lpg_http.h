@@ -17,6 +17,7 @@
 #include "lpg_shm.h"
 
 #include <ev.h>
+#include <sys/uio.h>
 
 
 typedef struct lpg_http_conn_s lpg_http_conn_t;
@@ -66,8 +67,15 @@ void lpg_http_accept(int fd, bool admin);
 void lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
                       const char *headers, const char *body, size_t len);
 
+/* the same with the body in parts, copied in order */
+void lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
+                          const char *headers, const struct iovec *iov,
+                          int niov);
+
 /* the router parks the request: cb(data) runs if the connection closes
- * before lpg_http_respond(); after it, the holder must forget c */
+ * before lpg_http_respond(); after it, the holder must forget c.  From
+ * here on the request's pointers (lpg_http_request_t) are invalid: its
+ * buffers are freed, so a parked request costs little memory */
 void lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data);
 
 /* the worker's configuration (the master's copy, read-only) */

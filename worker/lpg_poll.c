@@ -86,7 +86,7 @@ static void   lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows,
 static void   lpg_poll_backfilled(lpg_backfill_req_t  *req,
                                   const lpg_bus_rec_t *rows, size_t n,
                                   int64_t bound, bool ok);
-static void   lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed);
+static void   lpg_poll_send(lpg_poll_t *p, const lpg_buf_t *list, bool failed);
 static void   lpg_poll_answer(lpg_poll_t *p, bool collect);
 static void   lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg);
 static void   lpg_poll_free(lpg_poll_t *p);
@@ -113,6 +113,15 @@ static struct {
     size_t               parked;
     ev_timer             timer;
     const lpg_bus_rec_t *current;
+
+    /* the result list of the last answer in this batch, and the records
+     * and shape it was built for (nmatches 0: none) */
+    struct {
+        uint64_t  matches[LPG_POLL_MATCHES];
+        int       nmatches;
+        int       version;
+        lpg_buf_t list;
+    } shared;
 } lpg_poll;
 
 
@@ -292,6 +301,7 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
 
     if (col.n > 0 || p->deadline == -1 || col.failed) {
         lpg_poll_send(p, &list, col.failed);
+        lpg_buf_free(&list);
         return;
     }
 
@@ -565,20 +575,37 @@ lpg_poll_answer(lpg_poll_t *p, bool collect)
     }
 
     lpg_poll_send(p, &list, failed);
+    lpg_buf_free(&list);
 }
 
 
-/* wraps list (the result entries, freed here) in the JSON-RPC envelope,
- * answers and frees p */
+/* wraps list (the result entries; the caller keeps and frees it) in the
+ * JSON-RPC envelope, answers and frees p */
 static void
-lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
+lpg_poll_send(lpg_poll_t *p, const lpg_buf_t *list, bool failed)
 {
-    size_t    i;
-    char      head[256];
-    bool      peek = p->deadline == -1;
-    lpg_buf_t out;
+    size_t       i;
+    bool         peek = p->deadline == -1;
+    const char  *id = p->id ? p->id : "null";
+    lpg_buf_t    out;
+    struct iovec iov[5];
 
     memset(&out, 0, sizeof(out));
+
+    if (!failed && !p->plain && !peek) {
+        /* the common answer: its parts copied once, into the output */
+        iov[0] = (struct iovec){ "{\"jsonrpc\": \"2.0\", \"id\": ", 25 };
+        iov[1] = (struct iovec){ (void *) id, strlen(id) };
+        iov[2] = (struct iovec){ ", \"result\": [", 13 };
+        iov[3] = (struct iovec){ list->data, list->len };
+        iov[4] = (struct iovec){ "]}", 2 };
+
+        lpg_poll_count(p, false, list->len > 0);
+        lpg_http_respond_iov(p->conn, 200, "application/json", lpg_poll_cors(p),
+                             iov, 5);
+        lpg_poll_free(p);
+        return;
+    }
 
     if (p->plain) {
         if (lpg_buf_append(&out, "[", 1) != LPG_OK
@@ -592,11 +619,11 @@ lpg_poll_send(lpg_poll_t *p, lpg_buf_t *list, bool failed)
         goto respond;
     }
 
-    snprintf(head, sizeof(head),
-             "{\"jsonrpc\": \"2.0\", \"id\": %s, \"result\": %s[",
-             p->id ? p->id : "null", peek ? "{\"notifications\": " : "");
-
-    if (lpg_buf_append(&out, head, strlen(head)) != LPG_OK
+    if (lpg_buf_append(&out, "{\"jsonrpc\": \"2.0\", \"id\": ", 25) != LPG_OK
+        || lpg_buf_append(&out, id, strlen(id)) != LPG_OK
+        || lpg_buf_append(&out, ", \"result\": ", 12) != LPG_OK
+        || (peek && lpg_buf_append(&out, "{\"notifications\": ", 18) != LPG_OK)
+        || lpg_buf_append(&out, "[", 1) != LPG_OK
         || (list->len && lpg_buf_append(&out, list->data, list->len) != LPG_OK)
         || lpg_buf_append(&out, "]", 1) != LPG_OK)
     {
@@ -637,7 +664,6 @@ respond:
                          out.data, out.len);
     }
 
-    lpg_buf_free(list);
     lpg_buf_free(&out);
     lpg_poll_free(p);
 }
@@ -818,14 +844,16 @@ lpg_poll_match_cb(void *owner, void *arg)
 }
 
 
-/* answers p from the records that woke it, or by searching the history */
+/*
+ * Answers p from the records that woke it, or by searching the history.
+ * The polls of one batch woken by the same records (a broadcast) share
+ * the result list, built once.
+ */
 static void
 lpg_poll_answer_matches(lpg_poll_t *p)
 {
-    const lpg_bus_rec_t *r;
-    lpg_poll_collect_t   col;
-    lpg_buf_t            list;
-    int                  i;
+    lpg_poll_collect_t col;
+    int                i;
 
     for (i = 0; i < p->nmatches; i++) {
         if (lpg_bus_at(p->matches[i]) == NULL) {
@@ -838,19 +866,40 @@ lpg_poll_answer_matches(lpg_poll_t *p)
         return;
     }
 
-    memset(&list, 0, sizeof(list));
+    if (p->last > 0 && lpg_poll.shared.nmatches == p->nmatches
+        && lpg_poll.shared.version == p->version
+        && memcmp(lpg_poll.shared.matches, p->matches,
+                  (size_t) p->nmatches * sizeof(p->matches[0]))
+            == 0)
+    {
+        lpg_poll_send(p, &lpg_poll.shared.list, false);
+        return;
+    }
+
+    lpg_buf_free(&lpg_poll.shared.list);
+    lpg_poll.shared.nmatches = 0;
+
     col.poll = p;
-    col.out = &list;
+    col.out = &lpg_poll.shared.list;
     col.n = 0;
     col.min_id = 0;
     col.failed = false;
 
     for (i = 0; i < p->nmatches; i++) {
-        r = lpg_bus_at(p->matches[i]);
-        lpg_poll_collect_cb(r, &col);
+        lpg_poll_collect_cb(lpg_bus_at(p->matches[i]), &col);
     }
 
-    lpg_poll_send(p, &list, col.failed);
+    /* every matched record is above p->last and fits the size cap
+     * (matches are few), so the list is the same for any poll woken
+     * by these records */
+    if (!col.failed && p->last > 0 && (size_t) col.n == (size_t) p->nmatches) {
+        lpg_poll.shared.nmatches = p->nmatches;
+        lpg_poll.shared.version = p->version;
+        memcpy(lpg_poll.shared.matches, p->matches,
+               (size_t) p->nmatches * sizeof(p->matches[0]));
+    }
+
+    lpg_poll_send(p, &lpg_poll.shared.list, col.failed);
 }
 
 
@@ -872,6 +921,9 @@ lpg_poll_batch(void)
 
         lpg_poll_answer_matches(p);
     }
+
+    lpg_buf_free(&lpg_poll.shared.list);
+    lpg_poll.shared.nmatches = 0;
 }
 
 
