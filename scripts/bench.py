@@ -66,7 +66,7 @@ http {{
     keepalive_timeout 300s;
     nchan_shared_memory_size 512M;
     server {{
-        listen 127.0.0.1:{port} backlog=65535;
+        listen 127.0.0.1:{port} backlog=65535 reuseport;
         location ~ ^/sub/(.+)$ {{
             nchan_subscriber longpoll;
             nchan_channel_id $1;
@@ -315,8 +315,12 @@ def report(results, quick, log, path):
         "scenario lets the server use both CPUs",
         "- latency: from just before the trigger (lpgate: INSERT into bus_bus "
         "+ NOTIFY imbus in one transaction, as Odoo does; nchan: HTTP POST "
-        "to the publisher location) to the complete reply read by the "
-        "client; every poll re-polls at once on its keep-alive connection",
+        "to the publisher location) to the arrival of the reply's last "
+        "bytes at the client's socket (the kernel's receive timestamp, "
+        "SO_TIMESTAMPNS), so the load generator's own queueing on its CPU is "
+        "not charged to the server; the rows 'as read by lpgate-bench' give "
+        "the time the client process read the reply; every poll re-polls at "
+        "once on its keep-alive connection",
         "- server CPU: utime + stime of the server's processes from /proc "
         "over the rounds (trigger until every re-poll is parked again), "
         "divided by deliveries; RSS: the server's processes' VmRSS before "
@@ -330,17 +334,24 @@ def report(results, quick, log, path):
             ("latency p90 (ms)", "p90_ms", None, False),
             ("latency p99 (ms)", "p99_ms", None, False),
             ("latency max (ms)", "max_ms", None, False),
+            ("latency p50 as read by lpgate-bench (ms)", "read_p50_ms", None,
+             False),
+            ("latency p99 as read by lpgate-bench (ms)", "read_p99_ms", None,
+             False),
             ("deliveries/s", "deliveries_per_s", None, True),
+            ("messages published", "published", None, None),
+            ("HTTP replies (a reply may carry several messages)", "replies",
+             None, None),
             ("server CPU per delivery (us)", "cpu_us_per_delivery", None,
              False),
             ("server RSS per parked poll (KiB)", "rss_kib_per_poll", None,
              False),
             ("server CPU while parked (%)", "idle_cpu_pct", None, False),
-            ("errors", "errors", None, False),
+            ("errors", "errors", None, None),
             ("database SELECTs in all (lpgate's fetches)", "db_queries", None,
-             False),
+             None),
             ("database SELECTs per notification batch", "db_per_batch", None,
-             False)]
+             None)]
     for r in results:
         lp, nc = r.get("lpgate", {}), r.get("nchan", {})
         lines += ["## %s" % r["title"], "", "Target: %s." % r["target"], "",
@@ -352,6 +363,8 @@ def report(results, quick, log, path):
                                  lp.get("expected", "-"))
                 b = "%s / %s" % (nc.get("received", "-"),
                                  nc.get("expected", "-"))
+                rt = ""
+            elif higher is None:
                 rt = ""
             elif higher:
                 rt = ratio(a, b)

@@ -10,7 +10,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -88,12 +92,89 @@ test_health(void **state)
 }
 
 
+/* pages of [p, p + size) mapped in this process (mincore) */
+static size_t
+resident(void *p, size_t size)
+{
+    size_t         page = (size_t) sysconf(_SC_PAGESIZE), i, n = 0;
+    unsigned char *vec = malloc(size / page + 1);
+
+    assert_non_null(vec);
+    assert_int_equal(mincore(p, size, vec), 0);
+    for (i = 0; i < size / page; i++) {
+        n += vec[i] & 1;
+    }
+    free(vec);
+
+    return n;
+}
+
+
+/* RssShmem of this process, KiB */
+static long
+rss_shmem_kib(void)
+{
+    char  line[256];
+    long  kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "RssShmem:", 9) == 0) {
+            kib = strtol(line + 9, NULL, 10);
+        }
+    }
+    fclose(f);
+
+    return kib;
+}
+
+
+/* RSS is the whole ring from the start: the master allocates every page,
+ * a forked worker maps them all (without prefault, none are) */
+static void
+test_prefault(void **state)
+{
+    lpg_shm_t shm;
+    size_t    pages;
+    pid_t     pid;
+    int       status;
+
+    (void) state;
+
+    assert_int_equal(lpg_shm_create(&shm, 4, 4 << 20), LPG_OK);
+    pages = shm.size / (size_t) sysconf(_SC_PAGESIZE);
+    assert_true(resident(shm.ring, shm.ring_size) < 16);
+
+    lpg_shm_prefault(&shm, true);
+    assert_int_equal(resident(shm.header, shm.size), pages);
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* a forked child starts with the pages unmapped (its RSS does not
+         * count them); prefault maps them all */
+        long before = rss_shmem_kib(), after;
+
+        lpg_shm_prefault(&shm, false);
+        after = rss_shmem_kib();
+        _exit(after - before >= (long) (shm.size / 1024) * 9 / 10 ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    munmap(shm.header, shm.size);
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_prefault),
     };
 
     return cmocka_run_group_tests_name("shm", tests, NULL, NULL);
