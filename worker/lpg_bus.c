@@ -70,6 +70,14 @@ lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_shm_worker_t *stats,
         return LPG_ERROR;
     }
 
+    /* write every page of the history array now: the worker's RSS is its
+     * full size (~5.8 MiB) from the start, instead of creeping up by one
+     * slot per record until the array wraps */
+    for (i = 0; i < (int) (LPG_BUS_HISTORY * sizeof(lpg_bus_rec_t)); i += 4096)
+    {
+        ((volatile char *) lpg_bus.hist)[i] = 0;
+    }
+
     for (i = 0; i < LPG_SHM_MAX_DBS; i++) {
         lpg_bus.floor[i] = LPG_BUS_UNKNOWN;
     }
