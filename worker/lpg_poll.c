@@ -31,24 +31,31 @@
 #define LPG_POLL_KEY_MAX    4096
 
 
-#define LPG_POLL_MATCHES 4
+#define LPG_POLL_MATCHES     4
+#define LPG_POLL_INLINE_KEYS 2
 
 typedef struct lpg_poll_s lpg_poll_t;
 
+/* a poll's database query, allocated only while one is needed */
+typedef struct {
+    lpg_backfill_req_t req;
+    lpg_poll_t        *poll;
+} lpg_poll_bf_t;
+
 struct lpg_poll_s {
-    lpg_http_conn_t   *conn;
-    int                db;
-    int                version;
-    int64_t            last;
-    int64_t            since_us; /* last == 0: records created after */
-    int64_t            deadline; /* monotonic ms */
-    char              *id;       /* JSON text of the request id */
-    bool               ready;
-    bool               parked;
-    bool               backfilling;
-    bool               plain;     /* GET ?channels=: a bare JSON array */
-    int64_t            notify_us; /* of the record that woke it */
-    lpg_backfill_req_t bf;
+    lpg_http_conn_t *conn;
+    int              db;
+    int              version;
+    int64_t          last;
+    int64_t          since_us; /* last == 0: records created after */
+    int64_t          deadline; /* monotonic ms */
+    char            *id;       /* JSON text of the request id */
+    bool             ready;
+    bool             parked;
+    bool             backfilling;
+    bool             plain;     /* GET ?channels=: a bare JSON array */
+    int64_t          notify_us; /* of the record that woke it */
+    lpg_poll_bf_t   *bf;        /* owned while backfilling */
 
     /* the history positions of the records that woke it while parked, so
      * the answer need not search the history (LPG_POLL_MATCHES at most;
@@ -57,9 +64,16 @@ struct lpg_poll_s {
     int      nmatches; /* -1: too many */
 
     size_t              nkeys;
-    char              **keys; /* channel json_dump text */
+    size_t              keys_cap;
+    char              **keys; /* channel json_dump text, each owned */
     size_t             *key_lens;
     lpg_dispatch_sub_t *subs;
+
+    /* the arrays above for the usual one or two channels, so a parked
+     * poll costs no allocation for them */
+    char              *keys_inline[LPG_POLL_INLINE_KEYS];
+    size_t             key_lens_inline[LPG_POLL_INLINE_KEYS];
+    lpg_dispatch_sub_t subs_inline[LPG_POLL_INLINE_KEYS];
 
     lpg_poll_t *next; /* park-time order */
     lpg_poll_t *prev;
@@ -237,16 +251,24 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     if (p->last == 0 || !lpg_bus_covers(p->db, p->last)) {
         /* older than the history: one query, shared with this loop
          * iteration's other backfills */
-        p->bf.db = p->db;
-        p->bf.last = p->last;
-        p->bf.since_us = p->since_us;
-        p->bf.nkeys = p->nkeys;
-        p->bf.keys = p->keys;
-        p->bf.key_lens = p->key_lens;
-        p->bf.cb = lpg_poll_backfilled;
+        p->bf = calloc(1, sizeof(*p->bf));
+        if (p->bf == NULL) {
+            lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
+            lpg_poll_free(p);
+            return;
+        }
+
+        p->bf->poll = p;
+        p->bf->req.db = p->db;
+        p->bf->req.last = p->last;
+        p->bf->req.since_us = p->since_us;
+        p->bf->req.nkeys = p->nkeys;
+        p->bf->req.keys = p->keys;
+        p->bf->req.key_lens = p->key_lens;
+        p->bf->req.cb = lpg_poll_backfilled;
         p->backfilling = true;
         lpg_http_hold(c, lpg_poll_gone, p);
-        lpg_backfill_queue(&p->bf);
+        lpg_backfill_queue(&p->bf->req);
         return;
     }
 
@@ -258,7 +280,8 @@ static void
 lpg_poll_backfilled(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                     size_t n, int64_t bound, bool ok)
 {
-    lpg_poll_t *p = (lpg_poll_t *) ((char *) req - offsetof(lpg_poll_t, bf));
+    lpg_poll_bf_t *bf = (lpg_poll_bf_t *) req; /* req is the first member */
+    lpg_poll_t    *p = bf->poll;
 
     p->backfilling = false;
 
@@ -400,9 +423,16 @@ lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel)
         }
     }
 
-    if ((p->nkeys & (p->nkeys - 1)) == 0) {
-        size_t  cap = p->nkeys ? p->nkeys * 2 : 4;
-        char  **keys = realloc(p->keys, cap * sizeof(*keys));
+    if (p->keys == NULL) {
+        p->keys = p->keys_inline;
+        p->key_lens = p->key_lens_inline;
+        p->keys_cap = LPG_POLL_INLINE_KEYS;
+    }
+
+    if (p->nkeys == p->keys_cap) {
+        size_t  cap = p->keys_cap * 2;
+        bool    inl = p->keys == p->keys_inline;
+        char  **keys = realloc(inl ? NULL : p->keys, cap * sizeof(*keys));
         size_t *lens;
 
         if (keys == NULL) {
@@ -410,14 +440,23 @@ lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel)
             return LPG_ERROR;
         }
 
+        if (inl) {
+            memcpy(keys, p->keys_inline, sizeof(p->keys_inline));
+        }
         p->keys = keys;
-        lens = realloc(p->key_lens, cap * sizeof(*lens));
+
+        lens = realloc(inl ? NULL : p->key_lens, cap * sizeof(*lens));
         if (lens == NULL) {
+            /* keys holds the first nkeys; the old capacity still fits */
             lpg_buf_free(&b);
             return LPG_ERROR;
         }
 
+        if (inl) {
+            memcpy(lens, p->key_lens_inline, sizeof(p->key_lens_inline));
+        }
         p->key_lens = lens;
+        p->keys_cap = cap;
     }
 
     k = b.data;
@@ -438,7 +477,9 @@ lpg_poll_park(lpg_poll_t *p)
     int64_t     now;
     const char *db = lpg_poll.ctx.shm->dbs[p->db].name;
 
-    p->subs = calloc(p->nkeys ? p->nkeys : 1, sizeof(*p->subs));
+    p->subs = p->nkeys <= LPG_POLL_INLINE_KEYS
+        ? p->subs_inline
+        : calloc(p->nkeys, sizeof(*p->subs));
     if (p->subs == NULL) {
         lpg_http_respond(p->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
         lpg_poll_free(p);
@@ -764,9 +805,16 @@ lpg_poll_free(lpg_poll_t *p)
         free(p->keys[i]);
     }
 
-    free(p->keys);
-    free(p->key_lens);
-    free(p->subs);
+    if (p->keys != p->keys_inline) {
+        free(p->keys);
+    }
+    if (p->key_lens != p->key_lens_inline) {
+        free(p->key_lens);
+    }
+    if (p->subs != p->subs_inline) {
+        free(p->subs);
+    }
+    free(p->bf);
     free(p->id);
     free(p);
 }
@@ -779,7 +827,7 @@ lpg_poll_gone(void *data)
     lpg_poll_t *p = data;
 
     if (p->backfilling) {
-        lpg_backfill_cancel(&p->bf);
+        lpg_backfill_cancel(&p->bf->req);
     }
 
     lpg_log(LPG_LOG_DEBUG, 0, "poll freed: client closed the connection");
