@@ -137,6 +137,9 @@ typedef struct {
 /* LPG_OK: headers complete; LPG_AGAIN: need more; LPG_ERROR: bad */
 int lpg_bench_http_head(const char *buf, size_t len, lpg_bench_http_t *h);
 
+/* reads (out false) or writes all len bytes on a blocking fd */
+int lpg_bench_full(int fd, void *buf, size_t len, bool out);
+
 int lpg_bench_connect(const char *host, int port, int source, bool block);
 
 /* server processes' RSS (KiB) and CPU (us), children included */

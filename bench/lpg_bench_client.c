@@ -94,28 +94,6 @@ lpg_bench_ctl_send(lpg_bench_client_t *cl, int type, int64_t a, int64_t b)
 }
 
 
-static int
-lpg_bench_write_full(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    ssize_t     n;
-
-    while (len > 0) {
-        n = write(fd, p, len);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-            return LPG_ERROR;
-        }
-        p += n;
-        len -= (size_t) n;
-    }
-
-    return LPG_OK;
-}
-
-
 static void
 lpg_bench_build(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
 {
@@ -528,9 +506,9 @@ lpg_bench_report(lpg_bench_client_t *cl)
         cl->res.received += cl->conns[i].got < t ? cl->conns[i].got : t;
     }
 
-    if (lpg_bench_write_full(cl->ctl, &cl->res, sizeof(cl->res)) != LPG_OK
-        || lpg_bench_write_full(cl->ctl, &cl->hist, sizeof(cl->hist)) != LPG_OK
-        || lpg_bench_write_full(cl->ctl, &cl->hist_read, sizeof(cl->hist))
+    if (lpg_bench_full(cl->ctl, &cl->res, sizeof(cl->res), true) != LPG_OK
+        || lpg_bench_full(cl->ctl, &cl->hist, sizeof(cl->hist), true) != LPG_OK
+        || lpg_bench_full(cl->ctl, &cl->hist_read, sizeof(cl->hist), true)
             != LPG_OK)
     {
         _exit(1);

@@ -75,7 +75,8 @@ lpg_bench_usage(FILE *f)
         "  --timeout=S            wait per round / drain (30)\n"
         "  --pid=PID              server process (repeatable; children "
         "counted)\n"
-        "  --label=TEXT           copied into the summary line\n");
+        "  --label=TEXT           copied into the summary line\n"
+        "  --help                 print this help and exit\n");
 }
 
 
@@ -254,28 +255,6 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
 }
 
 
-static int
-lpg_bench_read_full(int fd, void *buf, size_t len)
-{
-    char   *p = buf;
-    ssize_t n;
-
-    while (len > 0) {
-        n = read(fd, p, len);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-            return LPG_ERROR;
-        }
-        p += n;
-        len -= (size_t) n;
-    }
-
-    return LPG_OK;
-}
-
-
 static void
 lpg_bench_tell(lpg_bench_t *b, int type, int64_t x, int64_t y)
 {
@@ -324,7 +303,7 @@ lpg_bench_gather(int *fds, int n, int type, double timeout, int64_t *sum)
             if (!(pfd[i].revents & (POLLIN | POLLHUP))) {
                 continue;
             }
-            if (lpg_bench_read_full(fds[i], &m, sizeof(m)) != LPG_OK) {
+            if (lpg_bench_full(fds[i], &m, sizeof(m), false) != LPG_OK) {
                 fprintf(stderr, "lpgate-bench: process %d died\n", i);
                 got[i] = true;
                 continue;
@@ -513,7 +492,7 @@ lpg_bench_throughput(lpg_bench_t *b)
             if (!(pfd[i].revents & (POLLIN | POLLHUP))) {
                 continue;
             }
-            if (lpg_bench_read_full(pub[i], &m, sizeof(m)) != LPG_OK) {
+            if (lpg_bench_full(pub[i], &m, sizeof(m), false) != LPG_OK) {
                 fprintf(stderr, "lpgate-bench: publisher %d failed\n", i);
                 return LPG_ERROR;
             }
@@ -569,9 +548,9 @@ lpg_bench_collect(lpg_bench_t *b)
     lpg_bench_tell(b, LPG_BENCH_MSG_REPORT, 0, 0);
 
     for (i = 0; i < b->nclients; i++) {
-        if (lpg_bench_read_full(b->ctl[i], &r, sizeof(r)) != LPG_OK
-            || lpg_bench_read_full(b->ctl[i], h, sizeof(*h)) != LPG_OK
-            || lpg_bench_read_full(b->ctl[i], hr, sizeof(*hr)) != LPG_OK)
+        if (lpg_bench_full(b->ctl[i], &r, sizeof(r), false) != LPG_OK
+            || lpg_bench_full(b->ctl[i], h, sizeof(*h), false) != LPG_OK
+            || lpg_bench_full(b->ctl[i], hr, sizeof(*hr), false) != LPG_OK)
         {
             fprintf(stderr, "lpgate-bench: client %d did not report\n", i);
             free(h);

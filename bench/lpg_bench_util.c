@@ -30,6 +30,28 @@ lpg_bench_now_us(void)
 }
 
 
+int
+lpg_bench_full(int fd, void *buf, size_t len, bool out)
+{
+    char   *p = buf;
+    ssize_t n;
+
+    while (len > 0) {
+        n = out ? write(fd, p, len) : read(fd, p, len);
+        if (n <= 0) {
+            if (n == -1 && errno == EINTR) {
+                continue;
+            }
+            return LPG_ERROR;
+        }
+        p += n;
+        len -= (size_t) n;
+    }
+
+    return LPG_OK;
+}
+
+
 /* values below 2*SUB are exact; above, SUB buckets per power of two */
 static int
 lpg_bench_hist_index(uint64_t v)

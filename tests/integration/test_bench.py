@@ -4,6 +4,7 @@ lpgate; a run whose messages cannot arrive must fail."""
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -83,3 +84,16 @@ def test_bench_rejects_bad_options():
     assert r.returncode == 2 and "one channel per poll" in r.stderr
     r, _ = bench("--proto=mqtt")
     assert r.returncode == 2 and "unknown --proto" in r.stderr
+
+
+def test_man_page_matches_help():
+    """Every option of lpgate-bench --help is in lpgate-bench(1), and the
+    other way round."""
+    r, _ = bench("--help")
+    assert r.returncode == 0
+    help_opts = set(re.findall(r"--[a-z][a-z-]+", r.stdout))
+    srcdir = os.environ.get("LPGATE_SRCDIR", os.path.join(
+        os.path.dirname(__file__), "..", ".."))
+    with open(os.path.join(srcdir, "doc", "lpgate-bench.1")) as f:
+        man = f.read().replace("\\-", "-")
+    assert help_opts == set(re.findall(r"--[a-z][a-z-]+", man))
