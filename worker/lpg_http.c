@@ -254,6 +254,15 @@ lpg_http_shutdown(void)
 }
 
 
+static char *
+lpg_http_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+
+    return p + n;
+}
+
+
 void
 lpg_http_respond(lpg_http_conn_t *c, int status, const char *type,
                  const char *headers, const char *body, size_t len)
@@ -268,9 +277,11 @@ void
 lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
                      const char *headers, const struct iovec *iov, int niov)
 {
-    int    n, i;
-    bool   keep;
-    size_t cap, len = 0;
+    int         n, i;
+    bool        keep;
+    size_t      cap, len = 0, k, v;
+    char        num[24], *p;
+    const char *reason;
 
     c->hold_cb = NULL;
 
@@ -281,7 +292,10 @@ lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
         len += iov[i].iov_len;
     }
 
-    cap = 512 + (headers ? strlen(headers) : 0) + len;
+    reason = lpg_http_reason(status);
+    type = type ? type : "text/plain; charset=utf-8";
+    cap = 128 + strlen(reason) + strlen(type) + (headers ? strlen(headers) : 0)
+        + len;
     c->out = malloc(cap);
     if (c->out == NULL) {
         lpg_log(LPG_LOG_ERR, ENOMEM, "response dropped");
@@ -289,17 +303,31 @@ lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
         return;
     }
 
-    n = snprintf(c->out, cap,
-                 "HTTP/1.1 %d %s\r\n"
-                 "Server: lpgate\r\n"
-                 "Content-Type: %s\r\n"
-                 "Content-Length: %zu\r\n"
-                 "%s"
-                 "%s"
-                 "\r\n",
-                 status, lpg_http_reason(status),
-                 type ? type : "text/plain; charset=utf-8", len,
-                 keep ? "" : "Connection: close\r\n", headers ? headers : "");
+    /* the head, assembled without printf: this runs once per answer */
+    for (k = 0, v = len; k == 0 || v > 0; v /= 10) {
+        num[sizeof(num) - 1 - k++] = (char) ('0' + v % 10);
+    }
+
+    p = c->out;
+    p = lpg_http_put(p, "HTTP/1.1 ", 9);
+    *p++ = (char) ('0' + status / 100 % 10);
+    *p++ = (char) ('0' + status / 10 % 10);
+    *p++ = (char) ('0' + status % 10);
+    *p++ = ' ';
+    p = lpg_http_put(p, reason, strlen(reason));
+    p = lpg_http_put(p, "\r\nServer: lpgate\r\nContent-Type: ", 32);
+    p = lpg_http_put(p, type, strlen(type));
+    p = lpg_http_put(p, "\r\nContent-Length: ", 18);
+    p = lpg_http_put(p, num + sizeof(num) - k, k);
+    p = lpg_http_put(p, "\r\n", 2);
+    if (!keep) {
+        p = lpg_http_put(p, "Connection: close\r\n", 19);
+    }
+    if (headers != NULL) {
+        p = lpg_http_put(p, headers, strlen(headers));
+    }
+    p = lpg_http_put(p, "\r\n", 2);
+    n = (int) (p - c->out);
 
     if (c->parser.method != HTTP_HEAD || !c->complete) {
         for (i = 0; i < niov; i++) {

@@ -403,7 +403,8 @@ class Gateway:
         return text in self.log()
 
     def wait_log(self, text, timeout=10):
-        return wait_until(lambda: self.log_contains(text), timeout,
+        return wait_until(lambda: self.log_contains(text),
+                          timeout * (10 if VALGRIND else 1),
                           what="%r in the log" % text)
 
     def stop(self):

@@ -7,7 +7,7 @@ import resource
 import socket
 import time
 
-from conftest import wait_until
+from conftest import VALGRIND, wait_until
 
 
 def raw_wait(gw, data, timeout=10, rcvbuf=None, read=True):
@@ -70,9 +70,14 @@ def test_client_that_stops_reading_is_cut(pg, gateway):
     gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
     [(last,)] = pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus",
                        dbname="lpgtest")
-    for _ in range(8):
+    # an answer of ~8 MB: more than the largest socket send buffer (tcp_wmem
+    # 4 MiB) plus the client's 4 KiB, so the write must stall
+    for _ in range(16):
         pg.send("lpgtest", "big", "x" * 500000)
-    wait_until(lambda: gw.poll(["big"], last=last, timeout=20)["result"], 10)
+    # all 16 in the worker's history first (a slow master, as under
+    # valgrind, may have published only some)
+    wait_until(lambda: len(gw.poll(["big"], last=last, timeout=20)["result"])
+               == 16, 10 * (10 if VALGRIND else 1))
     body = json.dumps({"params": {"channels": ["big"], "last": last}})
     s = raw_wait(gw, b"POST /longpolling/poll HTTP/1.1\r\nContent-Length: "
                      b"%d\r\n\r\n%s" % (len(body), body.encode()),
