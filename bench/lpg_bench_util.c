@@ -187,7 +187,11 @@ lpg_bench_http_head(const char *buf, size_t len, lpg_bench_http_t *h)
     h->status = atoi(buf + 9);
     h->close = buf[7] == '0';
 
-    line = memchr(buf, '\n', (size_t) (end - buf)) + 1;
+    line = memchr(buf, '\n', (size_t) (end - buf));
+    if (line == NULL) {
+        return LPG_ERROR;
+    }
+    line++;
     while (line < end + 2) {
         eol = memmem(line, (size_t) (end + 2 - line), "\r\n", 2);
         if (eol == NULL) {
