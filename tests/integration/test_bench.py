@@ -44,8 +44,9 @@ def test_bench_counts_every_delivery(pg, gw, mode, extra, expected):
     assert s["expected"] == s["received"] == expected
     assert s["errors"] == 0 and s["duplicates"] == 0
     assert s["p50_ms"] <= s["p99_ms"] <= s["max_ms"]
-    # the server's processes were found and measured
-    assert s["rss_kib_after"] > 0 and s["cpu_ms"] > 0
+    # the server's processes were found and measured (CPU time of so small
+    # a run may be under one clock tick, so only RSS is sure to be > 0)
+    assert s["rss_kib_after"] > 0 and s["cpu_ms"] >= 0
 
 
 def test_bench_throughput_accounts_for_every_message(pg, gw):
