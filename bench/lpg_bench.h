@@ -103,8 +103,6 @@ typedef struct {
     int64_t duplicates; /* a sequence number seen again */
     int64_t errors;     /* failed connects, bad answers, closes */
     int64_t reconnects;
-    int64_t first_us; /* first and last delivery completion */
-    int64_t last_us;
 } lpg_bench_result_t;
 
 

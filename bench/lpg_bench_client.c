@@ -242,11 +242,6 @@ lpg_bench_deliver(lpg_bench_client_t *cl, lpg_bench_conn_t *c, int64_t s,
     if (now[0] >= cl->win_start && now[0] <= cl->win_end) {
         cl->res.in_window++;
     }
-
-    if (cl->res.first_us == 0) {
-        cl->res.first_us = now[0];
-    }
-    cl->res.last_us = now[0];
 }
 
 
@@ -352,17 +347,6 @@ lpg_bench_recv(lpg_bench_conn_t *c, int64_t *arrival_us)
     }
 
     return n;
-}
-
-
-int64_t
-lpg_bench_wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 

@@ -93,6 +93,8 @@ typedef struct {
 static int    lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r,
                              const char **why);
 static int    lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel);
+static void   lpg_poll_collect_init(lpg_poll_collect_t *col, lpg_poll_t *p,
+                                    lpg_buf_t *out, int64_t min_id);
 static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id,
                                bool *failed);
 static void   lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows,
@@ -308,11 +310,7 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
     lpg_poll_collect_t col;
 
     memset(&list, 0, sizeof(list));
-    col.poll = p;
-    col.out = &list;
-    col.n = 0;
-    col.min_id = 0;
-    col.failed = false;
+    lpg_poll_collect_init(&col, p, &list, 0);
 
     for (i = 0; i < n; i++) {
         lpg_poll_collect_cb(&rows[i], &col);
@@ -581,17 +579,25 @@ lpg_poll_collect_cb(const lpg_bus_rec_t *r, void *arg)
 }
 
 
+static void
+lpg_poll_collect_init(lpg_poll_collect_t *col, lpg_poll_t *p, lpg_buf_t *out,
+                      int64_t min_id)
+{
+    col->poll = p;
+    col->out = out;
+    col->n = 0;
+    col->min_id = min_id;
+    col->failed = false;
+}
+
+
 /* appends p's matching history records to list; returns how many */
 static size_t
 lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id, bool *failed)
 {
     lpg_poll_collect_t col;
 
-    col.poll = p;
-    col.out = list;
-    col.n = 0;
-    col.min_id = min_id;
-    col.failed = false;
+    lpg_poll_collect_init(&col, p, list, min_id);
 
     lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
 
@@ -927,11 +933,7 @@ lpg_poll_answer_matches(lpg_poll_t *p)
     lpg_buf_free(&lpg_poll.shared.list);
     lpg_poll.shared.nmatches = 0;
 
-    col.poll = p;
-    col.out = &lpg_poll.shared.list;
-    col.n = 0;
-    col.min_id = 0;
-    col.failed = false;
+    lpg_poll_collect_init(&col, p, &lpg_poll.shared.list, 0);
 
     for (i = 0; i < p->nmatches; i++) {
         lpg_poll_collect_cb(lpg_bus_at(p->matches[i]), &col);
