@@ -131,6 +131,33 @@ static const lpg_conf_key_t lpg_conf_table[] = {
     { "keepalive_timeout", LPG_CONF_INT, LPG_CONF_OFF(keepalive_timeout), "75",
       1, 3600, true, "seconds an idle keep-alive connection is kept" },
 
+    { "odoo_url", LPG_CONF_STR, LPG_CONF_OFF(odoo_url), "http://127.0.0.1:8069",
+      0, 0, true,
+      "Odoo's HTTP server, asked who a session_id cookie is; empty: every "
+      "poll is the public user's" },
+
+    { "odoo_timeout", LPG_CONF_INT, LPG_CONF_OFF(odoo_timeout), "5", 1, 300,
+      true, "seconds a session lookup may take before Odoo counts as down" },
+
+    { "odoo_maxconn", LPG_CONF_INT, LPG_CONF_OFF(odoo_maxconn), "4", 1, 1000,
+      true, "session lookups one worker runs at once; more wait" },
+
+    { "session_ttl", LPG_CONF_INT, LPG_CONF_OFF(session_ttl), "30", 1, 86400,
+      true, "seconds Odoo's answer about a session is cached" },
+
+    { "session_retry", LPG_CONF_INT, LPG_CONF_OFF(session_retry), "5", 1, 3600,
+      true,
+      "seconds a session is served as public after Odoo did not answer; "
+      "such polls are held at most this long" },
+
+    { "max_sessions", LPG_CONF_INT, LPG_CONF_OFF(max_sessions), "100000", 16,
+      10000000, true, "sessions one worker caches" },
+
+    { "presence_interval", LPG_CONF_INT, LPG_CONF_OFF(presence_interval), "20",
+      0, 50, true,
+      "seconds between a worker's bus_presence writes (one statement per "
+      "database, in a cron slot); 0: never written" },
+
     { "timeout", LPG_CONF_INT, LPG_CONF_OFF(timeout), "50", 1, 3600, true,
       "seconds a poll is held before it is answered []" },
 
@@ -493,6 +520,86 @@ lpg_conf_finish(lpg_conf_t *conf, char *err, size_t errlen)
         snprintf(err, errlen, "listen_channel: must not be empty");
         return LPG_ERROR;
     }
+
+    if (conf->odoo_url[0] != '\0') {
+        lpg_conf_url_t u;
+
+        if (lpg_conf_parse_url(conf->odoo_url, &u) != LPG_OK) {
+            snprintf(err, errlen,
+                     "odoo_url: \"%s\" is not http://HOST[:PORT][/PATH] "
+                     "(https is the proxy's job; lpgate asks Odoo directly)",
+                     conf->odoo_url);
+            return LPG_ERROR;
+        }
+    }
+
+    return LPG_OK;
+}
+
+
+int
+lpg_conf_parse_url(const char *url, lpg_conf_url_t *u)
+{
+    size_t      len;
+    long        port;
+    char       *end;
+    const char *h, *p, *colon, *slash;
+
+    memset(u, 0, sizeof(*u));
+
+    if (strncmp(url, "http://", 7) != 0) {
+        return LPG_ERROR;
+    }
+
+    h = url + 7;
+    slash = strchr(h, '/');
+    p = slash != NULL ? slash : h + strlen(h);
+
+    if (h[0] == '[') {
+        /* [v6]:port */
+        colon = memchr(h, ']', p - h);
+        if (colon == NULL) {
+            return LPG_ERROR;
+        }
+
+        len = colon - h - 1;
+        h++;
+        colon = colon + 1 < p && colon[1] == ':' ? colon + 1 : NULL;
+
+    } else {
+        colon = memchr(h, ':', p - h);
+        len = (colon != NULL ? colon : p) - h;
+    }
+
+    if (len == 0 || len >= sizeof(u->host) || memchr(h, '@', len) != NULL
+        || strpbrk(url, " \t\r\n?#") != NULL)
+    {
+        return LPG_ERROR;
+    }
+
+    memcpy(u->host, h, len);
+    u->port = 80;
+
+    if (colon != NULL) {
+        port = strtol(colon + 1, &end, 10);
+        if (end != p || port < 1 || port > 65535) {
+            return LPG_ERROR;
+        }
+
+        u->port = (int) port;
+    }
+
+    /* the path prefix without its trailing '/' */
+    len = strlen(p);
+    while (len > 0 && p[len - 1] == '/') {
+        len--;
+    }
+
+    if (len >= sizeof(u->prefix)) {
+        return LPG_ERROR;
+    }
+
+    memcpy(u->prefix, p, len);
 
     return LPG_OK;
 }

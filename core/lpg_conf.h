@@ -79,6 +79,13 @@ typedef struct {
     char   *logfile;
     char   *pidfile;
     int64_t ring_size;
+    char   *odoo_url;
+    int     odoo_timeout;
+    int     odoo_maxconn;
+    int     session_ttl;
+    int     session_retry;
+    int     max_sessions;
+    int     presence_interval;
 } lpg_conf_t;
 
 
@@ -118,6 +125,15 @@ int lpg_conf_finish(lpg_conf_t *conf, char *err, size_t errlen) LPG_MUSTCHECK;
 /* defaults, then the file, then the command line wins; then finish */
 int lpg_conf_build(lpg_conf_t *conf, const lpg_conf_args_t *args, char *err,
                    size_t errlen) LPG_MUSTCHECK;
+
+/* http://HOST[:PORT][/PATH] split; no userinfo, query or https */
+typedef struct {
+    char host[256];
+    int  port;
+    char prefix[256]; /* without a trailing '/'; "" for none */
+} lpg_conf_url_t;
+
+int lpg_conf_parse_url(const char *url, lpg_conf_url_t *u) LPG_MUSTCHECK;
 
 bool lpg_conf_equal(const lpg_conf_t *a, const lpg_conf_t *b,
                     const lpg_conf_key_t *key);

@@ -20,7 +20,7 @@ lpg_rpc_poll_parse(const char *buf, size_t len, size_t max_channels,
                    lpg_rpc_poll_t *rp, const char **why)
 {
     size_t       i;
-    json_t      *params, *last, *options, *ch, *peek, *id;
+    json_t      *params, *last, *options, *ch, *peek, *id, *inact;
     json_error_t e;
 
     memset(rp, 0, sizeof(*rp));
@@ -82,6 +82,15 @@ lpg_rpc_poll_parse(const char *buf, size_t len, size_t max_channels,
 
     peek = options != NULL ? json_object_get(options, "peek") : NULL;
     rp->peek = peek != NULL && json_is_true(peek);
+
+    /* Odoo writes presence only when the key is there; the JS sends ms */
+    inact = options != NULL ? json_object_get(options, "bus_inactivity") : NULL;
+    rp->inactivity = -1;
+    if (json_is_number(inact)) {
+        double ms = json_number_value(inact);
+
+        rp->inactivity = ms < 0 ? 0 : ms > 1e12 ? (int64_t) 1e12 : (int64_t) ms;
+    }
 
     return LPG_OK;
 }

@@ -23,7 +23,8 @@ typedef struct {
     json_t *channels; /* borrowed from body: an array of strings */
     int64_t last;
     bool    peek;
-    char   *id; /* owned: JSON text of the request id, or NULL */
+    int64_t inactivity; /* options.bus_inactivity in ms, -1: absent */
+    char   *id;         /* owned: JSON text of the request id, or NULL */
 } lpg_rpc_poll_t;
 
 

@@ -900,6 +900,9 @@ lpg_master_child_cb(struct ev_loop *loop, ev_child *w, int revents)
         atomic_store(&sw->pid, 0);
     }
 
+    /* a presence flush that died with its worker frees its cron slot */
+    lpg_shm_cron_reap(&lpg_master.shm, (int32_t) w->rpid);
+
     if (WIFSIGNALED(status)) {
         lpg_log(exiting ? LPG_LOG_NOTICE : LPG_LOG_ALERT, 0,
                 "worker#%d (pid %d) killed by signal %d%s", slot, (int) w->rpid,

@@ -260,3 +260,46 @@ lpg_shm_healthy(lpg_shm_t *shm, int64_t now, char *why, size_t len)
 
     return off == 0;
 }
+
+
+int
+lpg_shm_cron_take(lpg_shm_t *shm, int n, int32_t pid)
+{
+    int     i;
+    int32_t free_pid;
+
+    if (n > LPG_SHM_CRON_SLOTS) {
+        n = LPG_SHM_CRON_SLOTS;
+    }
+
+    for (i = 0; i < n; i++) {
+        free_pid = 0;
+        if (atomic_compare_exchange_strong(&shm->header->cron_pids[i],
+                                           &free_pid, pid)) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+void
+lpg_shm_cron_give(lpg_shm_t *shm, int slot)
+{
+    atomic_store(&shm->header->cron_pids[slot], 0);
+}
+
+
+void
+lpg_shm_cron_reap(lpg_shm_t *shm, int32_t pid)
+{
+    int     i;
+    int32_t held;
+
+    for (i = 0; i < LPG_SHM_CRON_SLOTS; i++) {
+        held = pid;
+        (void) atomic_compare_exchange_strong(&shm->header->cron_pids[i], &held,
+                                              0);
+    }
+}

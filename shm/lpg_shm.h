@@ -33,6 +33,10 @@
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5      \
     }
 
+/* cron slots (max_cron_threads * db_maxconn connections) a segment can
+ * track; a worker holds one while its presence flush runs */
+#define LPG_SHM_CRON_SLOTS 64
+
 /* a process whose heartbeat is older than this is reported down */
 #define LPG_SHM_STALE_MS 3000
 
@@ -59,6 +63,7 @@ typedef struct {
     _Atomic uint64_t gaps_held; /* databases holding rows back now */
     _Atomic uint64_t ring_bytes;
     _Atomic uint64_t listen_reconnects;
+    _Atomic int32_t  cron_pids[LPG_SHM_CRON_SLOTS]; /* 0: free */
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 
@@ -89,6 +94,8 @@ typedef struct {
     _Atomic uint64_t backfills;
     _Atomic uint64_t db_conns;
     _Atomic uint64_t db_waiters;
+    _Atomic uint64_t session_lookups;
+    _Atomic uint64_t presence_flushes;
     _Atomic uint64_t lat_count;
     _Atomic uint64_t lat_sum_us;
     _Atomic uint64_t lat[LPG_SHM_LAT_BUCKETS];
@@ -126,6 +133,14 @@ int lpg_shm_set_dbs(lpg_shm_t *shm, const char *list, char *err,
 /* index of a database by name, -1 when not served */
 int  lpg_shm_find_db(const lpg_shm_t *shm, const char *name, size_t len);
 void lpg_shm_destroy(lpg_shm_t *shm);
+
+/* takes one of the first n cron slots for pid: its index, or -1 when all
+ * are taken */
+int  lpg_shm_cron_take(lpg_shm_t *shm, int n, int32_t pid);
+void lpg_shm_cron_give(lpg_shm_t *shm, int slot);
+
+/* master: the slots a dead process held are free again */
+void lpg_shm_cron_reap(lpg_shm_t *shm, int32_t pid);
 
 /* any process: checks magic, version and size of an inherited mapping */
 bool lpg_shm_valid(const lpg_shm_t *shm);

@@ -445,7 +445,10 @@ lpg_backfill_finish(lpg_backfill_conn_t *c, bool ok)
     lpg_bus_rec_t      *rows;
     lpg_backfill_req_t *r;
 
-    n = ok && c->res != NULL ? PQntuples(c->res) : 0;
+    /* a statement's rows are its own (req->res), not bus records */
+    n = ok && c->res != NULL && c->batch != NULL && c->batch->sql == NULL
+        ? PQntuples(c->res)
+        : 0;
     rows = calloc(n > 0 ? n : 1, sizeof(*rows));
     if (rows == NULL) {
         ok = false;
@@ -471,7 +474,9 @@ lpg_backfill_finish(lpg_backfill_conn_t *c, bool ok)
         r->next = NULL;
         r->prev = NULL;
         r->batch = NULL;
-        r->cb(r, rows, n, c->bound, ok);
+        r->res = r->sql != NULL && ok ? c->res : NULL;
+        r->cb(r, r->sql != NULL ? NULL : rows, r->sql != NULL ? 0 : n, c->bound,
+              ok);
     }
 
     free(rows);

@@ -21,6 +21,7 @@
 #include "lpg_shm.h"
 
 #include <ev.h>
+#include <libpq-fe.h>
 
 
 typedef struct lpg_backfill_req_s lpg_backfill_req_t;
@@ -44,8 +45,11 @@ struct lpg_backfill_req_s {
     lpg_backfill_cb_pt cb;
 
     /* a statement to run alone instead of a history query (the send
-     * route); borrowed until the callback, which gets no rows */
-    const char *sql;
+     * route, session and im_status queries); borrowed until the callback,
+     * which gets no rows but res: the statement's last row set (NULL when
+     * it returned none), borrowed for the call */
+    const char     *sql;
+    const PGresult *res;
 
     /* private */
     lpg_backfill_req_t *next;

@@ -39,6 +39,7 @@ typedef enum {
     LPG_HTTP_H_HOST,
     LPG_HTTP_H_ORIGIN,
     LPG_HTTP_H_XFF,
+    LPG_HTTP_H_COOKIE,
     LPG_HTTP_H_OTHER
 } lpg_http_header_e;
 
@@ -67,6 +68,7 @@ struct lpg_http_conn_s {
     lpg_http_span_t   host;
     lpg_http_span_t   origin;
     lpg_http_span_t   xff;
+    lpg_http_span_t   cookie;   /* the first Cookie header */
     char              peer[64]; /* the socket peer, text */
     lpg_http_header_e header;
     bool              in_field;
@@ -505,6 +507,8 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     r.host_len = c->host.len;
     r.origin = c->origin.len ? c->in + c->origin.off : NULL;
     r.origin_len = c->origin.len;
+    r.cookie = c->cookie.len ? c->in + c->cookie.off : NULL;
+    r.cookie_len = c->cookie.len;
     r.keep_alive = http_should_keep_alive(&c->parser);
     r.admin = c->admin;
 
@@ -556,6 +560,7 @@ lpg_http_release(lpg_http_conn_t *c)
     memset(&c->host, 0, sizeof(c->host));
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
+    memset(&c->cookie, 0, sizeof(c->cookie));
 
     free(c->body);
     c->body = NULL;
@@ -622,6 +627,7 @@ lpg_http_next(lpg_http_conn_t *c)
     memset(&c->host, 0, sizeof(c->host));
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
+    memset(&c->cookie, 0, sizeof(c->cookie));
 
     /* a big request buffer is not kept for an idle connection */
     if (c->in_cap > LPG_HTTP_READ_CHUNK * 4 && rest < LPG_HTTP_READ_CHUNK) {
@@ -826,6 +832,13 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
             c->xff.off = at - c->in;
             c->xff.len = 0;
 
+        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0
+                   && c->cookie.off == 0)
+        {
+            c->header = LPG_HTTP_H_COOKIE;
+            c->cookie.off = at - c->in;
+            c->cookie.len = 0;
+
         } else {
             c->header = LPG_HTTP_H_OTHER;
         }
@@ -834,6 +847,7 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
     v = c->header == LPG_HTTP_H_HOST     ? &c->host
         : c->header == LPG_HTTP_H_ORIGIN ? &c->origin
         : c->header == LPG_HTTP_H_XFF    ? &c->xff
+        : c->header == LPG_HTTP_H_COOKIE ? &c->cookie
                                          : NULL;
     if (v != NULL) {
         v->len += len;

@@ -37,6 +37,8 @@ typedef struct {
     size_t      host_len;
     const char *origin;
     size_t      origin_len;
+    const char *cookie; /* the first Cookie header */
+    size_t      cookie_len;
     bool        admin; /* came in on the admin listener */
     bool        keep_alive;
 } lpg_http_request_t;

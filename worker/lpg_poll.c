@@ -16,7 +16,9 @@
 #include "lpg_bus.h"
 #include "lpg_dispatch.h"
 #include "lpg_json.h"
+#include "lpg_presence.h"
 #include "lpg_rpc.h"
+#include "lpg_session.h"
 
 #include <ctype.h>
 #include <http_parser.h>
@@ -43,19 +45,25 @@ typedef struct {
 } lpg_poll_bf_t;
 
 struct lpg_poll_s {
-    lpg_http_conn_t *conn;
-    int              db;
-    int              version;
-    int64_t          last;
-    int64_t          since_us; /* last == 0: records created after */
-    int64_t          deadline; /* monotonic ms */
-    char            *id;       /* JSON text of the request id */
-    bool             ready;
-    bool             parked;
-    bool             backfilling;
-    bool             plain;     /* GET ?channels=: a bare JSON array */
-    int64_t          notify_us; /* of the record that woke it */
-    lpg_poll_bf_t   *bf;        /* owned while backfilling */
+    lpg_http_conn_t   *conn;
+    int                db;
+    int                version;
+    int64_t            last;
+    int64_t            since_us; /* last == 0: records created after */
+    int64_t            deadline; /* monotonic ms */
+    char              *id;       /* JSON text of the request id */
+    bool               ready;
+    bool               parked;
+    bool               backfilling;
+    bool               plain;      /* GET ?channels=: a bare JSON array */
+    bool               degraded;   /* Odoo did not say who it is */
+    int64_t            inactivity; /* options.bus_inactivity, -1: none */
+    lpg_presence_t    *presence;   /* held while the poll lives */
+    lpg_session_wait_t swait;      /* while Odoo is asked who it is */
+    ev_timer          *retry;      /* degraded: the short timeout, owned */
+    bool               session_wait;
+    int64_t            notify_us; /* of the record that woke it */
+    lpg_poll_bf_t     *bf;        /* owned while backfilling */
 
     /* the history positions of the records that woke it while parked, so
      * the answer need not search the history (LPG_POLL_MATCHES at most;
@@ -93,6 +101,11 @@ typedef struct {
 static int    lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r,
                              const char **why);
 static int    lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel);
+static int    lpg_poll_add_text(lpg_poll_t *p, lpg_buf_t *b);
+static void   lpg_poll_start(lpg_poll_t *p);
+static void   lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info);
+static void   lpg_poll_session_cb(lpg_session_wait_t       *w,
+                                  const lpg_session_info_t *info);
 static void   lpg_poll_collect_init(lpg_poll_collect_t *col, lpg_poll_t *p,
                                     lpg_buf_t *out, int64_t min_id);
 static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id,
@@ -113,6 +126,7 @@ static void   lpg_poll_match_cb(void *owner, void *arg);
 static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void   lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
 static int         lpg_poll_dbfilter(const char *host, size_t len);
 static void        lpg_poll_count(lpg_poll_t *p, bool failed, bool message);
@@ -155,7 +169,10 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
 
     ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
 
-    if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats) != LPG_OK)
+    if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats) != LPG_OK
+        || lpg_session_init(ctx->loop, ctx->conf, ctx->shm) != LPG_OK
+        || lpg_presence_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats)
+            != LPG_OK)
     {
         return LPG_ERROR;
     }
@@ -243,6 +260,85 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         lpg_poll_free(p);
         return;
     }
+
+    /* who the session is, in Odoo's words: its channels join the poll's */
+    const lpg_session_info_t *info;
+
+    switch (lpg_session_get(r, p->db, p->version, &p->swait, &info)) {
+    case LPG_OK:
+        lpg_poll_session(p, info);
+        break;
+
+    case LPG_AGAIN:
+        p->swait.cb = lpg_poll_session_cb;
+        p->session_wait = true;
+        lpg_http_hold(c, lpg_poll_gone, p);
+        return;
+
+    default:
+        /* no session cookie: the public user */
+        break;
+    }
+
+    lpg_poll_start(p);
+}
+
+
+static void
+lpg_poll_session_cb(lpg_session_wait_t *w, const lpg_session_info_t *info)
+{
+    lpg_poll_t *p = (lpg_poll_t *) ((char *) w - offsetof(lpg_poll_t, swait));
+
+    p->session_wait = false;
+    lpg_poll_session(p, info);
+    lpg_poll_start(p);
+}
+
+
+/* adds the session's channels and holds its presence entry */
+static void
+lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
+{
+    size_t    i;
+    lpg_buf_t b;
+
+    if (!info->known) {
+        /* public for now, and asked again soon (session_retry) */
+        p->degraded = true;
+        return;
+    }
+
+    if (info->db != p->db) {
+        return;
+    }
+
+    for (i = 0; i < info->nkeys; i++) {
+        memset(&b, 0, sizeof(b));
+
+        if (lpg_buf_append(&b, info->keys[i], info->key_lens[i]) != LPG_OK
+            || lpg_poll_add_text(p, &b) != LPG_OK)
+        {
+            lpg_log(LPG_LOG_ERR, 0,
+                    "poll: out of memory adding the session's channels");
+            break;
+        }
+    }
+
+    if (p->inactivity >= 0) {
+        /* 15's guests count only when nobody is logged in, as in Odoo */
+        p->presence = lpg_presence_hold(p->db, info->uid,
+                                        info->uid > 0 ? 0 : info->guest_id,
+                                        p->inactivity);
+    }
+}
+
+
+/* the poll's channels are complete: answer from the database, the
+ * history, or park */
+static void
+lpg_poll_start(lpg_poll_t *p)
+{
+    lpg_http_conn_t *c = p->conn;
 
     if (p->last == 0) {
         /* Odoo: the notifications of the last timeout seconds */
@@ -355,6 +451,7 @@ lpg_poll_parse(lpg_poll_t *p, const lpg_http_request_t *r, const char **why)
     }
 
     p->last = rp.last;
+    p->inactivity = rp.inactivity;
     if (rp.peek) {
         p->deadline = -1;
     }
@@ -393,8 +490,6 @@ static int
 lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel)
 {
     int       rc;
-    size_t    i;
-    char     *k;
     json_t   *pair;
     lpg_buf_t b;
 
@@ -409,7 +504,24 @@ lpg_poll_add_key(lpg_poll_t *p, const char *db, json_t *channel)
         rc = lpg_json_dump(&b, channel);
     }
 
-    if (rc != LPG_OK || b.len > LPG_POLL_KEY_MAX) {
+    if (rc != LPG_OK) {
+        lpg_buf_free(&b);
+        return LPG_ERROR;
+    }
+
+    return lpg_poll_add_text(p, &b);
+}
+
+
+/* adds the channel text b (taken over, freed on error) unless present */
+static int
+lpg_poll_add_text(lpg_poll_t *p, lpg_buf_t *b0)
+{
+    size_t    i;
+    char     *k;
+    lpg_buf_t b = *b0;
+
+    if (b.len > LPG_POLL_KEY_MAX) {
         lpg_buf_free(&b);
         return LPG_ERROR;
     }
@@ -501,6 +613,21 @@ lpg_poll_park(lpg_poll_t *p)
     now = lpg_time_mono_ms();
     p->deadline = now + (int64_t) lpg_poll.ctx.conf->timeout * 1000
         + random() % (LPG_POLL_JITTER_MAX + 1);
+
+    if (p->degraded
+        && lpg_poll.ctx.conf->session_retry < lpg_poll.ctx.conf->timeout)
+    {
+        /* Odoo did not say who this is: answered [] after session_retry so
+         * the client asks again (its private messages wait in bus_bus);
+         * a timer of its own keeps the timeout list in park order */
+        p->retry = malloc(sizeof(*p->retry));
+        if (p->retry != NULL) {
+            ev_timer_init(p->retry, lpg_poll_retry_cb,
+                          (double) lpg_poll.ctx.conf->session_retry, 0.);
+            p->retry->data = p;
+            ev_timer_start(lpg_poll.ctx.loop, p->retry);
+        }
+    }
 
     p->prev = lpg_poll.tail;
     p->next = NULL;
@@ -728,6 +855,17 @@ void
 lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
                    const char *name, const char *msg)
 {
+    lpg_poll_rpc_fail(c, version, id, 200,
+                      version >= 10 ? "Odoo Server Error"
+                                    : "OpenERP Server Error",
+                      name, msg);
+}
+
+
+void
+lpg_poll_rpc_fail(lpg_http_conn_t *c, int version, const char *id, int code,
+                  const char *title, const char *name, const char *msg)
+{
     char   *text, *body;
     json_t *data, *err;
     size_t  len;
@@ -740,10 +878,8 @@ lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
         json_object_set_new(data, "context", json_object());
     }
 
-    err =
-        json_pack("{s:i, s:s, s:o}", "code", 200, "message",
-                  version >= 10 ? "Odoo Server Error" : "OpenERP Server Error",
-                  "data", data);
+    err = json_pack("{s:i, s:s, s:o}", "code", code, "message", title, "data",
+                    data);
     text = err != NULL ? json_dumps(err, JSON_PRESERVE_ORDER) : NULL;
     json_decref(err);
 
@@ -811,6 +947,13 @@ lpg_poll_free(lpg_poll_t *p)
         free(p->keys[i]);
     }
 
+    lpg_presence_release(p->presence);
+
+    if (p->retry != NULL) {
+        ev_timer_stop(lpg_poll.ctx.loop, p->retry);
+        free(p->retry);
+    }
+
     if (p->keys != p->keys_inline) {
         free(p->keys);
     }
@@ -834,6 +977,10 @@ lpg_poll_gone(void *data)
 
     if (p->backfilling) {
         lpg_backfill_cancel(&p->bf->req);
+    }
+
+    if (p->session_wait) {
+        lpg_session_cancel(&p->swait);
     }
 
     lpg_log(LPG_LOG_DEBUG, 0, "poll freed: client closed the connection");
@@ -1021,6 +1168,17 @@ lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
         ev_timer_set(w, (double) horizon / 1000., 0.);
         ev_timer_start(loop, w);
+    }
+}
+
+
+static void
+lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_poll_t *p = w->data;
+
+    if (!p->ready) {
+        lpg_poll_answer(p, false);
     }
 }
 

@@ -32,6 +32,11 @@ int lpg_poll_pick_db(const lpg_http_request_t *r);
 void lpg_poll_rpc_error(lpg_http_conn_t *c, int version, const char *id,
                         const char *name, const char *msg);
 
+/* the same with Odoo's code and title (100, "Odoo Session Expired") */
+void lpg_poll_rpc_fail(lpg_http_conn_t *c, int version, const char *id,
+                       int code, const char *title, const char *name,
+                       const char *msg);
+
 /* the Odoo version whose shapes database db gets */
 int lpg_poll_version(int db);
 

@@ -5,11 +5,13 @@
  *
  * GET|HEAD <path>/health answers Odoo 15's {"status": "pass"} while the
  * master, every worker and the master's database connection are up (read
- * from the shared segment), else 503 with what is down.  Anything else
+ * from the shared segment), else 503 with what is down.  POST <path>/poll,
+ * <path>/im_status and <path>/send are Odoo's JSON routes.  Anything else
  * under or outside the path is 404; a known route with a wrong method 405.
  */
 
 #include "lpg_route.h"
+#include "lpg_imstatus.h"
 #include "lpg_metrics.h"
 #include "lpg_poll.h"
 #include "lpg_send.h"
@@ -56,6 +58,7 @@ static const lpg_route_t lpg_routes[] = {
     { "/poll", (1u << HTTP_POST) | (1u << HTTP_GET) | (1u << HTTP_OPTIONS),
       "GET, POST, OPTIONS", lpg_route_poll },
     { "/send", (1u << HTTP_POST), "POST", lpg_send_request },
+    { "/im_status", (1u << HTTP_POST), "POST", lpg_imstatus_request },
     { "/demo", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
       lpg_route_demo },
     { "/demo/lpgate.js", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",

@@ -1,0 +1,314 @@
+"""A stand-in Odoo HTTP server for lpgate's session tests (issue 8).
+
+It is a real HTTP/1.1 server on a real socket, backed by the real test
+PostgreSQL: the tables Odoo 14/15 keep sessions' channels and presence in
+(res_partner, res_users, mail_channel, mail_channel_partner, mail_guest,
+bus_presence, ir_model_data), with the columns lpgate's SQL reads.  It
+answers the two routes lpgate calls, as Odoo does:
+
+* POST /lpgate/session: the lpgate_bus addon's route (contrib/odoo): the
+  uid, database and channel list that Odoo's _poll chain builds for the
+  calling session (bus + mail, 14 or 15 rules), and a presence refresh
+  when options carry bus_inactivity.  `addon = False` makes it 404, as an
+  Odoo without the addon does.
+* POST /web/session/get_session_info: the session's uid, db and
+  partner_id, or JSON-RPC error 100 "Odoo Session Expired".
+
+Sessions are in memory (login(), expire()); every request is counted per
+route.  stop() and start() take it down and bring it back on the same
+port.  Run as a script for manual checks:
+    /usr/bin/python3 odoo_standin.py --port 8069 --dsn "dbname=x" --db x
+"""
+
+import argparse
+import http.server
+import json
+import secrets
+import threading
+import time
+
+import psycopg
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS res_partner (
+    id serial PRIMARY KEY, name varchar, display_name varchar,
+    active bool DEFAULT true);
+CREATE TABLE IF NOT EXISTS res_users (
+    id serial PRIMARY KEY, login varchar UNIQUE,
+    partner_id int NOT NULL REFERENCES res_partner(id),
+    active bool DEFAULT true);
+CREATE TABLE IF NOT EXISTS mail_channel (id serial PRIMARY KEY, name varchar);
+CREATE TABLE IF NOT EXISTS mail_guest (
+    id serial PRIMARY KEY, name varchar, access_token varchar NOT NULL);
+CREATE TABLE IF NOT EXISTS mail_channel_partner (
+    id serial PRIMARY KEY,
+    channel_id int NOT NULL REFERENCES mail_channel(id) ON DELETE CASCADE,
+    partner_id int REFERENCES res_partner(id) ON DELETE CASCADE,
+    guest_id int REFERENCES mail_guest(id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS bus_presence (
+    id serial PRIMARY KEY,
+    user_id int REFERENCES res_users(id) ON DELETE CASCADE,
+    guest_id int REFERENCES mail_guest(id) ON DELETE CASCADE,
+    last_poll timestamp, last_presence timestamp, status varchar);
+CREATE UNIQUE INDEX IF NOT EXISTS bus_presence_user_unique
+    ON bus_presence (user_id) WHERE user_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS bus_presence_guest_unique
+    ON bus_presence (guest_id) WHERE guest_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ir_model_data (
+    id serial PRIMARY KEY, module varchar, name varchar, model varchar,
+    res_id int);
+-- the tests count statements that write bus_presence, and who ran them
+CREATE TABLE IF NOT EXISTS presence_log (
+    at timestamp DEFAULT clock_timestamp(), txid bigint, app text,
+    backend int);
+CREATE OR REPLACE FUNCTION presence_log() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO presence_log (txid, app, backend) VALUES
+        (txid_current(), current_setting('application_name'),
+         pg_backend_pid());
+    RETURN NULL;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS presence_log ON bus_presence;
+CREATE TRIGGER presence_log AFTER INSERT OR UPDATE ON bus_presence
+    FOR EACH STATEMENT EXECUTE FUNCTION presence_log();
+"""
+
+
+def cookies(header):
+    out = {}
+    for part in (header or "").split(";"):
+        if "=" in part:
+            k, v = part.strip().split("=", 1)
+            out.setdefault(k, v)
+    return out
+
+
+class OdooStandin:
+    """dbs: {name: (dsn, version)}; the first is Odoo's monodb."""
+
+    def __init__(self, dbs, port=0):
+        self.dbs = dict(dbs)
+        # the database of a request without a session (Odoo's dbfilter or
+        # monodb); None: none, so Odoo answers 404 as its nodb routing does
+        self.default_db = next(iter(self.dbs))
+        self.port = port
+        self.addon = True
+        self.delay = 0.0
+        self.sessions = {}
+        self.counts = {}
+        self.requests = []
+        self.lock = threading.Lock()
+        self.server = None
+        self.thread = None
+        for dsn, _ in self.dbs.values():
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(SCHEMA)
+
+    # -- test helpers ---------------------------------------------------
+
+    def sql(self, db, query, params=None):
+        with psycopg.connect(self.dbs[db][0], autocommit=True) as c:
+            cur = c.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def user(self, db, name, channels=()):
+        """A partner, its user, and memberships of mail channels (by name,
+        created as needed); returns (uid, partner_id)."""
+        pid = self.sql(db, "INSERT INTO res_partner (name, display_name) "
+                           "VALUES (%s, %s) RETURNING id", (name, name))[0][0]
+        uid = self.sql(db, "INSERT INTO res_users (login, partner_id) VALUES "
+                           "(%s, %s) RETURNING id",
+                       (name + secrets.token_hex(4), pid))[0][0]
+        for ch in channels:
+            self.join(db, ch, partner_id=pid)
+        return uid, pid
+
+    def channel(self, db, name):
+        row = self.sql(db, "SELECT id FROM mail_channel WHERE name = %s",
+                       (name,))
+        if row:
+            return row[0][0]
+        return self.sql(db, "INSERT INTO mail_channel (name) VALUES (%s) "
+                            "RETURNING id", (name,))[0][0]
+
+    def join(self, db, channel, partner_id=None, guest_id=None):
+        cid = self.channel(db, channel)
+        self.sql(db, "INSERT INTO mail_channel_partner (channel_id, "
+                     "partner_id, guest_id) VALUES (%s, %s, %s)",
+                 (cid, partner_id, guest_id))
+        return cid
+
+    def guest(self, db, name, channels=()):
+        """A mail.guest; returns (guest_id, dgid cookie value)."""
+        token = secrets.token_hex(16)
+        gid = self.sql(db, "INSERT INTO mail_guest (name, access_token) "
+                           "VALUES (%s, %s) RETURNING id", (name, token))[0][0]
+        for ch in channels:
+            self.join(db, ch, guest_id=gid)
+        return gid, "%d|%s" % (gid, token)
+
+    def login(self, db, uid):
+        sid = secrets.token_hex(20)
+        with self.lock:
+            self.sessions[sid] = {"db": db, "uid": uid}
+        return sid
+
+    def expire(self, sid):
+        with self.lock:
+            self.sessions.pop(sid, None)
+
+    def count(self, route):
+        with self.lock:
+            return self.counts.get(route, 0)
+
+    def reset_counts(self):
+        with self.lock:
+            self.counts.clear()
+            self.requests.clear()
+
+    # -- server -----------------------------------------------------------
+
+    def start(self):
+        standin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                status, answer = standin.handle(
+                    self.path, self.headers.get("Cookie"),
+                    self.headers.get("Host"), body)
+                data = (json.dumps(answer) if answer is not None
+                        else "<h1>Not Found</h1>").encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json"
+                                 if answer is not None else "text/html")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    # -- Odoo's behaviour ---------------------------------------------------
+
+    def handle(self, path, cookie_header, host, body):
+        with self.lock:
+            self.counts[path] = self.counts.get(path, 0) + 1
+            self.requests.append((path, cookie_header, host))
+        if self.delay:
+            time.sleep(self.delay)
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            req = {}
+        params = req.get("params") or {}
+        c = cookies(cookie_header)
+        with self.lock:
+            session = self.sessions.get(c.get("session_id", ""))
+        db = session["db"] if session else self.default_db
+        if db is None:
+            return 404, None
+        rpc = lambda result: {"jsonrpc": "2.0", "id": req.get("id"),
+                              "result": result}
+
+        if path == "/web/session/get_session_info":
+            if session is None:
+                return 200, {"jsonrpc": "2.0", "id": req.get("id"), "error": {
+                    "code": 100, "message": "Odoo Session Expired",
+                    "data": {"name": "odoo.http.SessionExpiredException",
+                             "message": "Session expired"}}}
+            pid = self.sql(db, "SELECT partner_id FROM res_users WHERE id = "
+                               "%s", (session["uid"],))[0][0]
+            return 200, rpc({"uid": session["uid"], "db": db,
+                             "partner_id": pid, "username": "u",
+                             "server_version_info":
+                                 [self.dbs[db][1], 0, 0, "final", 0, ""]})
+
+        if path == "/lpgate/session" and self.addon:
+            return 200, rpc(self.poll_channels(db, session, c,
+                                               params.get("options") or {}))
+
+        return 404, None
+
+    def poll_channels(self, db, session, c, options):
+        """What bus + mail's _poll overrides add for channels=[] (14/15)."""
+        version = self.dbs[db][1]
+        uid = session["uid"] if session else None
+        chans, pid, gid = [], None, None
+        if uid:
+            pid = self.sql(db, "SELECT partner_id FROM res_users WHERE id = "
+                               "%s", (uid,))[0][0]
+            members = [r[0] for r in self.sql(
+                db, "SELECT channel_id FROM mail_channel_partner WHERE "
+                    "partner_id = %s ORDER BY channel_id", (pid,))]
+            if version >= 15:
+                chans = [[db, "res.partner", pid]]
+                chans += [[db, "mail.channel", m] for m in members]
+            else:
+                chans = [[db, "mail.channel", m] for m in members]
+                chans += [[db, "res.partner", pid], [db, "ir.needaction", pid]]
+        elif version >= 15 and "|" in c.get("dgid", ""):
+            g, token = c["dgid"].split("|", 1)
+            row = self.sql(db, "SELECT id FROM mail_guest WHERE id = %s AND "
+                               "access_token = %s",
+                           (int(g) if g.isdigit() else 0, token))
+            if row:
+                gid = row[0][0]
+                chans = [[db, "mail.guest", gid]] + [
+                    [db, "mail.channel", r[0]] for r in self.sql(
+                        db, "SELECT channel_id FROM mail_channel_partner "
+                            "WHERE guest_id = %s", (gid,))]
+        if version >= 15:
+            chans.append([db, "broadcast"])
+        if uid and "bus_inactivity" in options:
+            self.sql(db, "INSERT INTO bus_presence (user_id, last_poll, "
+                         "last_presence, status) VALUES (%s, now() AT TIME "
+                         "ZONE 'UTC', now() AT TIME ZONE 'UTC' - %s * "
+                         "interval '1 ms', 'offline') ON CONFLICT (user_id) "
+                         "WHERE user_id IS NOT NULL DO UPDATE SET last_poll "
+                         "= EXCLUDED.last_poll",
+                     (uid, int(options["bus_inactivity"])))
+        return {"version": version, "db": db, "uid": uid or None,
+                "partner_id": pid, "guest_id": gid, "channels": chans}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=8069)
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--version", type=int, default=15)
+    ap.add_argument("--no-addon", action="store_true")
+    a = ap.parse_args()
+    s = OdooStandin({a.db: (a.dsn, a.version)}, a.port)
+    s.addon = not a.no_addon
+    s.start()
+    print("stand-in Odoo on %s" % s.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

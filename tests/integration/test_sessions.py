@@ -1,0 +1,359 @@
+"""Odoo sessions (issue 8): a poll's session_id cookie, resolved by Odoo
+(the stand-in of odoo_standin.py, a real HTTP server on the real test
+database), adds the user's own channels; presence is written in batches;
+im_status is answered from the database with Odoo's rules.
+"""
+
+import concurrent.futures
+import json
+import time
+
+import pytest
+
+from conftest import wait_until
+from odoo_standin import OdooStandin
+
+
+@pytest.fixture
+def odoo(pg):
+    s = OdooStandin({"lpgtest": (pg.dsn("lpgtest"), 14),
+                     "lpgtest15": (pg.dsn("lpgtest15"), 15)}).start()
+    yield s
+    s.stop()
+
+
+def start(gateway, odoo, workers=2, dbs="lpgtest", timeout=4, ttl=30,
+          presence=20, config=""):
+    gw = gateway(workers=workers,
+                 config="session_retry = 1;\n" + config,
+                 extra_args=["-d", dbs, "--odoo-url", odoo.url,
+                             "--timeout", str(timeout),
+                             "--session-ttl", str(ttl),
+                             "--presence-interval", str(presence),
+                             "--log-level", "debug"])
+    for db in dbs.split(","):
+        gw.wait_log('database "%s": Odoo' % db)
+    return gw
+
+
+def poll(gw, channels=(), last=None, sid=None, dgid=None, db=None,
+         options=None, timeout=15):
+    """One JSON-RPC poll with Odoo's cookies; the parsed answer."""
+    cookie = "; ".join(x for x in (
+        "frontend_lang=en_US",
+        sid and "session_id=" + sid,
+        dgid and "dgid=" + dgid) if x)
+    body = {"jsonrpc": "2.0", "method": "call", "id": 7,
+            "params": {"channels": list(channels), "last": last,
+                       "options": options or {}}}
+    path = "/longpolling/poll" + ("?db=" + db if db else "")
+    status, _, data = gw.http("POST", path, body, {"Cookie": cookie},
+                              timeout=timeout)
+    assert status == 200, (status, data)
+    answer = json.loads(data)
+    assert "error" not in answer, answer
+    return answer
+
+
+def poll_async(gw, **kw):
+    return pool.submit(poll, gw, **kw)
+
+
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=64)
+
+
+def last_id(pg, db):
+    return pg.sql("SELECT coalesce(max(id), 0) FROM bus_bus", dbname=db)[0][0]
+
+
+def parked(gw, n):
+    wait_until(lambda: gw.log().count("poll parked") >= n, 10,
+               what="%d parked polls" % n)
+
+
+def messages(answer):
+    return [n["message"] for n in answer["result"]]
+
+
+@pytest.mark.parametrize("db,version", [("lpgtest", 14), ("lpgtest15", 15)])
+@pytest.mark.parametrize("addon", [True, False], ids=["addon", "builtin-sql"])
+def test_logged_in_session_gets_its_own_channels(pg, gateway, odoo, db,
+                                                 version, addon):
+    odoo.addon = addon
+    uid_a, pid_a = odoo.user(db, "alice", channels=["general-%d" % version])
+    uid_b, pid_b = odoo.user(db, "bob")
+    cid = odoo.channel(db, "general-%d" % version)
+    sid_a, sid_b = odoo.login(db, uid_a), odoo.login(db, uid_b)
+    gw = start(gateway, odoo, dbs=db)
+    last = last_id(pg, db)
+
+    # the browser names no channel (15) or only its own strings (14)
+    fa = poll_async(gw, last=last, sid=sid_a)
+    fb = poll_async(gw, last=last, sid=sid_b, channels=["bundle_changed"])
+    parked(gw, 2)
+    t = pg.send(db, [db, "res.partner", pid_a], {"to": "alice"})
+    assert [n["id"] for n in fa.result()["result"]] == [t]
+    assert messages(fa.result()) == [{"to": "alice"}]
+    # bob is another user: nothing of alice's reaches him
+    assert fb.result()["result"] == []
+
+    # a discussion channel alice belongs to, bob does not
+    fa = poll_async(gw, last=t, sid=sid_a)
+    fb = poll_async(gw, last=t, sid=sid_b)
+    parked(gw, 4)
+    c = pg.send(db, [db, "mail.channel", cid], {"in": "general"})
+    assert messages(fa.result()) == [{"in": "general"}]
+    assert fb.result()["result"] == []
+
+    # a client string channel still goes through beside the session's
+    f = poll_async(gw, last=c, sid=sid_b, channels=["bundle_changed"])
+    parked(gw, 5)
+    key = [db, "bundle_changed"] if version >= 15 else "bundle_changed"
+    pg.send(db, key, {"bundle": 1})
+    assert messages(f.result()) == [{"bundle": 1}]
+
+    if version < 15:
+        # 14's mail also listens on ir.needaction for the partner
+        f = poll_async(gw, last=c, sid=sid_a)
+        parked(gw, 6)
+        pg.send(db, [db, "ir.needaction", pid_a], {"needaction": 1})
+        assert {"needaction": 1} in messages(f.result())
+
+    # what was asked: the addon's route, or Odoo's own route + SQL
+    if addon:
+        assert odoo.count("/lpgate/session") >= 2
+        assert odoo.count("/web/session/get_session_info") == 0
+    else:
+        assert odoo.count("/web/session/get_session_info") >= 2
+        gw.wait_log("no /lpgate/session")
+
+
+@pytest.mark.parametrize("addon", [True, False], ids=["addon", "builtin-sql"])
+def test_forged_and_expired_cookies_get_nothing_private(pg, gateway, odoo,
+                                                        addon):
+    db = "lpgtest15"
+    odoo.addon = addon
+    uid, pid = odoo.user(db, "carol")
+    sid = odoo.login(db, uid)
+    gw = start(gateway, odoo, dbs=db, ttl=1)
+    last = last_id(pg, db)
+
+    good = poll_async(gw, last=last, sid=sid)
+    forged = poll_async(gw, last=last, sid="f" * 40)
+    # a cookie with a header-smuggling attempt is not even sent to Odoo
+    parked(gw, 2)
+    t = pg.send(db, [db, "res.partner", pid], {"secret": 1})
+    assert messages(good.result()) == [{"secret": 1}]
+    assert forged.result()["result"] == []
+
+    # Odoo forgets the session (logout, expiry): once lpgate's cached word
+    # is older than session_ttl, the cookie is worth nothing
+    odoo.expire(sid)
+    time.sleep(1.5)
+    f = poll_async(gw, last=t, sid=sid)
+    parked(gw, 3)
+    pg.send(db, [db, "res.partner", pid], {"secret": 2})
+    assert f.result()["result"] == []
+
+
+def test_guest_cookie_15(pg, gateway, odoo):
+    db = "lpgtest15"
+    odoo.default_db = db
+    for addon in (True, False):
+        odoo.addon = addon
+        gid, dgid = odoo.guest(db, "visitor", channels=["livechat-%s" % addon])
+        cid = odoo.channel(db, "livechat-%s" % addon)
+        gw = start(gateway, odoo, dbs=db)
+        last = last_id(pg, db)
+        f = poll_async(gw, last=last, dgid=dgid)
+        bad = poll_async(gw, last=last, dgid="%d|%s" % (gid, "0" * 32))
+        parked(gw, 2)
+        pg.send(db, [db, "mail.channel", cid], {"chat": addon})
+        assert messages(f.result()) == [{"chat": addon}]
+        assert bad.result()["result"] == []
+        gw.stop()
+
+
+def test_many_polls_of_one_session_share_one_lookup_per_ttl(pg, gateway,
+                                                            odoo):
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "dave")
+    sid = odoo.login(db, uid)
+    # a slow Odoo: the first polls all wait on the same lookup
+    odoo.delay = 0.3
+    gw = start(gateway, odoo, dbs=db, workers=1, ttl=5)
+    t = pg.send(db, [db, "res.partner", pid], {"for": "dave"})
+    odoo.reset_counts()
+
+    # every poll is answered at once with dave's message: each one did
+    # get the session's channels
+    t0 = time.monotonic()
+    futures = [poll_async(gw, sid=sid, last=t - 1) for _ in range(1000)]
+    for f in futures:
+        assert [n["id"] for n in f.result()["result"]] == [t]
+    took = time.monotonic() - t0
+    assert took < 5, "the 1,000 polls took %.1f s, longer than the TTL" % took
+    assert odoo.count("/lpgate/session") == 1
+
+    # after the TTL, one new lookup for the next polls
+    time.sleep(5.2)
+    for _ in range(50):
+        assert poll(gw, sid=sid, last=t - 1)["result"][0]["id"] == t
+    assert odoo.count("/lpgate/session") == 2
+
+
+def test_odoo_down_means_public_service_then_recovery(pg, gateway, odoo):
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "erin")
+    sid = odoo.login(db, uid)
+    gw = start(gateway, odoo, dbs=db, timeout=30)
+    last = last_id(pg, db)
+    odoo.stop()
+
+    # no error: the poll is served as the public user, with its own string
+    # channels, and held only session_retry (1 s) so it comes back soon
+    f = poll_async(gw, last=last, sid=sid, channels=["public-news"])
+    parked(gw, 1)
+    n = pg.send(db, [db, "public-news"], {"news": 1})
+    assert messages(f.result()) == [{"news": 1}]
+    gw.wait_log("connect() to odoo_url")
+    t0 = time.monotonic()
+    p = pg.send(db, [db, "res.partner", pid], {"private": 1})
+    assert poll(gw, last=n, sid=sid)["result"] == []
+    assert time.monotonic() - t0 < 20  # session_retry, not the 30 s timeout
+
+    # Odoo is back: the next lookup names the user, and the message sent
+    # while Odoo was down is delivered from bus_bus
+    odoo.start()
+    time.sleep(1.2)
+    got = poll(gw, last=n, sid=sid)
+    assert [m["id"] for m in got["result"]] == [p]
+    assert gw.health()[0] == 200
+
+
+def test_presence_is_written_in_batches(pg, gateway, odoo):
+    db = "lpgtest15"
+    users = [odoo.user(db, "p%d" % i) for i in range(50)]
+    sids = [odoo.login(db, u) for u, _ in users]
+    uids = [u for u, _ in users]
+    pg.sql("DELETE FROM presence_log", dbname=db)
+    pg.sql("DELETE FROM bus_presence", dbname=db)
+    workers = 2
+    interval = 2
+    gw = start(gateway, odoo, dbs=db, workers=workers, timeout=2,
+               presence=interval)
+    last = last_id(pg, db)
+
+    # 50 users poll for 6 s, one poll after another, each with
+    # bus_inactivity: Odoo would write and commit once per poll
+    stop = time.monotonic() + 6
+    polls = [0]
+
+    def user_loop(sid, inactivity):
+        while time.monotonic() < stop:
+            poll(gw, sid=sid, last=last,
+                 options={"bus_inactivity": inactivity})
+            polls[0] += 1
+
+    t0 = time.monotonic()
+    loops = [pool.submit(user_loop, sid, 10000 * i)
+             for i, sid in enumerate(sids)]
+    wait_until(lambda: pg.sql(
+        "SELECT count(*) FROM bus_presence WHERE user_id = ANY(%s)",
+        (uids,), dbname=db)[0][0] == 50, 5, what="50 presence rows")
+    for f in loops:
+        f.result()
+    elapsed = time.monotonic() - t0
+
+    rows = pg.sql("SELECT user_id, extract(epoch FROM (now() AT TIME ZONE "
+                  "'UTC') - last_poll), extract(epoch FROM (now() AT TIME "
+                  "ZONE 'UTC') - last_presence) FROM bus_presence WHERE "
+                  "user_id = ANY(%s)", (uids,), dbname=db)
+    assert len(rows) == 50
+    for user_id, poll_age, presence_age in rows:
+        # fresh: well inside Odoo's 55 s window
+        assert poll_age < 5, rows
+        # last activity = the poll's time - its bus_inactivity (10 i s);
+        # the last poll began at most timeout + jitter (4 s) + the
+        # interval ago
+        i = uids.index(user_id)
+        assert 10 * i - 0.5 <= float(presence_age) <= 10 * i + 7.5, (
+            i, presence_age)
+
+    stmts = pg.sql("SELECT backend, count(DISTINCT txid) FROM presence_log "
+                   "WHERE app = 'lpgate presence' GROUP BY backend",
+                   dbname=db)
+    total = sum(n for _, n in stmts)
+    # one statement per worker per interval at most
+    assert 1 <= total <= workers * (elapsed / interval + 1), (total, elapsed)
+    assert total < polls[0] / 4, (total, polls[0])
+    assert pg.sql("SELECT count(*) FROM presence_log WHERE app <> "
+                  "'lpgate presence'", dbname=db)[0][0] == 0
+
+
+def im_status(gw, ids, sid=None, db=None):
+    body = {"jsonrpc": "2.0", "method": "call", "id": 3,
+            "params": {"partner_ids": ids}}
+    headers = {"Cookie": "session_id=" + sid} if sid else {}
+    path = "/longpolling/im_status" + ("?db=" + db if db else "")
+    status, _, data = gw.http("POST", path, body, headers)
+    assert status == 200
+    return json.loads(data)
+
+
+@pytest.mark.parametrize("db", ["lpgtest", "lpgtest15"])
+def test_im_status(pg, gateway, odoo, db):
+    online, p_online = odoo.user(db, "online")
+    away, p_away = odoo.user(db, "away")
+    offline, p_offline = odoo.user(db, "offline")
+    gone, p_gone = odoo.user(db, "gone")
+    p_partner = pg.sql("INSERT INTO res_partner (name, display_name) VALUES "
+                       "('customer', 'customer') RETURNING id",
+                       dbname=db)[0][0]
+    p_bot = pg.sql("INSERT INTO res_partner (name, display_name) VALUES "
+                   "('OdooBot', 'OdooBot') RETURNING id", dbname=db)[0][0]
+    pg.sql("DELETE FROM ir_model_data WHERE module = 'base' AND name = "
+           "'partner_root'", dbname=db)
+    pg.sql("INSERT INTO ir_model_data (module, name, model, res_id) VALUES "
+           "('base', 'partner_root', 'res.partner', %s)", (p_bot,), dbname=db)
+    pg.sql("INSERT INTO bus_presence (user_id, last_poll, last_presence, "
+           "status) VALUES "
+           "(%s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', 'x'), "
+           "(%s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' - "
+           "interval '2 hours', 'x'), "
+           "(%s, now() AT TIME ZONE 'UTC' - interval '2 minutes', "
+           "now() AT TIME ZONE 'UTC' - interval '2 minutes', 'x')",
+           (online, away, gone), dbname=db)
+    sid = odoo.login(db, online)
+    gw = start(gateway, odoo, dbs=db)
+
+    ids = [p_online, p_away, p_offline, p_gone, p_partner, p_bot, 999999]
+    answer = im_status(gw, ids, sid)
+    assert answer["id"] == 3
+    got = {r["id"]: r["im_status"] for r in answer["result"]}
+    assert got == {p_online: "online", p_away: "away", p_offline: "offline",
+                   p_gone: "offline", p_partner: "im_partner",
+                   p_bot: "bot"}
+
+    # auth="user": no session, or one Odoo does not know
+    for cookie in (None, "0" * 40):
+        err = im_status(gw, ids, cookie)["error"]
+        assert err["code"] == 100
+        assert err["message"] == "Odoo Session Expired"
+
+    err = im_status(gw, "3", sid)["error"]
+    assert "partner_ids" in err["data"]["message"]
+
+
+def test_sessions_off_without_odoo_url(pg, gateway, odoo):
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "frank")
+    sid = odoo.login(db, uid)
+    gw = gateway(workers=1, extra_args=["-d", db, "--odoo-url", "",
+                                        "--timeout", "2"])
+    last = last_id(pg, db)
+    f = poll_async(gw, last=last, sid=sid)
+    time.sleep(0.5)
+    pg.send(db, [db, "res.partner", pid], {"private": 1})
+    assert f.result()["result"] == []
+    assert odoo.count("/lpgate/session") == 0
