@@ -55,12 +55,15 @@ int
 lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
 {
     void  *p;
-    size_t size, dbs_off, workers_off, ring_off;
+    size_t size, dbs_off, workers_off, sessions_off, ring_off;
 
     dbs_off = LPG_ALIGN(sizeof(lpg_shm_header_t), LPG_CACHELINE);
     workers_off =
         LPG_ALIGN(dbs_off + LPG_SHM_MAX_DBS * sizeof(lpg_shm_db_t), 4096);
-    ring_off = LPG_ALIGN(workers_off + nslots * sizeof(lpg_shm_worker_t), 4096);
+    sessions_off =
+        LPG_ALIGN(workers_off + nslots * sizeof(lpg_shm_worker_t), 4096);
+    ring_off = LPG_ALIGN(
+        sessions_off + LPG_SHM_SESSIONS * sizeof(lpg_shm_session_t), 4096);
     size = LPG_ALIGN(ring_off + ring_size, 4096);
 
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
@@ -74,6 +77,7 @@ lpg_shm_create(lpg_shm_t *shm, int nslots, size_t ring_size)
     shm->header = p;
     shm->dbs = (lpg_shm_db_t *) ((char *) p + dbs_off);
     shm->workers = (lpg_shm_worker_t *) ((char *) p + workers_off);
+    shm->sessions = (lpg_shm_session_t *) ((char *) p + sessions_off);
     shm->ring = (char *) p + ring_off;
     shm->ring_size = ring_size;
     shm->size = size;
@@ -302,4 +306,98 @@ lpg_shm_cron_reap(lpg_shm_t *shm, int32_t pid)
         (void) atomic_compare_exchange_strong(&shm->header->cron_pids[i], &held,
                                               0);
     }
+}
+
+
+ssize_t
+lpg_shm_session_read(lpg_shm_t *shm, uint32_t hash, int64_t now, char *buf,
+                     size_t cap)
+{
+    int                tries;
+    uint32_t           seq;
+    size_t             len;
+    bool               hit;
+    lpg_shm_session_t *s = &shm->sessions[hash % LPG_SHM_SESSIONS];
+
+    for (tries = 0; tries < 100; tries++) {
+        seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        if (seq & 1) {
+            continue;
+        }
+
+        len = s->len;
+        hit = s->hash == hash && s->expires > now && len > 0 && len <= cap
+            && len <= LPG_SHM_SESSION_DATA;
+        if (hit) {
+            memcpy(buf, s->data, len);
+        }
+
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq) {
+            return hit ? (ssize_t) len : -1;
+        }
+    }
+
+    return -1;
+}
+
+
+bool
+lpg_shm_session_claim(lpg_shm_t *shm, uint32_t hash, int32_t pid, int64_t now,
+                      int64_t stale_ms)
+{
+    int32_t            owner;
+    lpg_shm_session_t *s = &shm->sessions[hash % LPG_SHM_SESSIONS];
+
+    owner = atomic_load(&s->owner);
+
+    if (owner != 0 && owner != pid && atomic_load(&s->claimed) + stale_ms > now)
+    {
+        return false;
+    }
+
+    if (!atomic_compare_exchange_strong(&s->owner, &owner, pid)) {
+        return false;
+    }
+
+    atomic_store(&s->claimed, now);
+
+    return true;
+}
+
+
+void
+lpg_shm_session_write(lpg_shm_t *shm, uint32_t hash, int32_t pid,
+                      int64_t expires, const char *data, size_t len)
+{
+    uint32_t           seq;
+    lpg_shm_session_t *s = &shm->sessions[hash % LPG_SHM_SESSIONS];
+
+    if (atomic_load(&s->owner) != pid || len > LPG_SHM_SESSION_DATA) {
+        lpg_shm_session_release(shm, hash, pid);
+        return;
+    }
+
+    seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+
+    s->hash = hash;
+    s->len = (uint32_t) len;
+    s->expires = expires;
+    memcpy(s->data, data, len);
+
+    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+
+    lpg_shm_session_release(shm, hash, pid);
+}
+
+
+void
+lpg_shm_session_release(lpg_shm_t *shm, uint32_t hash, int32_t pid)
+{
+    int32_t            owner = pid;
+    lpg_shm_session_t *s = &shm->sessions[hash % LPG_SHM_SESSIONS];
+
+    (void) atomic_compare_exchange_strong(&s->owner, &owner, 0);
 }

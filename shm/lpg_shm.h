@@ -37,6 +37,15 @@
  * track; a worker holds one while its presence flush runs */
 #define LPG_SHM_CRON_SLOTS 64
 
+/*
+ * The session answers the workers share, so one Odoo lookup per session
+ * and TTL serves every worker: a table of slots indexed by a hash of the
+ * session key; a seqlock per slot (one writer: the claim's owner) and an
+ * owner field saying who is asking Odoo now.  The data is opaque here.
+ */
+#define LPG_SHM_SESSIONS     1024
+#define LPG_SHM_SESSION_DATA 2016
+
 /* a process whose heartbeat is older than this is reported down */
 #define LPG_SHM_STALE_MS 3000
 
@@ -103,12 +112,24 @@ typedef struct {
 
 
 typedef struct {
-    lpg_shm_header_t *header;
-    lpg_shm_db_t     *dbs;
-    lpg_shm_worker_t *workers;
-    void             *ring;
-    size_t            ring_size;
-    size_t            size;
+    _Atomic uint32_t seq;     /* odd while written */
+    _Atomic int32_t  owner;   /* pid asking Odoo for this slot, 0: none */
+    _Atomic int64_t  claimed; /* monotonic ms of that claim */
+    uint32_t         hash;
+    uint32_t         len;     /* bytes of data */
+    int64_t          expires; /* monotonic ms (one clock for all) */
+    char             data[LPG_SHM_SESSION_DATA];
+} lpg_shm_session_t;
+
+
+typedef struct {
+    lpg_shm_header_t  *header;
+    lpg_shm_db_t      *dbs;
+    lpg_shm_worker_t  *workers;
+    lpg_shm_session_t *sessions; /* LPG_SHM_SESSIONS slots */
+    void              *ring;
+    size_t             ring_size;
+    size_t             size;
 } lpg_shm_t;
 
 
@@ -133,6 +154,22 @@ int lpg_shm_set_dbs(lpg_shm_t *shm, const char *list, char *err,
 /* index of a database by name, -1 when not served */
 int  lpg_shm_find_db(const lpg_shm_t *shm, const char *name, size_t len);
 void lpg_shm_destroy(lpg_shm_t *shm);
+
+/*
+ * Shared session answers.  read: copies the data of hash's slot into buf
+ * (cap bytes) when it holds hash and has not expired at now; its length,
+ * else -1.  claim: pid becomes the slot's asker unless another process
+ * claimed it less than stale_ms ago (false then: wait for its answer).
+ * write: the claim's owner publishes data and gives the claim up;
+ * release: gives it up without an answer.
+ */
+ssize_t lpg_shm_session_read(lpg_shm_t *shm, uint32_t hash, int64_t now,
+                             char *buf, size_t cap);
+bool    lpg_shm_session_claim(lpg_shm_t *shm, uint32_t hash, int32_t pid,
+                              int64_t now, int64_t stale_ms);
+void    lpg_shm_session_write(lpg_shm_t *shm, uint32_t hash, int32_t pid,
+                              int64_t expires, const char *data, size_t len);
+void    lpg_shm_session_release(lpg_shm_t *shm, uint32_t hash, int32_t pid);
 
 /* takes one of the first n cron slots for pid: its index, or -1 when all
  * are taken */

@@ -135,6 +135,12 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     lpg_metrics_per_worker(&b, &failed, "lpgate_backfill_queries_total", NULL,
                            "counter", "history queries run by workers",
                            LPG_W(backfills));
+    lpg_metrics_per_worker(&b, &failed, "lpgate_session_lookups_total", NULL,
+                           "counter", "sessions a worker asked Odoo about",
+                           LPG_W(session_lookups));
+    lpg_metrics_per_worker(&b, &failed, "lpgate_presence_writes_total", NULL,
+                           "counter", "bus_presence statements a worker ran",
+                           LPG_W(presence_flushes));
     lpg_metrics_per_worker(&b, &failed, "lpgate_db_connections", NULL, "gauge",
                            "a worker's database connections up",
                            LPG_W(db_conns));

@@ -170,7 +170,8 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
     ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
 
     if (lpg_backfill_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats) != LPG_OK
-        || lpg_session_init(ctx->loop, ctx->conf, ctx->shm) != LPG_OK
+        || lpg_session_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats)
+            != LPG_OK
         || lpg_presence_init(ctx->loop, ctx->conf, ctx->shm, ctx->stats)
             != LPG_OK)
     {

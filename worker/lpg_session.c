@@ -21,11 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 #define LPG_SESSION_KEY_MAX   300
 #define LPG_SESSION_VALUE_MAX 128
 #define LPG_SESSION_ADDON_OFF 60000 /* ms the addon is not asked after 404 */
+#define LPG_SESSION_REMOTE    0.02  /* s between looks at another's lookup */
 
 #define lpg_session_of(ptr, member)                                            \
     ((lpg_session_t *) ((char *) (ptr) -offsetof(lpg_session_t, member)))
@@ -52,6 +54,8 @@ struct lpg_session_s {
     int64_t  expires; /* monotonic ms */
     bool     pending;
     bool     calling; /* its waiters are being told: not to be freed */
+    bool     claimed; /* this worker asks Odoo for every worker */
+    bool     remote;  /* another worker asks: on the remote list */
 
     /* the lookup, while pending; the strings are owned */
     lpg_session_step_e step;
@@ -66,6 +70,7 @@ struct lpg_session_s {
 
     lpg_session_wait_t *waiters;
 
+    lpg_session_t *rnext; /* remote list */
     lpg_session_t *hnext; /* hash chain */
     lpg_session_t *next;  /* FIFO */
     lpg_session_t *prev;
@@ -92,6 +97,12 @@ static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
 static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
 static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
 static void lpg_session_done(lpg_session_t *e, bool known);
+static void lpg_session_tell(lpg_session_t *e);
+static void lpg_session_free_keys(lpg_session_t *e);
+static bool lpg_session_shared(lpg_session_t *e, int64_t now);
+static void lpg_session_publish(lpg_session_t *e);
+static void lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w,
+                                  int revents);
 static void lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w,
                                  int revents);
 
@@ -109,16 +120,27 @@ static struct {
     int64_t           addon_off_until; /* the addon answered 404 */
     uint64_t          lookups;
     ev_timer          sweep;
+    lpg_shm_worker_t *stats;
+    int32_t           pid;
+    int64_t           stale_ms; /* a claim older than this is abandoned */
+    lpg_session_t    *remote;   /* entries another worker is asking for */
+    ev_timer          remote_timer;
 } lpg_sess;
 
 
 int
-lpg_session_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm)
+lpg_session_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
+                 lpg_shm_worker_t *stats)
 {
     lpg_sess.loop = loop;
+    lpg_sess.stats = stats;
     lpg_sess.conf = conf;
     lpg_sess.shm = shm;
     lpg_sess.enabled = conf->odoo_url[0] != '\0';
+    lpg_sess.pid = (int32_t) getpid();
+    /* the longest a lookup takes: two requests and the SQL step */
+    lpg_sess.stale_ms = (int64_t) conf->odoo_timeout * 3000 + 1000;
+    ev_init(&lpg_sess.remote_timer, lpg_session_remote_cb);
 
     if (lpg_odoo_init(loop, conf) != LPG_OK) {
         return LPG_ERROR;
@@ -237,6 +259,13 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         lpg_session_clear(e);
     }
 
+    if (!e->pending && lpg_session_shared(e, now)) {
+        lpg_log(LPG_LOG_DEBUG, 0,
+                "session %s: answered by another worker's lookup", key);
+        *info = &e->info;
+        return LPG_OK;
+    }
+
     if (!e->pending) {
         char cookie[2 * LPG_SESSION_VALUE_MAX + 64];
 
@@ -256,15 +285,38 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
             bar != NULL ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
         e->step = now < lpg_sess.addon_off_until ? LPG_SESSION_INFO
                                                  : LPG_SESSION_ADDON;
-        lpg_sess.lookups++;
 
-        if (e->cookie == NULL || (dgid_len && e->guest_token == NULL)
-            || lpg_session_ask(e) != LPG_OK)
-        {
-            /* not even started: served public, asked again later */
+        if (e->cookie == NULL || (dgid_len && e->guest_token == NULL)) {
             lpg_session_done(e, false);
             *info = &e->info;
             return LPG_OK;
+        }
+
+        if (!lpg_shm_session_claim(lpg_sess.shm, e->hash, lpg_sess.pid, now,
+                                   lpg_sess.stale_ms))
+        {
+            /* another worker is asking Odoo right now: wait for its word */
+            e->remote = true;
+            e->rnext = lpg_sess.remote;
+            lpg_sess.remote = e;
+            if (!ev_is_active(&lpg_sess.remote_timer)) {
+                ev_timer_set(&lpg_sess.remote_timer, LPG_SESSION_REMOTE,
+                             LPG_SESSION_REMOTE);
+                ev_timer_start(lpg_sess.loop, &lpg_sess.remote_timer);
+            }
+
+        } else {
+            e->claimed = true;
+            lpg_sess.lookups++;
+            atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
+                                      memory_order_relaxed);
+
+            if (lpg_session_ask(e) != LPG_OK) {
+                /* not even started: served public, asked again later */
+                lpg_session_done(e, false);
+                *info = &e->info;
+                return LPG_OK;
+            }
         }
 
         e->pending = true;
@@ -467,17 +519,7 @@ lpg_session_free(lpg_session_t *e)
 static void
 lpg_session_clear(lpg_session_t *e)
 {
-    size_t i;
-
-    for (i = 0; i < e->nkeys; i++) {
-        free(e->keys[i]);
-    }
-
-    free(e->keys);
-    free(e->key_lens);
-    e->keys = NULL;
-    e->key_lens = NULL;
-    e->nkeys = 0;
+    lpg_session_free_keys(e);
 
     free(e->cookie);
     free(e->host);
@@ -842,12 +884,28 @@ lpg_session_add_key(lpg_session_t *e, const json_t *channel)
 }
 
 
+static void
+lpg_session_free_keys(lpg_session_t *e)
+{
+    size_t i;
+
+    for (i = 0; i < e->nkeys; i++) {
+        free(e->keys[i]);
+    }
+
+    free(e->keys);
+    free(e->key_lens);
+    e->keys = NULL;
+    e->key_lens = NULL;
+    e->nkeys = 0;
+}
+
+
 /* the answer is in (known) or Odoo did not give one: wake the waiters */
 static void
 lpg_session_done(lpg_session_t *e, bool known)
 {
-    lpg_session_wait_t *w;
-    const lpg_conf_t   *conf = lpg_sess.conf;
+    const lpg_conf_t *conf = lpg_sess.conf;
 
     e->pending = false;
     e->expires = lpg_time_mono_ms()
@@ -876,6 +934,19 @@ lpg_session_done(lpg_session_t *e, bool known)
     lpg_log(LPG_LOG_DEBUG, 0, "session %s: %s, uid %lld, %zu channel(s)",
             e->key, known ? "answered" : "Odoo did not answer",
             (long long) e->info.uid, e->info.nkeys);
+
+    if (e->claimed) {
+        lpg_session_publish(e);
+    }
+
+    lpg_session_tell(e);
+}
+
+
+static void
+lpg_session_tell(lpg_session_t *e)
+{
+    lpg_session_wait_t *w;
 
     /* a waiter's callback may answer its poll and start other lookups,
      * which must not evict this entry meanwhile */
@@ -909,5 +980,182 @@ lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             && e->expires <= now) {
             lpg_session_free(e);
         }
+    }
+}
+
+
+/* what lpg_shm_session_write() stores after the key and its NUL */
+typedef struct {
+    int32_t  known;
+    int32_t  db;
+    int64_t  uid;
+    int64_t  guest;
+    uint32_t nkeys;
+} lpg_session_wire_t;
+
+
+/* e's answer for the other workers (too big for a slot: only this
+ * worker's cache keeps it) */
+static void
+lpg_session_publish(lpg_session_t *e)
+{
+    char               buf[LPG_SHM_SESSION_DATA];
+    size_t             i, off;
+    lpg_session_wire_t h;
+
+    e->claimed = false;
+
+    h.known = e->info.known;
+    h.db = e->info.db;
+    h.uid = e->info.uid;
+    h.guest = e->info.guest_id;
+    h.nkeys = (uint32_t) e->info.nkeys;
+
+    off = e->key_len + 1 + sizeof(h);
+    for (i = 0; i < e->info.nkeys; i++) {
+        off += e->key_lens[i] + 1;
+    }
+
+    if (off > sizeof(buf)) {
+        lpg_shm_session_release(lpg_sess.shm, e->hash, lpg_sess.pid);
+        return;
+    }
+
+    memcpy(buf, e->key, e->key_len + 1);
+    off = e->key_len + 1;
+    memcpy(buf + off, &h, sizeof(h));
+    off += sizeof(h);
+
+    for (i = 0; i < e->info.nkeys; i++) {
+        memcpy(buf + off, e->keys[i], e->key_lens[i] + 1);
+        off += e->key_lens[i] + 1;
+    }
+
+    lpg_shm_session_write(lpg_sess.shm, e->hash, lpg_sess.pid, e->expires, buf,
+                          off);
+}
+
+
+/* fills e from another worker's answer, if one is there and fresh */
+static bool
+lpg_session_shared(lpg_session_t *e, int64_t now)
+{
+    char               buf[LPG_SHM_SESSION_DATA];
+    char              *k, *end;
+    size_t             len;
+    ssize_t            n;
+    uint32_t           i;
+    lpg_session_wire_t h;
+
+    n = lpg_shm_session_read(lpg_sess.shm, e->hash, now, buf, sizeof(buf));
+    if (n < 0 || (size_t) n < e->key_len + 1 + sizeof(h)
+        || memcmp(buf, e->key, e->key_len + 1) != 0)
+    {
+        return false;
+    }
+
+    memcpy(&h, buf + e->key_len + 1, sizeof(h));
+    k = buf + e->key_len + 1 + sizeof(h);
+    end = buf + n;
+
+    lpg_session_free_keys(e);
+
+    for (i = 0; i < h.nkeys; i++) {
+        char   *copy;
+        char  **keys;
+        size_t *lens;
+
+        len = strnlen(k, end - k);
+        if (k + len >= end) {
+            break;
+        }
+
+        copy = strndup(k, len);
+        keys = realloc(e->keys, (e->nkeys + 1) * sizeof(*keys));
+        if (keys != NULL) {
+            e->keys = keys;
+        }
+
+        lens = realloc(e->key_lens, (e->nkeys + 1) * sizeof(*lens));
+        if (lens != NULL) {
+            e->key_lens = lens;
+        }
+
+        if (copy == NULL || keys == NULL || lens == NULL) {
+            free(copy);
+            lpg_session_free_keys(e);
+            return false;
+        }
+
+        e->keys[e->nkeys] = copy;
+        e->key_lens[e->nkeys] = len;
+        e->nkeys++;
+        k += len + 1;
+    }
+
+    e->info.known = h.known;
+    e->info.db = h.db;
+    e->info.uid = h.uid;
+    e->info.guest_id = h.guest;
+    e->info.nkeys = h.db >= 0 ? e->nkeys : 0;
+    e->info.keys = e->keys;
+    e->info.key_lens = e->key_lens;
+
+    /* the same expiry as the worker that asked */
+    memcpy(&e->expires,
+           &lpg_sess.shm->sessions[e->hash % LPG_SHM_SESSIONS].expires,
+           sizeof(e->expires));
+
+    return true;
+}
+
+
+/* entries waiting for another worker's lookup: its answer, or, if it gave
+ * up or died, a lookup of this worker's own */
+static void
+lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int64_t         now = lpg_time_mono_ms();
+    lpg_session_t **pe, *e;
+
+    for (pe = &lpg_sess.remote; (e = *pe) != NULL;) {
+        if (lpg_session_shared(e, now)) {
+            *pe = e->rnext;
+            e->remote = false;
+            e->pending = false;
+            free(e->cookie);
+            free(e->host);
+            free(e->guest_token);
+            e->cookie = NULL;
+            e->host = NULL;
+            e->guest_token = NULL;
+            lpg_log(LPG_LOG_DEBUG, 0,
+                    "session %s: answered by another worker's lookup", e->key);
+            lpg_session_tell(e);
+            continue;
+        }
+
+        if (lpg_shm_session_claim(lpg_sess.shm, e->hash, lpg_sess.pid, now,
+                                  lpg_sess.stale_ms))
+        {
+            *pe = e->rnext;
+            e->remote = false;
+            e->claimed = true;
+            lpg_sess.lookups++;
+            atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
+                                      memory_order_relaxed);
+
+            if (lpg_session_ask(e) != LPG_OK) {
+                lpg_session_done(e, false);
+            }
+
+            continue;
+        }
+
+        pe = &e->rnext;
+    }
+
+    if (lpg_sess.remote == NULL) {
+        ev_timer_stop(loop, w);
     }
 }

@@ -4,8 +4,9 @@
  * lpg_session.h: who a poll's session_id cookie is, in Odoo's words.
  *
  * lpgate never trusts a cookie by itself: it asks Odoo (lpg_odoo.h) and
- * caches the answer per worker for session_ttl seconds, so the polls of
- * one session share one lookup.  First the lpgate_bus addon's route
+ * caches the answer for session_ttl seconds, per worker and in the shared
+ * segment (lpg_shm_session_*), so the polls of one session share one
+ * lookup whichever worker they reach.  First the lpgate_bus addon's route
  * /lpgate/session, which returns the channel list of Odoo's own _poll
  * chain; when that route is missing (404), /web/session/get_session_info
  * plus the built-in SQL of the database's Odoo version (14: partner,
@@ -55,7 +56,7 @@ struct lpg_session_wait_s {
 
 
 int lpg_session_init(struct ev_loop *loop, const lpg_conf_t *conf,
-                     lpg_shm_t *shm) LPG_MUSTCHECK;
+                     lpg_shm_t *shm, lpg_shm_worker_t *stats) LPG_MUSTCHECK;
 
 /*
  * The session of request r for database db (Odoo version version):

@@ -171,6 +171,48 @@ test_copy_equal(void **state)
 }
 
 
+/* odoo_url: only what lpgate's client can use */
+static void
+test_parse_url(void **state)
+{
+    char           err[LPG_CONF_ERRLEN];
+    lpg_conf_t     c;
+    lpg_conf_url_t u;
+
+    assert_int_equal(lpg_conf_parse_url("http://127.0.0.1:8069", &u), LPG_OK);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 8069);
+    assert_string_equal(u.prefix, "");
+
+    assert_int_equal(lpg_conf_parse_url("http://odoo/erp/", &u), LPG_OK);
+    assert_string_equal(u.host, "odoo");
+    assert_int_equal(u.port, 80);
+    assert_string_equal(u.prefix, "/erp");
+
+    assert_int_equal(lpg_conf_parse_url("http://[::1]:8069/", &u), LPG_OK);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 8069);
+
+    assert_int_equal(lpg_conf_parse_url("https://odoo", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("http://", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("http://a:0", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("http://a:99999", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("http://u@a", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("http://a/?x", &u), LPG_ERROR);
+
+    /* finish refuses a bad one and names the key */
+    assert_int_equal(lpg_conf_init(&c), LPG_OK);
+    assert_int_equal(lpg_conf_set(&c, "odoo-url", "ftp://x", err, sizeof(err)),
+                     LPG_OK);
+    assert_int_equal(lpg_conf_finish(&c, err, sizeof(err)), LPG_ERROR);
+    assert_non_null(strstr(err, "odoo_url"));
+    assert_int_equal(lpg_conf_set(&c, "odoo_url", "", err, sizeof(err)),
+                     LPG_OK);
+    assert_int_equal(lpg_conf_finish(&c, err, sizeof(err)), LPG_OK);
+    lpg_conf_free(&c);
+}
+
+
 /* every key of the table appears in etc/lpgate.conf as "key = default;" */
 static void
 test_shipped_conf_documents_every_key(void **state)
@@ -225,6 +267,7 @@ main(void)
         cmocka_unit_test(test_load_and_override),
         cmocka_unit_test(test_copy_equal),
         cmocka_unit_test(test_shipped_conf_documents_every_key),
+        cmocka_unit_test(test_parse_url),
     };
 
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);

@@ -213,6 +213,20 @@ test_rpc_poll(void **state)
     assert_int_equal(json_array_size(rp.channels), 2);
     assert_true(rp.last == 42 && rp.peek);
     assert_string_equal(rp.id, "7");
+    assert_true(rp.inactivity == -1); /* no bus_inactivity: no presence */
+    lpg_rpc_poll_free(&rp);
+
+    /* Odoo's JS sends bus_inactivity in ms, sometimes as a float */
+    ok = "{\"params\": {\"channels\": [], \"options\": "
+         "{\"bus_inactivity\": 1234.7}}}";
+    assert_int_equal(lpg_rpc_poll_parse(ok, strlen(ok), 3, &rp, &why), LPG_OK);
+    assert_true(rp.inactivity == 1234);
+    lpg_rpc_poll_free(&rp);
+
+    ok = "{\"params\": {\"channels\": [], \"options\": "
+         "{\"bus_inactivity\": -5}}}";
+    assert_int_equal(lpg_rpc_poll_parse(ok, strlen(ok), 3, &rp, &why), LPG_OK);
+    assert_true(rp.inactivity == 0);
     lpg_rpc_poll_free(&rp);
 
     expect_rpc_error("{nope", "Invalid JSON");

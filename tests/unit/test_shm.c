@@ -168,6 +168,42 @@ test_prefault(void **state)
 }
 
 
+/* cron slots: a bounded pool shared by pid, freed by the master when a
+ * holder dies */
+static void
+test_cron_slots(void **state)
+{
+    int       a, b;
+    lpg_shm_t shm;
+
+    assert_int_equal(lpg_shm_create(&shm, 2, 4096), LPG_OK);
+
+    a = lpg_shm_cron_take(&shm, 2, 100);
+    b = lpg_shm_cron_take(&shm, 2, 200);
+    assert_true(a >= 0 && b >= 0 && a != b);
+    assert_int_equal(lpg_shm_cron_take(&shm, 2, 300), -1);
+
+    lpg_shm_cron_give(&shm, a);
+    a = lpg_shm_cron_take(&shm, 2, 300);
+    assert_true(a >= 0);
+
+    /* pid 200 died holding b */
+    lpg_shm_cron_reap(&shm, 200);
+    assert_int_equal(lpg_shm_cron_take(&shm, 2, 400), b);
+    assert_int_equal(atomic_load(&shm.header->cron_pids[a]), 300);
+
+    /* more than the segment tracks is capped, not overrun */
+    lpg_shm_cron_reap(&shm, 300);
+    lpg_shm_cron_reap(&shm, 400);
+    for (a = 0; a < LPG_SHM_CRON_SLOTS; a++) {
+        assert_true(lpg_shm_cron_take(&shm, 1000, 500) >= 0);
+    }
+    assert_int_equal(lpg_shm_cron_take(&shm, 1000, 500), -1);
+
+    munmap(shm.header, shm.size);
+}
+
+
 int
 main(void)
 {
@@ -175,6 +211,7 @@ main(void)
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_prefault),
+        cmocka_unit_test(test_cron_slots),
     };
 
     return cmocka_run_group_tests_name("shm", tests, NULL, NULL);
