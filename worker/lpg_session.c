@@ -86,6 +86,7 @@ static lpg_session_t *lpg_session_new(const char *key, size_t len,
                                       uint32_t hash);
 static void           lpg_session_free(lpg_session_t *e);
 static void           lpg_session_clear(lpg_session_t *e);
+static int            lpg_session_lookup(lpg_session_t *e);
 static int            lpg_session_ask(lpg_session_t *e);
 static void           lpg_session_answer(lpg_odoo_req_t *req, int status,
                                          const char *body, size_t len);
@@ -305,18 +306,10 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
                 ev_timer_start(lpg_sess.loop, &lpg_sess.remote_timer);
             }
 
-        } else {
-            e->claimed = true;
-            lpg_sess.lookups++;
-            atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
-                                      memory_order_relaxed);
-
-            if (lpg_session_ask(e) != LPG_OK) {
-                /* not even started: served public, asked again later */
-                lpg_session_done(e, false);
-                *info = &e->info;
-                return LPG_OK;
-            }
+        } else if (lpg_session_lookup(e) != LPG_OK) {
+            /* not even started: served public, asked again later */
+            *info = &e->info;
+            return LPG_OK;
         }
 
         e->pending = true;
@@ -532,6 +525,25 @@ lpg_session_clear(lpg_session_t *e)
 
     memset(&e->info, 0, sizeof(e->info));
     e->info.db = -1;
+}
+
+
+/* this worker holds e's claim: it asks Odoo for every worker; on a
+ * failure to even start, e is done (public, asked again later) */
+static int
+lpg_session_lookup(lpg_session_t *e)
+{
+    e->claimed = true;
+    lpg_sess.lookups++;
+    atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
+                              memory_order_relaxed);
+
+    if (lpg_session_ask(e) != LPG_OK) {
+        lpg_session_done(e, false);
+        return LPG_ERROR;
+    }
+
+    return LPG_OK;
 }
 
 
@@ -1140,15 +1152,7 @@ lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
         {
             *pe = e->rnext;
             e->remote = false;
-            e->claimed = true;
-            lpg_sess.lookups++;
-            atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
-                                      memory_order_relaxed);
-
-            if (lpg_session_ask(e) != LPG_OK) {
-                lpg_session_done(e, false);
-            }
-
+            (void) lpg_session_lookup(e);
             continue;
         }
 

@@ -363,3 +363,21 @@ def test_sessions_off_without_odoo_url(pg, gateway, odoo):
     pg.send(db, [db, "res.partner", pid], {"private": 1})
     assert f.result()["result"] == []
     assert odoo.count("/lpgate/session") == 0
+
+
+def test_no_cron_slot_means_no_presence_writes(pg, gateway, odoo):
+    """Presence writes need a cron slot of the budget: with
+    max_cron_threads = 0 there is none, and the log says what that means."""
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "grace")
+    sid = odoo.login(db, uid)
+    pg.sql("DELETE FROM presence_log", dbname=db)
+    gw = start(gateway, odoo, dbs=db, workers=1, timeout=1, presence=1,
+               config="max_cron_threads = 0;\n")
+    gw.wait_log("max_cron_threads = 0: no cron slot")
+    for _ in range(3):
+        poll(gw, sid=sid, last=1, options={"bus_inactivity": 0})
+    time.sleep(1.5)
+    assert pg.sql("SELECT count(*) FROM bus_presence WHERE user_id = %s",
+                  (uid,), dbname=db)[0][0] == 0
+    assert pg.sql("SELECT count(*) FROM presence_log", dbname=db)[0][0] == 0
