@@ -1,0 +1,3 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+from . import main
