@@ -381,3 +381,56 @@ def test_no_cron_slot_means_no_presence_writes(pg, gateway, odoo):
     assert pg.sql("SELECT count(*) FROM bus_presence WHERE user_id = %s",
                   (uid,), dbname=db)[0][0] == 0
     assert pg.sql("SELECT count(*) FROM presence_log", dbname=db)[0][0] == 0
+
+
+# the shipped nginx config (contrib/nginx) in front, the stand-in Odoo as
+# its "8069" side: test_proxy's nginx fixture over this module's app
+from test_proxy import nginx  # noqa: E402,F401
+
+
+@pytest.fixture
+def app(odoo):
+    return odoo.port
+
+
+def test_session_through_nginx(pg, gateway, odoo, nginx):
+    import http.client
+
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "henry")
+    sid = odoo.login(db, uid)
+    gw = start(gateway, odoo, dbs=db)
+    port = nginx(gw.port)
+    last = last_id(pg, db)
+    odoo.reset_counts()
+
+    def request(path, body):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        conn.request("POST", path, body=json.dumps(body), headers={
+            "Content-Type": "application/json", "Host": "erp.example",
+            "Cookie": "session_id=%s; frontend_lang=en_US" % sid})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+
+    f = pool.submit(request, "/longpolling/poll", {
+        "jsonrpc": "2.0", "method": "call", "id": 1,
+        "params": {"channels": [], "last": last,
+                   "options": {"bus_inactivity": 0}}})
+    parked(gw, 1)
+    t = pg.send(db, [db, "res.partner", pid], {"via": "nginx"})
+    status, answer = f.result()
+    assert status == 200
+    assert answer["result"] == [{"id": t, "message": {"via": "nginx"}}]
+
+    status, answer = request("/longpolling/im_status", {
+        "jsonrpc": "2.0", "method": "call", "id": 2,
+        "params": {"partner_ids": [pid]}})
+    assert status == 200
+    assert answer["result"] == [{"id": pid, "im_status": "online"}]
+
+    # lpgate asked Odoo with the browser's Host (dbfilter) and only the
+    # cookies that name the session
+    path, cookie, host = odoo.requests[0]
+    assert path == "/lpgate/session"
+    assert host == "erp.example"
+    assert cookie == "session_id=" + sid
