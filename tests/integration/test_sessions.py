@@ -290,6 +290,8 @@ def test_presence_is_written_in_batches(pg, gateway, odoo):
                    "WHERE app = 'lpgate presence' GROUP BY backend",
                    dbname=db)
     total = sum(n for _, n in stmts)
+    print("presence: %d statements for %d polls in %.1f s, %d workers, "
+          "interval %d s" % (total, polls[0], elapsed, workers, interval))
     # one statement per worker per interval at most
     assert 1 <= total <= workers * (elapsed / interval + 1), (total, elapsed)
     assert total < polls[0] / 4, (total, polls[0])
