@@ -15,9 +15,11 @@ builds for a poll, so every installed addon's channels count, and it
 refreshes presence as a poll does. Works on 14.0 and 15.0.
 """,
     "author": "lpgate",
+    # the code is MIT; Odoo's license field only accepts its own list
+    # (ir.module.module.license), where "MIT" fails the module-list update
     "license": "Other OSI approved licence",
     "category": "Hidden",
-    "depends": ["bus"],
+    "depends": ["bus", "mail"],
     "installable": True,
     "auto_install": False,
 }

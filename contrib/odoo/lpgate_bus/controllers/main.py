@@ -69,7 +69,15 @@ def channel_json(db, channel):
 
 class LpgateBusController(BusController):
 
-    @http.route("/lpgate/session", type="json", auth="public", csrf=False)
+    # save_session=False: a lookup on behalf of the gateway leaves the
+    # session store alone (Odoo would otherwise write a new session file and
+    # send a Set-Cookie for every call without a valid session, and delete
+    # an expired session's file); a release without the flag ignores it.
+    # The rule Odoo serves for this URL is the one of bus's BusController
+    # combined with all its installed subclasses (mail's, every other
+    # addon's and this one), so self._poll below is the whole chain.
+    @http.route("/lpgate/session", type="json", auth="public", csrf=False,
+                save_session=False)
     def lpgate_session(self, options=None, **kwargs):
         options = dict(options or {})
         options.pop("peek", None)
