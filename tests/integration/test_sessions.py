@@ -181,7 +181,8 @@ def test_many_polls_of_one_session_share_one_lookup_per_ttl(pg, gateway,
     sid = odoo.login(db, uid)
     # a slow Odoo: the first polls all wait on the same lookup
     odoo.delay = 0.3
-    gw = start(gateway, odoo, dbs=db, workers=2, ttl=5)
+    ttl = 10
+    gw = start(gateway, odoo, dbs=db, workers=2, ttl=ttl)
     # (last = t - 1 must not be 0, Odoo's "the last timeout seconds")
     pg.send(db, [db, "nobody"], {})
     t = pg.send(db, [db, "res.partner", pid], {"for": "dave"})
@@ -194,13 +195,14 @@ def test_many_polls_of_one_session_share_one_lookup_per_ttl(pg, gateway,
     for f in futures:
         assert [n["id"] for n in f.result()["result"]] == [t]
     took = time.monotonic() - t0
-    assert took < 5, "the 1,000 polls took %.1f s, longer than the TTL" % took
+    # (the premise, not a speed goal: all of them inside one TTL)
+    assert took < ttl, "the 1,000 polls took %.1f s, over the TTL" % took
     # one lookup for both workers: the other used the shared answer
     assert odoo.count("/lpgate/session") == 1
     assert gw.log_contains("answered by another worker's lookup")
 
     # after the TTL, one new lookup for the next polls
-    time.sleep(5.2)
+    time.sleep(ttl + 0.2)
     for _ in range(50):
         assert poll(gw, sid=sid, last=t - 1)["result"][0]["id"] == t
     assert odoo.count("/lpgate/session") == 2
@@ -260,7 +262,7 @@ def test_presence_is_written_in_batches(pg, gateway, odoo):
             polls[0] += 1
 
     t0 = time.monotonic()
-    loops = [pool.submit(user_loop, sid, 10000 * i)
+    loops = [pool.submit(user_loop, sid, 60000 * i)
              for i, sid in enumerate(sids)]
     wait_until(lambda: pg.sql(
         "SELECT count(*) FROM bus_presence WHERE user_id = ANY(%s)",
@@ -277,13 +279,14 @@ def test_presence_is_written_in_batches(pg, gateway, odoo):
     for user_id, poll_age, presence_age in rows:
         # fresh, well inside Odoo's 55 s window: written at least every
         # interval while the user polls (the last polls ended up to
-        # timeout + jitter, 4 s, before the slowest user's)
-        assert poll_age < interval + 6, rows
-        # last activity = the poll's time - its bus_inactivity (10 i s);
-        # the last poll began at most timeout + jitter (4 s) + the
-        # interval ago
+        # timeout + jitter, 4 s, before the slowest user's; slack for a
+        # loaded machine)
+        assert poll_age < interval + 8, rows
+        # last activity = the poll's time - its bus_inactivity (60 i s);
+        # the last poll written began at most two polls (2 x 4 s) and an
+        # interval before the read
         i = uids.index(user_id)
-        assert 10 * i - 0.5 <= float(presence_age) <= 10 * i + 7.5, (
+        assert 60 * i - 0.5 <= float(presence_age) <= 60 * i + 12, (
             i, presence_age)
 
     stmts = pg.sql("SELECT backend, count(DISTINCT txid) FROM presence_log "
