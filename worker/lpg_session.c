@@ -508,12 +508,10 @@ lpg_session_free(lpg_session_t *e)
 }
 
 
-/* forgets the answer and the lookup's text */
+/* the lookup is over: its request text goes */
 static void
-lpg_session_clear(lpg_session_t *e)
+lpg_session_forget_lookup(lpg_session_t *e)
 {
-    lpg_session_free_keys(e);
-
     free(e->cookie);
     free(e->host);
     free(e->guest_token);
@@ -522,6 +520,15 @@ lpg_session_clear(lpg_session_t *e)
     e->host = NULL;
     e->guest_token = NULL;
     e->sql = NULL;
+}
+
+
+/* forgets the answer and the lookup's text */
+static void
+lpg_session_clear(lpg_session_t *e)
+{
+    lpg_session_free_keys(e);
+    lpg_session_forget_lookup(e);
 
     memset(&e->info, 0, sizeof(e->info));
     e->info.db = -1;
@@ -923,14 +930,7 @@ lpg_session_done(lpg_session_t *e, bool known)
     e->expires = lpg_time_mono_ms()
         + (int64_t) (known ? conf->session_ttl : conf->session_retry) * 1000;
 
-    free(e->cookie);
-    free(e->host);
-    free(e->guest_token);
-    free(e->sql);
-    e->cookie = NULL;
-    e->host = NULL;
-    e->guest_token = NULL;
-    e->sql = NULL;
+    lpg_session_forget_lookup(e);
 
     if (!known) {
         e->info.uid = 0;
@@ -1135,12 +1135,7 @@ lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
             *pe = e->rnext;
             e->remote = false;
             e->pending = false;
-            free(e->cookie);
-            free(e->host);
-            free(e->guest_token);
-            e->cookie = NULL;
-            e->host = NULL;
-            e->guest_token = NULL;
+            lpg_session_forget_lookup(e);
             lpg_log(LPG_LOG_DEBUG, 0,
                     "session %s: answered by another worker's lookup", e->key);
             lpg_session_tell(e);
