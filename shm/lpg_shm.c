@@ -311,7 +311,7 @@ lpg_shm_cron_reap(lpg_shm_t *shm, int32_t pid)
 
 ssize_t
 lpg_shm_session_read(lpg_shm_t *shm, uint32_t hash, int64_t now, char *buf,
-                     size_t cap)
+                     size_t cap, int64_t *expires)
 {
     int                tries;
     uint32_t           seq;
@@ -326,7 +326,8 @@ lpg_shm_session_read(lpg_shm_t *shm, uint32_t hash, int64_t now, char *buf,
         }
 
         len = s->len;
-        hit = s->hash == hash && s->expires > now && len > 0 && len <= cap
+        *expires = s->expires;
+        hit = s->hash == hash && *expires > now && len > 0 && len <= cap
             && len <= LPG_SHM_SESSION_DATA;
         if (hit) {
             memcpy(buf, s->data, len);

@@ -157,14 +157,14 @@ void lpg_shm_destroy(lpg_shm_t *shm);
 
 /*
  * Shared session answers.  read: copies the data of hash's slot into buf
- * (cap bytes) when it holds hash and has not expired at now; its length,
- * else -1.  claim: pid becomes the slot's asker unless another process
+ * (cap bytes) and its expiry into *expires when it holds hash and has not
+ * expired at now; its length, else -1.  claim: pid becomes the slot's asker unless another process
  * claimed it less than stale_ms ago (false then: wait for its answer).
  * write: the claim's owner publishes data and gives the claim up;
  * release: gives it up without an answer.
  */
 ssize_t lpg_shm_session_read(lpg_shm_t *shm, uint32_t hash, int64_t now,
-                             char *buf, size_t cap);
+                             char *buf, size_t cap, int64_t *expires);
 bool    lpg_shm_session_claim(lpg_shm_t *shm, uint32_t hash, int32_t pid,
                               int64_t now, int64_t stale_ms);
 void    lpg_shm_session_write(lpg_shm_t *shm, uint32_t hash, int32_t pid,

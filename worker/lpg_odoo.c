@@ -41,6 +41,7 @@ struct lpg_odoo_conn_s {
 
 static void lpg_odoo_start(lpg_odoo_conn_t *c, lpg_odoo_req_t *req);
 static int  lpg_odoo_resolve(void);
+static int  lpg_odoo_connect(void);
 static void lpg_odoo_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void lpg_odoo_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_odoo_finish(lpg_odoo_conn_t *c, bool ok);
@@ -62,7 +63,6 @@ static struct {
     lpg_odoo_req_t         *head; /* waiting for a connection */
     lpg_odoo_req_t         *tail;
     http_parser_settings    settings;
-    uint64_t                requests;
 } lpg_odoo;
 
 
@@ -96,13 +96,6 @@ lpg_odoo_init(struct ev_loop *loop, const lpg_conf_t *conf)
     lpg_odoo.settings.on_message_complete = lpg_odoo_on_complete;
 
     return LPG_OK;
-}
-
-
-uint64_t
-lpg_odoo_requests(void)
-{
-    return lpg_odoo.requests;
 }
 
 
@@ -230,45 +223,56 @@ lpg_odoo_start(lpg_odoo_conn_t *c, lpg_odoo_req_t *req)
     c->failed = false;
     memset(&c->body, 0, sizeof(c->body));
     req->conn = c;
-    lpg_odoo.requests++;
 
     http_parser_init(&c->parser, HTTP_RESPONSE);
     c->parser.data = c;
 
-    ev_timer_set(&c->timer, (double) lpg_odoo.conf->odoo_timeout, 0.);
-    ev_timer_start(lpg_odoo.loop, &c->timer);
-
-    if (lpg_odoo_resolve() != LPG_OK) {
+    fd = lpg_odoo_resolve() == LPG_OK ? lpg_odoo_connect() : -1;
+    if (fd == -1) {
+        /* reported from the loop like any other failure, never from
+         * inside lpg_odoo_post() */
         c->failed = true;
-        ev_timer_set(&c->timer, 0., 0.);
-        ev_timer_again(lpg_odoo.loop, &c->timer);
-        return;
-    }
-
-    fd = socket(lpg_odoo.addr.ss_family,
-                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1
-        || (connect(fd, (struct sockaddr *) &lpg_odoo.addr, lpg_odoo.addr_len)
-                == -1
-            && errno != EINPROGRESS))
-    {
-        lpg_log(LPG_LOG_WARN, errno, "connect() to odoo_url %s failed",
-                lpg_odoo.conf->odoo_url);
-        if (fd != -1) {
-            close(fd);
-        }
-
-        lpg_odoo.resolved = false;
-        c->failed = true;
-        ev_timer_stop(lpg_odoo.loop, &c->timer);
         ev_timer_set(&c->timer, 0., 0.);
         ev_timer_start(lpg_odoo.loop, &c->timer);
         return;
     }
 
+    ev_timer_set(&c->timer, (double) lpg_odoo.conf->odoo_timeout, 0.);
+    ev_timer_start(lpg_odoo.loop, &c->timer);
+
     c->fd = fd;
     ev_io_set(&c->io, fd, EV_WRITE);
     ev_io_start(lpg_odoo.loop, &c->io);
+}
+
+
+/* a non-blocking connect() toward odoo_url under way; -1 (logged) when
+ * it failed at once */
+static int
+lpg_odoo_connect(void)
+{
+    int fd;
+
+    fd = socket(lpg_odoo.addr.ss_family,
+                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd != -1
+        && (connect(fd, (struct sockaddr *) &lpg_odoo.addr, lpg_odoo.addr_len)
+                == 0
+            || errno == EINPROGRESS))
+    {
+        return fd;
+    }
+
+    lpg_log(LPG_LOG_WARN, errno, "connect() to odoo_url %s failed",
+            lpg_odoo.conf->odoo_url);
+    if (fd != -1) {
+        close(fd);
+    }
+
+    /* maybe Odoo moved: resolve again next time */
+    lpg_odoo.resolved = false;
+
+    return -1;
 }
 
 

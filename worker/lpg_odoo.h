@@ -58,8 +58,5 @@ int lpg_odoo_post(lpg_odoo_req_t *req, const char *path, const char *host,
 /* forget the request; its callback will not run */
 void lpg_odoo_cancel(lpg_odoo_req_t *req);
 
-/* requests sent to Odoo since start, for tests and metrics */
-uint64_t lpg_odoo_requests(void);
-
 
 #endif /* LPG_ODOO_H */

@@ -431,8 +431,7 @@ lpg_presence_ready(lpg_pgasync_t *a)
         rc = lpg_buf_append(&b, "", 1);
     }
 
-    if (rc == LPG_DONE || rc != LPG_OK
-        || lpg_pgasync_query(a, b.data) != LPG_OK) {
+    if (rc != LPG_OK || lpg_pgasync_query(a, b.data) != LPG_OK) {
         if (rc == LPG_ERROR) {
             lpg_log(LPG_LOG_ERR, 0, "presence: out of memory");
         }

@@ -55,7 +55,6 @@ struct lpg_session_s {
     bool     pending;
     bool     calling; /* its waiters are being told: not to be freed */
     bool     claimed; /* this worker asks Odoo for every worker */
-    bool     remote;  /* another worker asks: on the remote list */
 
     /* the lookup, while pending; the strings are owned */
     lpg_session_step_e step;
@@ -96,6 +95,7 @@ static int            lpg_session_query(lpg_session_t *e, int64_t uid);
 static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                              size_t n, int64_t bound, bool ok);
 static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
+static int  lpg_session_push(lpg_session_t *e, char *text, size_t len);
 static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
 static void lpg_session_done(lpg_session_t *e, bool known);
 static void lpg_session_tell(lpg_session_t *e);
@@ -119,7 +119,6 @@ static struct {
     lpg_session_t    *tail;
     size_t            count;
     int64_t           addon_off_until; /* the addon answered 404 */
-    uint64_t          lookups;
     ev_timer          sweep;
     lpg_shm_worker_t *stats;
     int32_t           pid;
@@ -162,25 +161,9 @@ lpg_session_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
                   conf->session_ttl);
     if (lpg_sess.enabled) {
         ev_timer_start(loop, &lpg_sess.sweep);
-        /* the sweep alone must not keep a stopping worker's loop alive */
-        ev_unref(loop);
     }
 
     return LPG_OK;
-}
-
-
-uint64_t
-lpg_session_lookups(void)
-{
-    return lpg_sess.lookups;
-}
-
-
-size_t
-lpg_session_cached(void)
-{
-    return lpg_sess.count;
 }
 
 
@@ -193,7 +176,7 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
     size_t         sid_len, dgid_len, i;
     int64_t        now;
     uint32_t       hash;
-    const char    *sid, *dgid, *bar;
+    const char    *sid, *dgid, *bar = NULL;
     lpg_session_t *e;
 
     if (!lpg_sess.enabled || r->cookie == NULL || db < 0) {
@@ -281,9 +264,8 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         e->host = r->host != NULL ? strndup(r->host, r->host_len) : NULL;
         e->host_len = e->host != NULL ? r->host_len : 0;
         e->guest = dgid_len ? atoll(dgid) : 0;
-        bar = dgid_len ? memchr(dgid, '|', dgid_len) : NULL;
         e->guest_token =
-            bar != NULL ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
+            dgid_len ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
         e->step = now < lpg_sess.addon_off_until ? LPG_SESSION_INFO
                                                  : LPG_SESSION_ADDON;
 
@@ -297,7 +279,6 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
                                    lpg_sess.stale_ms))
         {
             /* another worker is asking Odoo right now: wait for its word */
-            e->remote = true;
             e->rnext = lpg_sess.remote;
             lpg_sess.remote = e;
             if (!ev_is_active(&lpg_sess.remote_timer)) {
@@ -541,7 +522,6 @@ static int
 lpg_session_lookup(lpg_session_t *e)
 {
     e->claimed = true;
-    lpg_sess.lookups++;
     atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
                               memory_order_relaxed);
 
@@ -832,13 +812,7 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
 
     if (e->info.uid == 0 && e->info.guest_id == 0) {
         /* a guest token that does not match: the channels are not its */
-        size_t k;
-
-        for (k = 0; k < e->nkeys; k++) {
-            free(e->keys[k]);
-        }
-
-        e->nkeys = 0;
+        lpg_session_free_keys(e);
     }
 
     lpg_session_done(e, true);
@@ -864,39 +838,48 @@ lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
 static int
 lpg_session_add_key(lpg_session_t *e, const json_t *channel)
 {
-    size_t    cap;
-    char    **keys;
-    size_t   *lens;
     lpg_buf_t b;
 
     memset(&b, 0, sizeof(b));
 
     if (lpg_json_dump(&b, channel) != LPG_OK
-        || lpg_buf_append(&b, "", 1) != LPG_OK) {
+        || lpg_buf_append(&b, "", 1) != LPG_OK
+        || lpg_session_push(e, b.data, b.len - 1) != LPG_OK)
+    {
         lpg_buf_free(&b);
         return LPG_ERROR;
     }
+
+    return LPG_OK;
+}
+
+
+/* appends the NUL-terminated key text (taken over on success) */
+static int
+lpg_session_push(lpg_session_t *e, char *text, size_t len)
+{
+    size_t  cap;
+    char  **keys;
+    size_t *lens;
 
     if ((e->nkeys & (e->nkeys - 1)) == 0) {
         /* 0, 1, 2, 4, ...: grow to the next power of two */
         cap = e->nkeys ? e->nkeys * 2 : 4;
         keys = realloc(e->keys, cap * sizeof(*keys));
         if (keys == NULL) {
-            lpg_buf_free(&b);
             return LPG_ERROR;
         }
         e->keys = keys;
 
         lens = realloc(e->key_lens, cap * sizeof(*lens));
         if (lens == NULL) {
-            lpg_buf_free(&b);
             return LPG_ERROR;
         }
         e->key_lens = lens;
     }
 
-    e->keys[e->nkeys] = b.data;
-    e->key_lens[e->nkeys] = b.len - 1;
+    e->keys[e->nkeys] = text;
+    e->key_lens[e->nkeys] = len;
     e->nkeys++;
 
     return LPG_OK;
@@ -1056,10 +1039,12 @@ lpg_session_shared(lpg_session_t *e, int64_t now)
     char              *k, *end;
     size_t             len;
     ssize_t            n;
+    int64_t            expires;
     uint32_t           i;
     lpg_session_wire_t h;
 
-    n = lpg_shm_session_read(lpg_sess.shm, e->hash, now, buf, sizeof(buf));
+    n = lpg_shm_session_read(lpg_sess.shm, e->hash, now, buf, sizeof(buf),
+                             &expires);
     if (n < 0 || (size_t) n < e->key_len + 1 + sizeof(h)
         || memcmp(buf, e->key, e->key_len + 1) != 0)
     {
@@ -1073,9 +1058,7 @@ lpg_session_shared(lpg_session_t *e, int64_t now)
     lpg_session_free_keys(e);
 
     for (i = 0; i < h.nkeys; i++) {
-        char   *copy;
-        char  **keys;
-        size_t *lens;
+        char *copy;
 
         len = strnlen(k, end - k);
         if (k + len >= end) {
@@ -1083,25 +1066,12 @@ lpg_session_shared(lpg_session_t *e, int64_t now)
         }
 
         copy = strndup(k, len);
-        keys = realloc(e->keys, (e->nkeys + 1) * sizeof(*keys));
-        if (keys != NULL) {
-            e->keys = keys;
-        }
-
-        lens = realloc(e->key_lens, (e->nkeys + 1) * sizeof(*lens));
-        if (lens != NULL) {
-            e->key_lens = lens;
-        }
-
-        if (copy == NULL || keys == NULL || lens == NULL) {
+        if (copy == NULL || lpg_session_push(e, copy, len) != LPG_OK) {
             free(copy);
             lpg_session_free_keys(e);
             return false;
         }
 
-        e->keys[e->nkeys] = copy;
-        e->key_lens[e->nkeys] = len;
-        e->nkeys++;
         k += len + 1;
     }
 
@@ -1114,9 +1084,7 @@ lpg_session_shared(lpg_session_t *e, int64_t now)
     e->info.key_lens = e->key_lens;
 
     /* the same expiry as the worker that asked */
-    memcpy(&e->expires,
-           &lpg_sess.shm->sessions[e->hash % LPG_SHM_SESSIONS].expires,
-           sizeof(e->expires));
+    e->expires = expires;
 
     return true;
 }
@@ -1133,7 +1101,6 @@ lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
     for (pe = &lpg_sess.remote; (e = *pe) != NULL;) {
         if (lpg_session_shared(e, now)) {
             *pe = e->rnext;
-            e->remote = false;
             e->pending = false;
             lpg_session_forget_lookup(e);
             lpg_log(LPG_LOG_DEBUG, 0,
@@ -1146,7 +1113,6 @@ lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
                                   lpg_sess.stale_ms))
         {
             *pe = e->rnext;
-            e->remote = false;
             (void) lpg_session_lookup(e);
             continue;
         }

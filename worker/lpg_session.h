@@ -72,9 +72,5 @@ int lpg_session_get(const lpg_http_request_t *r, int db, int version,
 
 void lpg_session_cancel(lpg_session_wait_t *w);
 
-/* lookups started (each one or two requests to Odoo) and cached entries */
-uint64_t lpg_session_lookups(void);
-size_t   lpg_session_cached(void);
-
 
 #endif /* LPG_SESSION_H */
