@@ -16,6 +16,7 @@
 #include "lpg_http.h"
 #include "lpg_bus.h"
 #include "lpg_poll.h"
+#include "lpg_route.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,6 +113,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     ctx.stats = lpg_worker.stats;
     ctx.slot = args->slot;
     ctx.kick_fd = args->kick_fd;
+    ctx.route = lpg_route_request;
 
     /* what the fd limit leaves for clients, after our own descriptors */
     {
@@ -127,6 +129,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
         ctx.max_conns = n > 1 ? (size_t) n : 1;
     }
     lpg_http_init(&ctx);
+    lpg_route_init(&ctx);
 
     if (lpg_poll_init(&ctx, args->doorbell, args->ring) != LPG_OK) {
         exit(LPG_EXIT_FATAL);

@@ -5,8 +5,10 @@
  *
  * This layer reads and parses requests, enforces the size limits, writes
  * responses and keeps connections alive; it does not know the routes.  A
- * complete request goes to the router (lpg_route.h), which answers at once
- * or later (a parked poll), one request at a time per connection.
+ * complete request goes to the context's route callback (the worker's
+ * router, lpg_route.h), which answers at once or later (a parked poll),
+ * one request at a time per connection.  Generic HTTP: nothing here knows
+ * Odoo, so the odoo/ layer above may use it.
  */
 
 #ifndef LPG_HTTP_H
@@ -52,6 +54,9 @@ typedef struct {
     int               slot;
     int               kick_fd;   /* wakes the master's fetch */
     size_t            max_conns; /* past this, 503: the fd limit's margin */
+
+    /* a complete request: answer it now or later (lpg_http_respond) */
+    void (*route)(lpg_http_conn_t *c, const lpg_http_request_t *r);
 } lpg_http_ctx_t;
 
 

@@ -16,7 +16,6 @@
  */
 
 #include "lpg_http.h"
-#include "lpg_route.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -144,8 +143,6 @@ lpg_http_init(const lpg_http_ctx_t *ctx)
 
     /* request line and headers: 431 past this (HPE_HEADER_OVERFLOW) */
     http_parser_set_max_header_size(ctx->conf->max_header_size);
-
-    lpg_route_init(ctx);
 }
 
 
@@ -534,7 +531,7 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     }
 
 
-    lpg_route_request(c, &r);
+    lpg_http_ctx.route(c, &r);
 }
 
 
