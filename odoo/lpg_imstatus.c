@@ -12,7 +12,8 @@
 #include "lpg_imstatus.h"
 #include "lpg_backfill.h"
 #include "lpg_json.h"
-#include "lpg_poll.h"
+#include "lpg_odoo_db.h"
+#include "lpg_odoo_poll.h"
 #include "lpg_session.h"
 
 #include <jansson.h>
@@ -62,8 +63,8 @@ lpg_imstatus_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     }
 
     s->conn = c;
-    s->db = lpg_poll_pick_db(r);
-    s->version = lpg_poll_version(s->db);
+    s->db = lpg_odoo_pick_db(r);
+    s->version = lpg_odoo_version(s->db);
 
     body = json_loadb(r->body, r->body_len, 0, &e);
     id = json_object_get(body, "id");
@@ -86,7 +87,7 @@ lpg_imstatus_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     json_decref(body);
 
     if (rc != LPG_OK) {
-        lpg_poll_rpc_error(c, s->version, s->id ? s->id : "null",
+        lpg_odoo_rpc_error(c, s->version, s->id ? s->id : "null",
                            s->db < 0 ? "werkzeug.exceptions.NotFound"
                                      : "builtins.TypeError",
                            why);
@@ -206,7 +207,7 @@ static void
 lpg_imstatus_go(lpg_imstatus_t *s, const lpg_session_info_t *info)
 {
     if (info != NULL && !info->known) {
-        lpg_poll_rpc_error(s->conn, s->version, s->id ? s->id : "null",
+        lpg_odoo_rpc_error(s->conn, s->version, s->id ? s->id : "null",
                            "builtins.Exception",
                            "Odoo did not answer who this session is; try "
                            "again");
@@ -215,7 +216,7 @@ lpg_imstatus_go(lpg_imstatus_t *s, const lpg_session_info_t *info)
     }
 
     if (info == NULL || info->uid <= 0 || info->db != s->db) {
-        lpg_poll_rpc_fail(s->conn, s->version, s->id ? s->id : "null", 100,
+        lpg_odoo_rpc_fail(s->conn, s->version, s->id ? s->id : "null", 100,
                           "Odoo Session Expired",
                           "odoo.http.SessionExpiredException",
                           "Session expired");
@@ -245,7 +246,7 @@ lpg_imstatus_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
     s->querying = false;
 
     if (!ok || req->res == NULL) {
-        lpg_poll_rpc_error(s->conn, s->version, s->id ? s->id : "null",
+        lpg_odoo_rpc_error(s->conn, s->version, s->id ? s->id : "null",
                            "psycopg2.Error",
                            "im_status: the database did not answer");
         lpg_imstatus_free(s);

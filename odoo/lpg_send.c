@@ -12,7 +12,8 @@
 #include "lpg_send.h"
 #include "lpg_backfill.h"
 #include "lpg_json.h"
-#include "lpg_poll.h"
+#include "lpg_odoo_db.h"
+#include "lpg_odoo_poll.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -55,8 +56,8 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     json_error_t      e;
     const lpg_conf_t *conf = lpg_http_conf();
 
-    db = lpg_poll_pick_db(r);
-    version = lpg_poll_version(db);
+    db = lpg_odoo_pick_db(r);
+    version = lpg_odoo_version(db);
 
     if ((!conf->allow_send && !conf->demo) || version >= 15) {
         lpg_http_respond(c, 404, NULL, NULL, lpg_send_404,
@@ -150,7 +151,7 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
 failed:
 
-    lpg_poll_rpc_error(
+    lpg_odoo_rpc_error(
         c, version, id ? id : "null",
         version >= 11 ? "builtins.Exception" : "exceptions.Exception", why);
     free(id);
@@ -237,7 +238,7 @@ lpg_send_done(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
     int         len;
 
     if (!ok) {
-        lpg_poll_rpc_error(s->conn, s->version, s->id,
+        lpg_odoo_rpc_error(s->conn, s->version, s->id,
                            "psycopg2.OperationalError",
                            "send: the database did not take the message");
         lpg_send_free(s);

@@ -17,6 +17,7 @@
 #include "lpg_bus.h"
 #include "lpg_poll.h"
 #include "lpg_route.h"
+#include "lpg_sub.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,7 +132,11 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     lpg_http_init(&ctx);
     lpg_route_init(&ctx);
 
-    if (lpg_poll_init(&ctx, args->doorbell, args->ring) != LPG_OK) {
+    if (lpg_sub_init(loop, args->conf, args->shm, lpg_worker.stats, args->ring,
+                     args->doorbell)
+            != LPG_OK
+        || lpg_poll_init(&ctx) != LPG_OK)
+    {
         exit(LPG_EXIT_FATAL);
     }
 

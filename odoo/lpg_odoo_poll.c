@@ -1,0 +1,312 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_odoo_poll.c: Odoo's poll request and answer shapes (see
+ * lpg_odoo_poll.h), and the JSON-RPC error answers of every Odoo route.
+ *
+ * Nothing here owns a connection or a subscription's life: the transport
+ * (worker/lpg_poll.c for a parked HTTP poll) calls in to parse a request
+ * into a subscription and to turn records into Odoo's bytes.
+ */
+
+#include "lpg_odoo_poll.h"
+#include "lpg_rpc.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+static int lpg_odoo_add_key(lpg_sub_t *s, const char *db, json_t *channel);
+
+
+static lpg_http_ctx_t lpg_odoo_poll;
+
+
+void
+lpg_odoo_poll_init(const lpg_http_ctx_t *ctx)
+{
+    lpg_odoo_poll = *ctx;
+}
+
+
+int
+lpg_odoo_poll_parse(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *body,
+                    size_t len, const char **why)
+{
+    int            rc;
+    size_t         i;
+    json_t        *ch, *b;
+    const char    *db;
+    lpg_rpc_poll_t rp;
+
+    rc = lpg_rpc_poll_parse(body, len,
+                            (size_t) lpg_odoo_poll.conf->max_channels_per_poll,
+                            &rp, why);
+
+    /* the id is wanted by the error answer too */
+    q->id = rp.id;
+    rp.id = NULL;
+
+    if (rc != LPG_OK || s->db < 0) {
+        lpg_rpc_poll_free(&rp);
+        return rc;
+    }
+
+    s->last = rp.last;
+    q->inactivity = rp.inactivity;
+    q->peek = rp.peek;
+
+    db = lpg_odoo_poll.shm->dbs[s->db].name;
+
+    json_array_foreach(rp.channels, i, ch)
+    {
+        if (lpg_odoo_add_key(s, db, ch) != LPG_OK) {
+            *why = "a channel is not valid UTF-8 or too long";
+            lpg_rpc_poll_free(&rp);
+            return LPG_ERROR;
+        }
+    }
+
+    lpg_rpc_poll_free(&rp);
+
+    if (s->version >= 15) {
+        b = json_string("broadcast");
+
+        if (b == NULL || lpg_odoo_add_key(s, db, b) != LPG_OK) {
+            json_decref(b);
+            *why = "out of memory";
+            return LPG_ERROR;
+        }
+
+        json_decref(b);
+    }
+
+    return LPG_OK;
+}
+
+
+void
+lpg_odoo_poll_free(lpg_odoo_poll_t *q)
+{
+    free(q->id);
+    q->id = NULL;
+}
+
+
+/* the key as Odoo stores it: json_dump(c) or, 15+, json_dump([db, c]) */
+static int
+lpg_odoo_add_key(lpg_sub_t *s, const char *db, json_t *channel)
+{
+    int       rc;
+    json_t   *pair;
+    lpg_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+
+    if (s->version >= 15) {
+        pair = json_pack("[sO]", db, channel);
+        rc = pair != NULL ? lpg_json_dump(&b, pair) : LPG_ERROR;
+        json_decref(pair);
+
+    } else {
+        rc = lpg_json_dump(&b, channel);
+    }
+
+    if (rc != LPG_OK) {
+        lpg_buf_free(&b);
+        return LPG_ERROR;
+    }
+
+    return lpg_sub_add_key(s, &b);
+}
+
+
+int
+lpg_odoo_session_keys(lpg_sub_t *s, const lpg_session_info_t *info)
+{
+    size_t    i;
+    lpg_buf_t b;
+
+    for (i = 0; i < info->nkeys; i++) {
+        memset(&b, 0, sizeof(b));
+
+        if (lpg_buf_append(&b, info->keys[i], info->key_lens[i]) != LPG_OK
+            || lpg_sub_add_key(s, &b) != LPG_OK)
+        {
+            return LPG_ERROR;
+        }
+    }
+
+    return LPG_OK;
+}
+
+
+void
+lpg_odoo_list_init(lpg_odoo_list_t *l, lpg_buf_t *out, int version)
+{
+    l->out = out;
+    l->n = 0;
+    l->version = version;
+    l->failed = false;
+}
+
+
+/* one record the subscription wants, as the version's entry */
+void
+lpg_odoo_list_add(const lpg_bus_rec_t *r, void *arg)
+{
+    char             num[32];
+    lpg_odoo_list_t *l = arg;
+    lpg_buf_t       *b = l->out;
+
+    /* capped: the newer ids come on the next poll (last moves up to the
+     * largest id sent, and ids are appended in order) */
+    if (b->len >= (size_t) lpg_odoo_poll.conf->max_answer_size) {
+        return;
+    }
+
+    snprintf(num, sizeof(num), "%s{\"id\": %lld, ", l->n ? ", " : "",
+             (long long) r->id);
+
+    if (lpg_buf_append(b, num, strlen(num)) != LPG_OK
+        || (l->version < 15
+            && (lpg_buf_append(b, "\"channel\": ", 11) != LPG_OK
+                || lpg_buf_append(b, r->channel, r->channel_len) != LPG_OK
+                || lpg_buf_append(b, ", ", 2) != LPG_OK))
+        || lpg_buf_append(b, "\"message\": ", 11) != LPG_OK
+        || lpg_buf_append(b, r->message, r->message_len) != LPG_OK
+        || lpg_buf_append(b, "}", 1) != LPG_OK)
+    {
+        l->failed = true;
+    }
+
+    l->n++;
+}
+
+
+int
+lpg_odoo_poll_iov(struct iovec *iov, const char *id, const lpg_buf_t *list)
+{
+    /* the common answer: its parts copied once, into the output */
+    iov[0] = (struct iovec){ "{\"jsonrpc\": \"2.0\", \"id\": ", 25 };
+    iov[1] = (struct iovec){ (void *) id, strlen(id) };
+    iov[2] = (struct iovec){ ", \"result\": [", 13 };
+    iov[3] = (struct iovec){ list->data, list->len };
+    iov[4] = (struct iovec){ "]}", 2 };
+
+    return 5;
+}
+
+
+int
+lpg_odoo_poll_body(lpg_buf_t *out, const char *id, bool peek,
+                   const lpg_sub_t *s, const lpg_buf_t *list)
+{
+    size_t i;
+    bool   failed = false;
+
+    if (lpg_buf_append(out, "{\"jsonrpc\": \"2.0\", \"id\": ", 25) != LPG_OK
+        || lpg_buf_append(out, id, strlen(id)) != LPG_OK
+        || lpg_buf_append(out, ", \"result\": ", 12) != LPG_OK
+        || (peek && lpg_buf_append(out, "{\"notifications\": ", 18) != LPG_OK)
+        || lpg_buf_append(out, "[", 1) != LPG_OK
+        || (list->len && lpg_buf_append(out, list->data, list->len) != LPG_OK)
+        || lpg_buf_append(out, "]", 1) != LPG_OK)
+    {
+        failed = true;
+    }
+
+    if (peek) {
+        if (lpg_buf_append(out, ", \"channels\": [", 15) != LPG_OK) {
+            failed = true;
+        }
+
+        for (i = 0; i < s->nkeys; i++) {
+            if ((i > 0 && lpg_buf_append(out, ", ", 2) != LPG_OK)
+                || lpg_buf_append(out, s->keys[i], s->key_lens[i]) != LPG_OK)
+            {
+                failed = true;
+            }
+        }
+
+        if (lpg_buf_append(out, "]}", 2) != LPG_OK) {
+            failed = true;
+        }
+    }
+
+    if (lpg_buf_append(out, "}", 1) != LPG_OK) {
+        failed = true;
+    }
+
+    return failed ? LPG_ERROR : LPG_OK;
+}
+
+
+const char *
+lpg_odoo_cors(int version)
+{
+    /* cors="*" on the poll route from Odoo 13 */
+    return version >= 13 ? "Access-Control-Allow-Origin: *\r\n" : NULL;
+}
+
+
+void
+lpg_odoo_rpc_error(lpg_http_conn_t *c, int version, const char *id,
+                   const char *name, const char *msg)
+{
+    lpg_odoo_rpc_fail(c, version, id, 200,
+                      version >= 10 ? "Odoo Server Error"
+                                    : "OpenERP Server Error",
+                      name, msg);
+}
+
+
+void
+lpg_odoo_rpc_fail(lpg_http_conn_t *c, int version, const char *id, int code,
+                  const char *title, const char *name, const char *msg)
+{
+    char   *text, *body;
+    json_t *data, *err;
+    size_t  len;
+
+    data = json_pack("{s:s, s:s, s:s, s:[s]}", "name", name, "debug", "",
+                     "message", msg, "arguments", msg);
+    if (data != NULL && version >= 12) {
+        json_object_set_new(data, "exception_type",
+                            json_string("internal_error"));
+        json_object_set_new(data, "context", json_object());
+    }
+
+    err = json_pack("{s:i, s:s, s:o}", "code", code, "message", title, "data",
+                    data);
+    text = err != NULL ? json_dumps(err, JSON_PRESERVE_ORDER) : NULL;
+    json_decref(err);
+
+    if (text == NULL) {
+        lpg_http_respond(c, 500, NULL, NULL, "error\n", 6);
+        return;
+    }
+
+    len = strlen(text) + strlen(id) + 64;
+    body = malloc(len);
+    if (body == NULL) {
+        free(text);
+        lpg_http_respond(c, 500, NULL, NULL, "error\n", 6);
+        return;
+    }
+
+    len =
+        snprintf(body, len, "{\"jsonrpc\": \"2.0\", \"id\": %s, \"error\": %s}",
+                 id, text);
+
+    atomic_fetch_add_explicit(&lpg_odoo_poll.stats->answered_error, 1,
+                              memory_order_relaxed);
+
+    lpg_http_respond(
+        c, 200, "application/json",
+        version >= 13 ? "Access-Control-Allow-Origin: *\r\n" : NULL, body, len);
+    free(body);
+    free(text);
+}
