@@ -7,73 +7,20 @@
  * table and in one FIFO list (eviction and the expiry sweep).  While its
  * lookup runs the entry is pending: the polls that asked wait on it, and
  * the entry owns the cookie and Host text the lookup sends.  A lookup is
- * a small state machine: the addon route, else get_session_info then one
- * SQL statement through the worker's pool (lpg_backfill.h).  The entry
- * owns its channel keys; waiters copy what they keep.
+ * a small state machine (lpg_session_lookup.c): the addon route, else
+ * get_session_info then one SQL statement through the worker's pool; one
+ * worker asks for all of them (lpg_session_shm.c).  The entry owns its
+ * channel keys; waiters copy what they keep.
  */
 
-#include "lpg_session.h"
-#include "lpg_backfill.h"
+#include "lpg_session_int.h"
 #include "lpg_json.h"
-#include "lpg_odoo.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-
-#define LPG_SESSION_KEY_MAX   300
-#define LPG_SESSION_VALUE_MAX 128
-#define LPG_SESSION_ADDON_OFF 60000 /* ms the addon is not asked after 404 */
-#define LPG_SESSION_REMOTE    0.02  /* s between looks at another's lookup */
-
-#define lpg_session_of(ptr, member)                                            \
-    ((lpg_session_t *) ((char *) (ptr) -offsetof(lpg_session_t, member)))
-
-
-typedef enum {
-    LPG_SESSION_ADDON,
-    LPG_SESSION_INFO,
-    LPG_SESSION_SQL
-} lpg_session_step_e;
-
-
-struct lpg_session_s {
-    lpg_session_info_t info; /* points at the arrays below */
-    char             **keys; /* owned, each owned */
-    size_t            *key_lens;
-    size_t             nkeys;
-
-    char    *key; /* owned */
-    size_t   key_len;
-    uint32_t hash;
-    int      db;      /* the poll's database */
-    int      version; /* its Odoo version */
-    int64_t  expires; /* monotonic ms */
-    bool     pending;
-    bool     calling; /* its waiters are being told: not to be freed */
-    bool     claimed; /* this worker asks Odoo for every worker */
-
-    /* the lookup, while pending; the strings are owned */
-    lpg_session_step_e step;
-    char              *cookie;
-    char              *host;
-    size_t             host_len;
-    int64_t            guest; /* from dgid "<id>|<token>", 0: none */
-    char              *guest_token;
-    char              *sql;
-    lpg_odoo_req_t     odoo;
-    lpg_backfill_req_t bf;
-
-    lpg_session_wait_t *waiters;
-
-    lpg_session_t *rnext; /* remote list */
-    lpg_session_t *hnext; /* hash chain */
-    lpg_session_t *next;  /* FIFO */
-    lpg_session_t *prev;
-};
 
 
 static bool lpg_session_cookie(const char *h, size_t len, const char *name,
@@ -85,47 +32,11 @@ static lpg_session_t *lpg_session_new(const char *key, size_t len,
                                       uint32_t hash);
 static void           lpg_session_free(lpg_session_t *e);
 static void           lpg_session_clear(lpg_session_t *e);
-static int            lpg_session_lookup(lpg_session_t *e);
-static int            lpg_session_ask(lpg_session_t *e);
-static void           lpg_session_answer(lpg_odoo_req_t *req, int status,
-                                         const char *body, size_t len);
-static int            lpg_session_addon(lpg_session_t *e, json_t *result);
-static int            lpg_session_info(lpg_session_t *e, json_t *root);
-static int            lpg_session_query(lpg_session_t *e, int64_t uid);
-static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
-                             size_t n, int64_t bound, bool ok);
-static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
-static int  lpg_session_push(lpg_session_t *e, char *text, size_t len);
-static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
-static void lpg_session_done(lpg_session_t *e, bool known);
-static void lpg_session_tell(lpg_session_t *e);
-static void lpg_session_free_keys(lpg_session_t *e);
-static bool lpg_session_shared(lpg_session_t *e, int64_t now);
-static void lpg_session_publish(lpg_session_t *e);
-static void lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w,
-                                  int revents);
-static void lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w,
-                                 int revents);
+static void           lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w,
+                                           int revents);
 
 
-static struct {
-    struct ev_loop   *loop;
-    const lpg_conf_t *conf;
-    lpg_shm_t        *shm;
-    bool              enabled;
-    lpg_session_t   **buckets;
-    size_t            nbuckets; /* a power of two */
-    lpg_session_t    *head;     /* FIFO, oldest first */
-    lpg_session_t    *tail;
-    size_t            count;
-    int64_t           addon_off_until; /* the addon answered 404 */
-    ev_timer          sweep;
-    lpg_shm_worker_t *stats;
-    int32_t           pid;
-    int64_t           stale_ms; /* a claim older than this is abandoned */
-    lpg_session_t    *remote;   /* entries another worker is asking for */
-    ev_timer          remote_timer;
-} lpg_sess;
+lpg_session_globals_t lpg_sess;
 
 
 int
@@ -490,7 +401,7 @@ lpg_session_free(lpg_session_t *e)
 
 
 /* the lookup is over: its request text goes */
-static void
+void
 lpg_session_forget_lookup(lpg_session_t *e)
 {
     free(e->cookie);
@@ -516,346 +427,8 @@ lpg_session_clear(lpg_session_t *e)
 }
 
 
-/* this worker holds e's claim: it asks Odoo for every worker; on a
- * failure to even start, e is done (public, asked again later) */
-static int
-lpg_session_lookup(lpg_session_t *e)
-{
-    e->claimed = true;
-    atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
-                              memory_order_relaxed);
-
-    if (lpg_session_ask(e) != LPG_OK) {
-        lpg_session_done(e, false);
-        return LPG_ERROR;
-    }
-
-    return LPG_OK;
-}
-
-
-/* sends the request of e's step */
-static int
-lpg_session_ask(lpg_session_t *e)
-{
-    static const char body[] =
-        "{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":null,"
-        "\"params\":{}}";
-
-    e->odoo.cb = lpg_session_answer;
-
-    return lpg_odoo_post(&e->odoo,
-                         e->step == LPG_SESSION_ADDON
-                             ? "/lpgate/session"
-                             : "/web/session/get_session_info",
-                         e->host, e->host_len, e->cookie, strlen(e->cookie),
-                         body, sizeof(body) - 1);
-}
-
-
-static void
-lpg_session_answer(lpg_odoo_req_t *req, int status, const char *body,
-                   size_t len)
-{
-    int            rc;
-    json_t        *root, *result;
-    json_error_t   err;
-    lpg_session_t *e = lpg_session_of(req, odoo);
-
-    if (status == 404 && e->step == LPG_SESSION_ADDON) {
-        /* no lpgate_bus addon: Odoo's own routes and the built-in SQL */
-        lpg_log(LPG_LOG_INFO, 0,
-                "odoo_url has no /lpgate/session (addon lpgate_bus not "
-                "installed): using get_session_info and built-in SQL");
-        lpg_sess.addon_off_until = lpg_time_mono_ms() + LPG_SESSION_ADDON_OFF;
-        e->step = LPG_SESSION_INFO;
-
-        if (lpg_session_ask(e) != LPG_OK) {
-            lpg_session_done(e, false);
-        }
-
-        return;
-    }
-
-    if (status == 404) {
-        /* Odoo has no database for this Host: it would not know the
-         * session either */
-        lpg_session_done(e, true);
-        return;
-    }
-
-    if (status != 200) {
-        if (status != 0) {
-            lpg_log(LPG_LOG_WARN, 0,
-                    "odoo_url answered a session lookup with HTTP %d", status);
-        }
-
-        lpg_session_done(e, false);
-        return;
-    }
-
-    root = json_loadb(body, len, 0, &err);
-    result = json_object_get(root, "result");
-
-    if (e->step == LPG_SESSION_ADDON) {
-        rc = json_is_object(result) ? lpg_session_addon(e, result) : LPG_ERROR;
-
-    } else {
-        rc = lpg_session_info(e, root);
-    }
-
-    json_decref(root);
-
-    if (rc == LPG_ERROR) {
-        lpg_log(LPG_LOG_WARN, 0,
-                "odoo_url answered a session lookup with something else "
-                "than a session: %.*s",
-                (int) (len > 200 ? 200 : len), body);
-        lpg_session_done(e, false);
-
-    } else if (rc == LPG_OK) {
-        lpg_session_done(e, true);
-    }
-
-    /* LPG_AGAIN: the SQL step runs */
-}
-
-
-/* the addon's {"uid", "db", "guest_id", "channels": [...]} */
-static int
-lpg_session_addon(lpg_session_t *e, json_t *result)
-{
-    size_t      i;
-    json_t     *ch, *channels, *db, *uid, *guest;
-    const char *dbname;
-
-    channels = json_object_get(result, "channels");
-    db = json_object_get(result, "db");
-    uid = json_object_get(result, "uid");
-    guest = json_object_get(result, "guest_id");
-
-    if (!json_is_array(channels)) {
-        return LPG_ERROR;
-    }
-
-    dbname = json_is_string(db) ? json_string_value(db) : "";
-    if (strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        /* a session of another database: nothing private here */
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
-        return LPG_OK;
-    }
-
-    e->info.uid = json_is_integer(uid) ? json_integer_value(uid) : 0;
-    e->info.guest_id = json_is_integer(guest) ? json_integer_value(guest) : 0;
-    e->info.db = e->db;
-
-    json_array_foreach(channels, i, ch)
-    {
-        if (lpg_session_add_key(e, ch) != LPG_OK) {
-            return LPG_ERROR;
-        }
-    }
-
-    return LPG_OK;
-}
-
-
-/* get_session_info's answer; LPG_AGAIN when the SQL step was started */
-static int
-lpg_session_info(lpg_session_t *e, json_t *root)
-{
-    json_t     *result, *uid, *db;
-    int64_t     u;
-    const char *dbname;
-
-    result = json_object_get(root, "result");
-
-    if (!json_is_object(result)) {
-        if (json_is_object(json_object_get(root, "error"))) {
-            /* "Odoo Session Expired" and the like: not logged in, maybe
-             * a guest */
-            e->info.db = e->db;
-            return e->guest != 0 && lpg_session_query(e, 0) == LPG_OK
-                ? LPG_AGAIN
-                : LPG_OK;
-        }
-
-        return LPG_ERROR;
-    }
-
-    uid = json_object_get(result, "uid");
-    db = json_object_get(result, "db");
-    u = json_is_integer(uid) ? json_integer_value(uid) : 0;
-    dbname = json_is_string(db) ? json_string_value(db) : "";
-
-    if (u > 0 && strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
-        return LPG_OK;
-    }
-
-    e->info.db = e->db;
-
-    if (u <= 0 && e->guest == 0) {
-        return LPG_OK;
-    }
-
-    return lpg_session_query(e, u) == LPG_OK ? LPG_AGAIN : LPG_ERROR;
-}
-
-
-/*
- * The built-in recipe: the user's partner and the channels it is a member
- * of, or (15, not logged in) the guest whose token matches and its
- * channels.  Values are integers and a checked token: no quoting issue.
- */
-static int
-lpg_session_query(lpg_session_t *e, int64_t uid)
-{
-    int  n;
-    char sql[1024];
-
-    if (uid > 0) {
-        n = snprintf(sql, sizeof(sql),
-                     "SELECT 'res.partner', partner_id FROM res_users "
-                     "WHERE id = %lld UNION ALL "
-                     "SELECT 'mail.channel', m.channel_id "
-                     "FROM mail_channel_partner m JOIN res_users u "
-                     "ON u.partner_id = m.partner_id "
-                     "WHERE u.id = %lld AND m.channel_id IS NOT NULL",
-                     (long long) uid, (long long) uid);
-
-    } else {
-        n = snprintf(sql, sizeof(sql),
-                     "SELECT 'mail.guest', id FROM mail_guest "
-                     "WHERE id = %lld AND access_token = '%s' UNION ALL "
-                     "SELECT 'mail.channel', m.channel_id "
-                     "FROM mail_channel_partner m JOIN mail_guest g "
-                     "ON g.id = m.guest_id WHERE g.id = %lld "
-                     "AND g.access_token = '%s' AND m.channel_id IS NOT NULL",
-                     (long long) e->guest, e->guest_token, (long long) e->guest,
-                     e->guest_token);
-    }
-
-    if (n < 0 || (size_t) n >= sizeof(sql) || (e->sql = strdup(sql)) == NULL) {
-        return LPG_ERROR;
-    }
-
-    e->info.uid = uid;
-    e->step = LPG_SESSION_SQL;
-    memset(&e->bf, 0, sizeof(e->bf));
-    e->bf.db = e->db;
-    e->bf.sql = e->sql;
-    e->bf.cb = lpg_session_rows;
-    lpg_backfill_queue(&e->bf);
-
-    return LPG_OK;
-}
-
-
-static void
-lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
-                 int64_t bound, bool ok)
-{
-    int            i, nrows;
-    int64_t        id, partner = 0;
-    const char    *model;
-    lpg_session_t *e = lpg_session_of(req, bf);
-
-    if (!ok || req->res == NULL) {
-        lpg_log(LPG_LOG_ERR, 0,
-                "session channels of database \"%s\" could not be read "
-                "(is Odoo's mail installed?): served public",
-                lpg_sess.shm->dbs[e->db].name);
-        e->info.uid = 0;
-        lpg_session_done(e, false);
-        return;
-    }
-
-    nrows = PQntuples(req->res);
-
-    for (i = 0; i < nrows; i++) {
-        model = PQgetvalue(req->res, i, 0);
-        id = atoll(PQgetvalue(req->res, i, 1));
-
-        if (id <= 0) {
-            continue;
-        }
-
-        if (strcmp(model, "res.partner") == 0) {
-            partner = id;
-
-        } else if (strcmp(model, "mail.guest") == 0) {
-            e->info.guest_id = id;
-        }
-
-        if (lpg_session_add_rec(e, model, id) != LPG_OK) {
-            lpg_session_done(e, false);
-            return;
-        }
-    }
-
-    if (e->info.uid > 0 && partner == 0) {
-        /* get_session_info's uid has no user row here */
-        e->info.uid = 0;
-    }
-
-    if (e->version < 15 && partner > 0
-        && lpg_session_add_rec(e, "ir.needaction", partner) != LPG_OK)
-    {
-        lpg_session_done(e, false);
-        return;
-    }
-
-    if (e->info.uid == 0 && e->info.guest_id == 0) {
-        /* a guest token that does not match: the channels are not its */
-        lpg_session_free_keys(e);
-    }
-
-    lpg_session_done(e, true);
-}
-
-
-/* [db, model, id] as Odoo's channel_with_db and 8-14 tuples store it */
-static int
-lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
-{
-    int     rc;
-    json_t *ch;
-
-    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->db].name, model,
-                   (json_int_t) id);
-    rc = ch != NULL ? lpg_session_add_key(e, ch) : LPG_ERROR;
-    json_decref(ch);
-
-    return rc;
-}
-
-
-static int
-lpg_session_add_key(lpg_session_t *e, const json_t *channel)
-{
-    lpg_buf_t b;
-
-    memset(&b, 0, sizeof(b));
-
-    if (lpg_json_dump(&b, channel) != LPG_OK
-        || lpg_buf_append(&b, "", 1) != LPG_OK
-        || lpg_session_push(e, b.data, b.len - 1) != LPG_OK)
-    {
-        lpg_buf_free(&b);
-        return LPG_ERROR;
-    }
-
-    return LPG_OK;
-}
-
-
 /* appends the NUL-terminated key text (taken over on success) */
-static int
+int
 lpg_session_push(lpg_session_t *e, char *text, size_t len)
 {
     size_t  cap;
@@ -886,7 +459,7 @@ lpg_session_push(lpg_session_t *e, char *text, size_t len)
 }
 
 
-static void
+void
 lpg_session_free_keys(lpg_session_t *e)
 {
     size_t i;
@@ -904,7 +477,7 @@ lpg_session_free_keys(lpg_session_t *e)
 
 
 /* the answer is in (known) or Odoo did not give one: wake the waiters */
-static void
+void
 lpg_session_done(lpg_session_t *e, bool known)
 {
     const lpg_conf_t *conf = lpg_sess.conf;
@@ -938,7 +511,7 @@ lpg_session_done(lpg_session_t *e, bool known)
 }
 
 
-static void
+void
 lpg_session_tell(lpg_session_t *e)
 {
     lpg_session_wait_t *w;
@@ -975,152 +548,5 @@ lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             && e->expires <= now) {
             lpg_session_free(e);
         }
-    }
-}
-
-
-/* what lpg_shm_session_write() stores after the key and its NUL */
-typedef struct {
-    int32_t  known;
-    int32_t  db;
-    int64_t  uid;
-    int64_t  guest;
-    uint32_t nkeys;
-} lpg_session_wire_t;
-
-
-/* e's answer for the other workers (too big for a slot: only this
- * worker's cache keeps it) */
-static void
-lpg_session_publish(lpg_session_t *e)
-{
-    char               buf[LPG_SHM_SESSION_DATA];
-    size_t             i, off;
-    lpg_session_wire_t h;
-
-    e->claimed = false;
-
-    h.known = e->info.known;
-    h.db = e->info.db;
-    h.uid = e->info.uid;
-    h.guest = e->info.guest_id;
-    h.nkeys = (uint32_t) e->info.nkeys;
-
-    off = e->key_len + 1 + sizeof(h);
-    for (i = 0; i < e->info.nkeys; i++) {
-        off += e->key_lens[i] + 1;
-    }
-
-    if (off > sizeof(buf)) {
-        lpg_shm_session_release(lpg_sess.shm, e->hash, lpg_sess.pid);
-        return;
-    }
-
-    memcpy(buf, e->key, e->key_len + 1);
-    off = e->key_len + 1;
-    memcpy(buf + off, &h, sizeof(h));
-    off += sizeof(h);
-
-    for (i = 0; i < e->info.nkeys; i++) {
-        memcpy(buf + off, e->keys[i], e->key_lens[i] + 1);
-        off += e->key_lens[i] + 1;
-    }
-
-    lpg_shm_session_write(lpg_sess.shm, e->hash, lpg_sess.pid, e->expires, buf,
-                          off);
-}
-
-
-/* fills e from another worker's answer, if one is there and fresh */
-static bool
-lpg_session_shared(lpg_session_t *e, int64_t now)
-{
-    char               buf[LPG_SHM_SESSION_DATA];
-    char              *k, *end;
-    size_t             len;
-    ssize_t            n;
-    int64_t            expires;
-    uint32_t           i;
-    lpg_session_wire_t h;
-
-    n = lpg_shm_session_read(lpg_sess.shm, e->hash, now, buf, sizeof(buf),
-                             &expires);
-    if (n < 0 || (size_t) n < e->key_len + 1 + sizeof(h)
-        || memcmp(buf, e->key, e->key_len + 1) != 0)
-    {
-        return false;
-    }
-
-    memcpy(&h, buf + e->key_len + 1, sizeof(h));
-    k = buf + e->key_len + 1 + sizeof(h);
-    end = buf + n;
-
-    lpg_session_free_keys(e);
-
-    for (i = 0; i < h.nkeys; i++) {
-        char *copy;
-
-        len = strnlen(k, end - k);
-        if (k + len >= end) {
-            break;
-        }
-
-        copy = strndup(k, len);
-        if (copy == NULL || lpg_session_push(e, copy, len) != LPG_OK) {
-            free(copy);
-            lpg_session_free_keys(e);
-            return false;
-        }
-
-        k += len + 1;
-    }
-
-    e->info.known = h.known;
-    e->info.db = h.db;
-    e->info.uid = h.uid;
-    e->info.guest_id = h.guest;
-    e->info.nkeys = h.db >= 0 ? e->nkeys : 0;
-    e->info.keys = e->keys;
-    e->info.key_lens = e->key_lens;
-
-    /* the same expiry as the worker that asked */
-    e->expires = expires;
-
-    return true;
-}
-
-
-/* entries waiting for another worker's lookup: its answer, or, if it gave
- * up or died, a lookup of this worker's own */
-static void
-lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    int64_t         now = lpg_time_mono_ms();
-    lpg_session_t **pe, *e;
-
-    for (pe = &lpg_sess.remote; (e = *pe) != NULL;) {
-        if (lpg_session_shared(e, now)) {
-            *pe = e->rnext;
-            e->pending = false;
-            lpg_session_forget_lookup(e);
-            lpg_log(LPG_LOG_DEBUG, 0,
-                    "session %s: answered by another worker's lookup", e->key);
-            lpg_session_tell(e);
-            continue;
-        }
-
-        if (lpg_shm_session_claim(lpg_sess.shm, e->hash, lpg_sess.pid, now,
-                                  lpg_sess.stale_ms))
-        {
-            *pe = e->rnext;
-            (void) lpg_session_lookup(e);
-            continue;
-        }
-
-        pe = &e->rnext;
-    }
-
-    if (lpg_sess.remote == NULL) {
-        ev_timer_stop(loop, w);
     }
 }

@@ -1,0 +1,369 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_session_lookup.c: asking Odoo who a session is.
+ *
+ * The worker that holds an entry's claim runs its lookup, a small state
+ * machine: the contrib/odoo addon's /lpgate/session route (uid, database,
+ * guest and every channel), else /web/session/get_session_info and one SQL
+ * statement through the worker's pool (lpg_backfill.h) for the core
+ * channels.  The entry owns the request text until lpg_session_done().
+ */
+
+#include "lpg_session_int.h"
+#include "lpg_json.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+static int  lpg_session_ask(lpg_session_t *e);
+static void lpg_session_answer(lpg_odoo_req_t *req, int status,
+                               const char *body, size_t len);
+static int  lpg_session_addon(lpg_session_t *e, json_t *result);
+static int  lpg_session_info(lpg_session_t *e, json_t *root);
+static int  lpg_session_query(lpg_session_t *e, int64_t uid);
+static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
+                             size_t n, int64_t bound, bool ok);
+static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
+static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
+
+
+/* this worker holds e's claim: it asks Odoo for every worker; on a
+ * failure to even start, e is done (public, asked again later) */
+int
+lpg_session_lookup(lpg_session_t *e)
+{
+    e->claimed = true;
+    atomic_fetch_add_explicit(&lpg_sess.stats->session_lookups, 1,
+                              memory_order_relaxed);
+
+    if (lpg_session_ask(e) != LPG_OK) {
+        lpg_session_done(e, false);
+        return LPG_ERROR;
+    }
+
+    return LPG_OK;
+}
+
+
+/* sends the request of e's step */
+static int
+lpg_session_ask(lpg_session_t *e)
+{
+    static const char body[] =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":null,"
+        "\"params\":{}}";
+
+    e->odoo.cb = lpg_session_answer;
+
+    return lpg_odoo_post(&e->odoo,
+                         e->step == LPG_SESSION_ADDON
+                             ? "/lpgate/session"
+                             : "/web/session/get_session_info",
+                         e->host, e->host_len, e->cookie, strlen(e->cookie),
+                         body, sizeof(body) - 1);
+}
+
+
+static void
+lpg_session_answer(lpg_odoo_req_t *req, int status, const char *body,
+                   size_t len)
+{
+    int            rc;
+    json_t        *root, *result;
+    json_error_t   err;
+    lpg_session_t *e = lpg_session_of(req, odoo);
+
+    if (status == 404 && e->step == LPG_SESSION_ADDON) {
+        /* no lpgate_bus addon: Odoo's own routes and the built-in SQL */
+        lpg_log(LPG_LOG_INFO, 0,
+                "odoo_url has no /lpgate/session (addon lpgate_bus not "
+                "installed): using get_session_info and built-in SQL");
+        lpg_sess.addon_off_until = lpg_time_mono_ms() + LPG_SESSION_ADDON_OFF;
+        e->step = LPG_SESSION_INFO;
+
+        if (lpg_session_ask(e) != LPG_OK) {
+            lpg_session_done(e, false);
+        }
+
+        return;
+    }
+
+    if (status == 404) {
+        /* Odoo has no database for this Host: it would not know the
+         * session either */
+        lpg_session_done(e, true);
+        return;
+    }
+
+    if (status != 200) {
+        if (status != 0) {
+            lpg_log(LPG_LOG_WARN, 0,
+                    "odoo_url answered a session lookup with HTTP %d", status);
+        }
+
+        lpg_session_done(e, false);
+        return;
+    }
+
+    root = json_loadb(body, len, 0, &err);
+    result = json_object_get(root, "result");
+
+    if (e->step == LPG_SESSION_ADDON) {
+        rc = json_is_object(result) ? lpg_session_addon(e, result) : LPG_ERROR;
+
+    } else {
+        rc = lpg_session_info(e, root);
+    }
+
+    json_decref(root);
+
+    if (rc == LPG_ERROR) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "odoo_url answered a session lookup with something else "
+                "than a session: %.*s",
+                (int) (len > 200 ? 200 : len), body);
+        lpg_session_done(e, false);
+
+    } else if (rc == LPG_OK) {
+        lpg_session_done(e, true);
+    }
+
+    /* LPG_AGAIN: the SQL step runs */
+}
+
+
+/* the addon's {"uid", "db", "guest_id", "channels": [...]} */
+static int
+lpg_session_addon(lpg_session_t *e, json_t *result)
+{
+    size_t      i;
+    json_t     *ch, *channels, *db, *uid, *guest;
+    const char *dbname;
+
+    channels = json_object_get(result, "channels");
+    db = json_object_get(result, "db");
+    uid = json_object_get(result, "uid");
+    guest = json_object_get(result, "guest_id");
+
+    if (!json_is_array(channels)) {
+        return LPG_ERROR;
+    }
+
+    dbname = json_is_string(db) ? json_string_value(db) : "";
+    if (strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
+        /* a session of another database: nothing private here */
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\": served public",
+                dbname, lpg_sess.shm->dbs[e->db].name);
+        return LPG_OK;
+    }
+
+    e->info.uid = json_is_integer(uid) ? json_integer_value(uid) : 0;
+    e->info.guest_id = json_is_integer(guest) ? json_integer_value(guest) : 0;
+    e->info.db = e->db;
+
+    json_array_foreach(channels, i, ch)
+    {
+        if (lpg_session_add_key(e, ch) != LPG_OK) {
+            return LPG_ERROR;
+        }
+    }
+
+    return LPG_OK;
+}
+
+
+/* get_session_info's answer; LPG_AGAIN when the SQL step was started */
+static int
+lpg_session_info(lpg_session_t *e, json_t *root)
+{
+    json_t     *result, *uid, *db;
+    int64_t     u;
+    const char *dbname;
+
+    result = json_object_get(root, "result");
+
+    if (!json_is_object(result)) {
+        if (json_is_object(json_object_get(root, "error"))) {
+            /* "Odoo Session Expired" and the like: not logged in, maybe
+             * a guest */
+            e->info.db = e->db;
+            return e->guest != 0 && lpg_session_query(e, 0) == LPG_OK
+                ? LPG_AGAIN
+                : LPG_OK;
+        }
+
+        return LPG_ERROR;
+    }
+
+    uid = json_object_get(result, "uid");
+    db = json_object_get(result, "db");
+    u = json_is_integer(uid) ? json_integer_value(uid) : 0;
+    dbname = json_is_string(db) ? json_string_value(db) : "";
+
+    if (u > 0 && strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\": served public",
+                dbname, lpg_sess.shm->dbs[e->db].name);
+        return LPG_OK;
+    }
+
+    e->info.db = e->db;
+
+    if (u <= 0 && e->guest == 0) {
+        return LPG_OK;
+    }
+
+    return lpg_session_query(e, u) == LPG_OK ? LPG_AGAIN : LPG_ERROR;
+}
+
+
+/*
+ * The built-in recipe: the user's partner and the channels it is a member
+ * of, or (15, not logged in) the guest whose token matches and its
+ * channels.  Values are integers and a checked token: no quoting issue.
+ */
+static int
+lpg_session_query(lpg_session_t *e, int64_t uid)
+{
+    int  n;
+    char sql[1024];
+
+    if (uid > 0) {
+        n = snprintf(sql, sizeof(sql),
+                     "SELECT 'res.partner', partner_id FROM res_users "
+                     "WHERE id = %lld UNION ALL "
+                     "SELECT 'mail.channel', m.channel_id "
+                     "FROM mail_channel_partner m JOIN res_users u "
+                     "ON u.partner_id = m.partner_id "
+                     "WHERE u.id = %lld AND m.channel_id IS NOT NULL",
+                     (long long) uid, (long long) uid);
+
+    } else {
+        n = snprintf(sql, sizeof(sql),
+                     "SELECT 'mail.guest', id FROM mail_guest "
+                     "WHERE id = %lld AND access_token = '%s' UNION ALL "
+                     "SELECT 'mail.channel', m.channel_id "
+                     "FROM mail_channel_partner m JOIN mail_guest g "
+                     "ON g.id = m.guest_id WHERE g.id = %lld "
+                     "AND g.access_token = '%s' AND m.channel_id IS NOT NULL",
+                     (long long) e->guest, e->guest_token, (long long) e->guest,
+                     e->guest_token);
+    }
+
+    if (n < 0 || (size_t) n >= sizeof(sql) || (e->sql = strdup(sql)) == NULL) {
+        return LPG_ERROR;
+    }
+
+    e->info.uid = uid;
+    e->step = LPG_SESSION_SQL;
+    memset(&e->bf, 0, sizeof(e->bf));
+    e->bf.db = e->db;
+    e->bf.sql = e->sql;
+    e->bf.cb = lpg_session_rows;
+    lpg_backfill_queue(&e->bf);
+
+    return LPG_OK;
+}
+
+
+static void
+lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
+                 int64_t bound, bool ok)
+{
+    int            i, nrows;
+    int64_t        id, partner = 0;
+    const char    *model;
+    lpg_session_t *e = lpg_session_of(req, bf);
+
+    if (!ok || req->res == NULL) {
+        lpg_log(LPG_LOG_ERR, 0,
+                "session channels of database \"%s\" could not be read "
+                "(is Odoo's mail installed?): served public",
+                lpg_sess.shm->dbs[e->db].name);
+        e->info.uid = 0;
+        lpg_session_done(e, false);
+        return;
+    }
+
+    nrows = PQntuples(req->res);
+
+    for (i = 0; i < nrows; i++) {
+        model = PQgetvalue(req->res, i, 0);
+        id = atoll(PQgetvalue(req->res, i, 1));
+
+        if (id <= 0) {
+            continue;
+        }
+
+        if (strcmp(model, "res.partner") == 0) {
+            partner = id;
+
+        } else if (strcmp(model, "mail.guest") == 0) {
+            e->info.guest_id = id;
+        }
+
+        if (lpg_session_add_rec(e, model, id) != LPG_OK) {
+            lpg_session_done(e, false);
+            return;
+        }
+    }
+
+    if (e->info.uid > 0 && partner == 0) {
+        /* get_session_info's uid has no user row here */
+        e->info.uid = 0;
+    }
+
+    if (e->version < 15 && partner > 0
+        && lpg_session_add_rec(e, "ir.needaction", partner) != LPG_OK)
+    {
+        lpg_session_done(e, false);
+        return;
+    }
+
+    if (e->info.uid == 0 && e->info.guest_id == 0) {
+        /* a guest token that does not match: the channels are not its */
+        lpg_session_free_keys(e);
+    }
+
+    lpg_session_done(e, true);
+}
+
+
+/* [db, model, id] as Odoo's channel_with_db and 8-14 tuples store it */
+static int
+lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
+{
+    int     rc;
+    json_t *ch;
+
+    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->db].name, model,
+                   (json_int_t) id);
+    rc = ch != NULL ? lpg_session_add_key(e, ch) : LPG_ERROR;
+    json_decref(ch);
+
+    return rc;
+}
+
+
+static int
+lpg_session_add_key(lpg_session_t *e, const json_t *channel)
+{
+    lpg_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+
+    if (lpg_json_dump(&b, channel) != LPG_OK
+        || lpg_buf_append(&b, "", 1) != LPG_OK
+        || lpg_session_push(e, b.data, b.len - 1) != LPG_OK)
+    {
+        lpg_buf_free(&b);
+        return LPG_ERROR;
+    }
+
+    return LPG_OK;
+}
