@@ -1,0 +1,347 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_http_parse.c: what a connection learns from its bytes.
+ *
+ * The http-parser callbacks of every connection: the URL, the headers
+ * lpgate reads (Host, Origin, X-Forwarded-For, Cookie) as spans of the
+ * input buffer, the body (copied, max_body_size at most: 413) and the
+ * pause at the end of each message; plus the status line's reason, the
+ * socket peer and the client's address behind trusted proxies.
+ */
+
+#include "lpg_http_int.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+
+static bool lpg_http_trusted(const char *addr, size_t len);
+
+static int lpg_http_on_message_begin(http_parser *p);
+static int lpg_http_on_url(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_field(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_value(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_headers_complete(http_parser *p);
+static int lpg_http_on_body(http_parser *p, const char *at, size_t len);
+static int lpg_http_on_message_complete(http_parser *p);
+
+
+void
+lpg_http_parser_settings(http_parser_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->on_message_begin = lpg_http_on_message_begin;
+    s->on_url = lpg_http_on_url;
+    s->on_header_field = lpg_http_on_field;
+    s->on_header_value = lpg_http_on_value;
+    s->on_headers_complete = lpg_http_on_headers_complete;
+    s->on_body = lpg_http_on_body;
+    s->on_message_complete = lpg_http_on_message_complete;
+}
+
+
+static int
+lpg_http_on_message_begin(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->header = LPG_HTTP_H_NONE;
+    c->in_field = false;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_url(http_parser *p, const char *at, size_t len)
+{
+    lpg_http_conn_t *c = p->data;
+
+    if (c->url.len == 0) {
+        c->url.off = at - c->in;
+    }
+
+    c->url.len += len;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_field(http_parser *p, const char *at, size_t len)
+{
+    lpg_http_conn_t *c = p->data;
+
+    if (!c->in_field) {
+        c->in_field = true;
+        c->field.off = at - c->in;
+        c->field.len = 0;
+    }
+
+    c->field.len += len;
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_value(http_parser *p, const char *at, size_t len)
+{
+    const char      *name;
+    lpg_http_span_t *v;
+    lpg_http_conn_t *c = p->data;
+
+    if (c->in_field) {
+        c->in_field = false;
+        name = c->in + c->field.off;
+
+        if (c->field.len == 4 && strncasecmp(name, "host", 4) == 0) {
+            c->header = LPG_HTTP_H_HOST;
+            c->host.off = at - c->in;
+            c->host.len = 0;
+
+        } else if (c->field.len == 6 && strncasecmp(name, "origin", 6) == 0) {
+            c->header = LPG_HTTP_H_ORIGIN;
+            c->origin.off = at - c->in;
+            c->origin.len = 0;
+
+        } else if (c->field.len == 15
+                   && strncasecmp(name, "x-forwarded-for", 15) == 0) {
+            c->header = LPG_HTTP_H_XFF;
+            c->xff.off = at - c->in;
+            c->xff.len = 0;
+
+        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0
+                   && c->cookie.off == 0)
+        {
+            c->header = LPG_HTTP_H_COOKIE;
+            c->cookie.off = at - c->in;
+            c->cookie.len = 0;
+
+        } else {
+            c->header = LPG_HTTP_H_OTHER;
+        }
+    }
+
+    v = c->header == LPG_HTTP_H_HOST     ? &c->host
+        : c->header == LPG_HTTP_H_ORIGIN ? &c->origin
+        : c->header == LPG_HTTP_H_XFF    ? &c->xff
+        : c->header == LPG_HTTP_H_COOKIE ? &c->cookie
+                                         : NULL;
+    if (v != NULL) {
+        v->len += len;
+    }
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_headers_complete(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->headers_done = true;
+
+    /* the body has client_body_timeout from here */
+    c->timer.repeat = lpg_http_ctx.conf->client_body_timeout;
+    ev_timer_again(lpg_http_ctx.loop, &c->timer);
+
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX
+        && p->content_length > (uint64_t) lpg_http_ctx.conf->max_body_size)
+    {
+        c->error = 413;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_body(http_parser *p, const char *at, size_t len)
+{
+    char            *body;
+    size_t           cap;
+    lpg_http_conn_t *c = p->data;
+
+    if (c->body_len + len > (size_t) lpg_http_ctx.conf->max_body_size) {
+        c->error = 413;
+        return -1;
+    }
+
+    if (c->body_cap - c->body_len < len + 1) {
+        cap = c->body_cap ? c->body_cap : 1024;
+        while (cap - c->body_len < len + 1) {
+            cap *= 2;
+        }
+
+        body = realloc(c->body, cap);
+        if (body == NULL) {
+            c->error = 503;
+            return -1;
+        }
+
+        c->body = body;
+        c->body_cap = cap;
+    }
+
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    c->body[c->body_len] = '\0';
+
+    return 0;
+}
+
+
+static int
+lpg_http_on_message_complete(http_parser *p)
+{
+    lpg_http_conn_t *c = p->data;
+
+    c->complete = true;
+    http_parser_pause(p, 1);
+
+    return 0;
+}
+
+
+const char *
+lpg_http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+
+void
+lpg_http_peer(int fd, char *buf, size_t len)
+{
+    socklen_t               slen;
+    struct sockaddr_storage sa;
+
+    slen = sizeof(sa);
+    buf[0] = '\0';
+
+    if (getpeername(fd, (struct sockaddr *) &sa, &slen) == 0) {
+        if (sa.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, buf,
+                      len);
+
+        } else if (sa.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &sa)->sin6_addr, buf,
+                      len);
+        }
+    }
+}
+
+
+/* is addr (len bytes) one of the comma-separated trusted_proxies? */
+static bool
+lpg_http_trusted(const char *addr, size_t len)
+{
+    size_t      n;
+    const char *p, *end;
+
+    for (p = lpg_http_ctx.conf->trusted_proxies; *p != '\0'; p = end) {
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+
+        for (end = p; *end != '\0' && *end != ','; end++) {
+            /* void */
+        }
+
+        for (n = end - p; n > 0 && p[n - 1] == ' '; n--) {
+            /* void */
+        }
+
+        if (n > 0 && n == len && memcmp(p, addr, len) == 0) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/*
+ * The client's address: the peer, unless the peer is a trusted proxy that
+ * sent X-Forwarded-For; then the right-most address of that list that is
+ * not itself a trusted proxy (what a client writes there is not believed).
+ */
+const char *
+lpg_http_client(lpg_http_conn_t *c, char *buf, size_t len)
+{
+    size_t      n;
+    const char *xff, *end, *p;
+
+    snprintf(buf, len, "%s", c->peer[0] ? c->peer : "?");
+
+    if (c->xff.len == 0 || !lpg_http_trusted(c->peer, strlen(c->peer))) {
+        return buf;
+    }
+
+    xff = c->in + c->xff.off;
+    end = xff + c->xff.len;
+
+    while (end > xff) {
+        for (p = end; p > xff && p[-1] != ','; p--) {
+            /* void */
+        }
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        for (n = end - p; n > 0 && p[n - 1] == ' '; n--) {
+            /* void */
+        }
+
+        if (n > 0 && n < len) {
+            memcpy(buf, p, n);
+            buf[n] = '\0';
+
+            if (!lpg_http_trusted(p, n)) {
+                return buf;
+            }
+        }
+
+        end = p > xff ? p - 1 : xff;
+        while (end > xff && end[-1] == ' ') {
+            end--;
+        }
+    }
+
+    return buf;
+}
