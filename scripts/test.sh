@@ -54,6 +54,7 @@ fi
 
 echo "== format check"
 (cd "$top/build" && make -s format-check) || status=1
+(cd "$top/build" && make -s layers-check) || status=1
 
 # libFuzzer harnesses (tests/fuzz/), each for LPGATE_FUZZ_SECONDS
 echo "== fuzz"
