@@ -571,9 +571,3 @@ lpg_sub_shared_keep(const lpg_sub_t *s, int shape)
            (size_t) s->nmatches * sizeof(s->matches[0]));
 }
 
-
-lpg_sub_t *
-lpg_sub_first(void)
-{
-    return lpg_sub.head;
-}

@@ -165,8 +165,5 @@ void       lpg_sub_shared_keep(const lpg_sub_t *s, int shape);
 /* delivers the ready subscriptions now (graceful stop) */
 void lpg_sub_flush(void);
 
-/* the attached subscriptions, oldest first */
-lpg_sub_t *lpg_sub_first(void);
-
 
 #endif /* LPG_SUB_H */
