@@ -68,7 +68,10 @@ struct lpg_http_conn_s {
     lpg_http_span_t   host;
     lpg_http_span_t   origin;
     lpg_http_span_t   xff;
-    lpg_http_span_t   cookie;   /* the first Cookie header */
+    lpg_http_span_t   cookie;  /* the first Cookie header */
+    char             *cookies; /* several: all of them, "; "-joined */
+    size_t            cookies_len;
+    size_t            cookies_cap;
     char              peer[64]; /* the socket peer, text */
     lpg_http_header_e header;
     bool              in_field;
@@ -110,6 +113,8 @@ static void lpg_http_arm(lpg_http_conn_t *c, int events);
 static const char *lpg_http_reason(int status);
 static void        lpg_http_peer(int fd, char *buf, size_t len);
 static bool        lpg_http_trusted(const char *addr, size_t len);
+static int  lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n);
+static void lpg_http_cookie_free(lpg_http_conn_t *c);
 static const char *lpg_http_client(lpg_http_conn_t *c, char *buf, size_t len);
 
 static int lpg_http_on_message_begin(http_parser *p);
@@ -507,8 +512,10 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     r.host_len = c->host.len;
     r.origin = c->origin.len ? c->in + c->origin.off : NULL;
     r.origin_len = c->origin.len;
-    r.cookie = c->cookie.len ? c->in + c->cookie.off : NULL;
-    r.cookie_len = c->cookie.len;
+    r.cookie = c->cookies ? c->cookies
+        : c->cookie.len   ? c->in + c->cookie.off
+                          : NULL;
+    r.cookie_len = c->cookies ? c->cookies_len : c->cookie.len;
     r.keep_alive = http_should_keep_alive(&c->parser);
     r.admin = c->admin;
 
@@ -561,6 +568,7 @@ lpg_http_release(lpg_http_conn_t *c)
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
     memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_cookie_free(c);
 
     free(c->body);
     c->body = NULL;
@@ -628,6 +636,7 @@ lpg_http_next(lpg_http_conn_t *c)
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
     memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_cookie_free(c);
 
     /* a big request buffer is not kept for an idle connection */
     if (c->in_cap > LPG_HTTP_READ_CHUNK * 4 && rest < LPG_HTTP_READ_CHUNK) {
@@ -757,6 +766,7 @@ lpg_http_close(lpg_http_conn_t *c)
     free(c->in);
     free(c->body);
     free(c->out);
+    free(c->cookies);
     free(c);
 }
 
@@ -832,16 +842,42 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
             c->xff.off = at - c->in;
             c->xff.len = 0;
 
-        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0
-                   && c->cookie.off == 0)
-        {
+        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0) {
             c->header = LPG_HTTP_H_COOKIE;
-            c->cookie.off = at - c->in;
-            c->cookie.len = 0;
+
+            if (c->cookie.off == 0) {
+                c->cookie.off = at - c->in;
+                c->cookie.len = 0;
+
+            } else {
+                /*
+                 * another Cookie header (HTTP/2 crumbs, passed on one by
+                 * one by nginx 1.22): read as one, "; "-joined (RFC 6265
+                 * 5.4), in a buffer of its own from here on
+                 */
+                if ((c->cookies == NULL
+                     && lpg_http_cookie_add(c, c->in + c->cookie.off,
+                                            c->cookie.len)
+                         != LPG_OK)
+                    || lpg_http_cookie_add(c, "; ", 2) != LPG_OK)
+                {
+                    c->error = 503;
+                    return -1;
+                }
+            }
 
         } else {
             c->header = LPG_HTTP_H_OTHER;
         }
+    }
+
+    if (c->header == LPG_HTTP_H_COOKIE && c->cookies != NULL) {
+        if (lpg_http_cookie_add(c, at, len) != LPG_OK) {
+            c->error = 503;
+            return -1;
+        }
+
+        return 0;
     }
 
     v = c->header == LPG_HTTP_H_HOST     ? &c->host
@@ -854,6 +890,47 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
     }
 
     return 0;
+}
+
+
+/* appends n bytes to the joined Cookie text, kept NUL-terminated */
+static int
+lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n)
+{
+    char  *buf;
+    size_t cap;
+
+    if (c->cookies_cap - c->cookies_len < n + 1) {
+        cap = c->cookies_cap ? c->cookies_cap : 256;
+        while (cap - c->cookies_len < n + 1) {
+            cap *= 2;
+        }
+
+        buf = realloc(c->cookies, cap);
+        if (buf == NULL) {
+            lpg_log(LPG_LOG_ERR, errno, "realloc(%zu) failed", cap);
+            return LPG_ERROR;
+        }
+
+        c->cookies = buf;
+        c->cookies_cap = cap;
+    }
+
+    memcpy(c->cookies + c->cookies_len, s, n);
+    c->cookies_len += n;
+    c->cookies[c->cookies_len] = '\0';
+
+    return LPG_OK;
+}
+
+
+static void
+lpg_http_cookie_free(lpg_http_conn_t *c)
+{
+    free(c->cookies);
+    c->cookies = NULL;
+    c->cookies_len = 0;
+    c->cookies_cap = 0;
 }
 
 

@@ -21,6 +21,7 @@
 #include "lpg_session.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <http_parser.h>
 #include <jansson.h>
 #include <regex.h>
@@ -106,6 +107,7 @@ static void   lpg_poll_start(lpg_poll_t *p);
 static void   lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info);
 static void   lpg_poll_session_cb(lpg_session_wait_t       *w,
                                   const lpg_session_info_t *info);
+static int    lpg_poll_switch_db(lpg_poll_t *p, int db);
 static void   lpg_poll_collect_init(lpg_poll_collect_t *col, lpg_poll_t *p,
                                     lpg_buf_t *out, int64_t min_id);
 static size_t lpg_poll_collect(lpg_poll_t *p, lpg_buf_t *list, int64_t min_id,
@@ -309,7 +311,9 @@ lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
         return;
     }
 
-    if (info->db != p->db) {
+    if (info->db < 0
+        || (info->db != p->db && lpg_poll_switch_db(p, info->db) != LPG_OK))
+    {
         return;
     }
 
@@ -331,6 +335,80 @@ lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
                                         info->uid > 0 ? 0 : info->guest_id,
                                         p->inactivity);
     }
+}
+
+
+/*
+ * Odoo serves a poll from its session's database (request.db is the
+ * session's): the poll moves to db, and so do the client's channels so
+ * far, named with it from 15 on.  LPG_ERROR leaves p as it was.
+ */
+static int
+lpg_poll_switch_db(lpg_poll_t *p, int db)
+{
+    int         rc, version;
+    size_t      i;
+    json_t     *ch, *c, *pair;
+    lpg_buf_t  *texts;
+    const char *name = lpg_poll.ctx.shm->dbs[db].name;
+
+    version = lpg_poll_version(db);
+
+    texts = calloc(p->nkeys + 1, sizeof(*texts));
+    if (texts == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        return LPG_ERROR;
+    }
+
+    rc = LPG_OK;
+
+    for (i = 0; i < p->nkeys && rc == LPG_OK; i++) {
+        ch = json_loadb(p->keys[i], p->key_lens[i], JSON_DECODE_ANY, NULL);
+        c = p->version >= 15 ? json_array_get(ch, 1) : ch;
+
+        if (c == NULL) {
+            rc = LPG_ERROR;
+
+        } else if (version >= 15) {
+            pair = json_pack("[sO]", name, c);
+            rc = pair != NULL ? lpg_json_dump(&texts[i], pair) : LPG_ERROR;
+            json_decref(pair);
+
+        } else {
+            rc = lpg_json_dump(&texts[i], c);
+        }
+
+        json_decref(ch);
+
+        if (texts[i].len > LPG_POLL_KEY_MAX) {
+            rc = LPG_ERROR;
+        }
+    }
+
+    if (rc != LPG_OK) {
+        lpg_log(LPG_LOG_ERR, 0,
+                "poll: its channels could not move to "
+                "the session's database \"%s\"",
+                name);
+        for (i = 0; i < p->nkeys; i++) {
+            lpg_buf_free(&texts[i]);
+        }
+
+        free(texts);
+        return LPG_ERROR;
+    }
+
+    for (i = 0; i < p->nkeys; i++) {
+        free(p->keys[i]);
+        p->keys[i] = texts[i].data;
+        p->key_lens[i] = texts[i].len;
+    }
+
+    free(texts);
+    p->db = db;
+    p->version = version;
+
+    return LPG_OK;
 }
 
 

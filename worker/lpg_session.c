@@ -91,6 +91,7 @@ static void           lpg_session_answer(lpg_odoo_req_t *req, int status,
                                          const char *body, size_t len);
 static int            lpg_session_addon(lpg_session_t *e, json_t *result);
 static int            lpg_session_info(lpg_session_t *e, json_t *root);
+static bool           lpg_session_db(lpg_session_t *e, const char *dbname);
 static int            lpg_session_query(lpg_session_t *e, int64_t uid);
 static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                              size_t n, int64_t bound, bool ok);
@@ -639,17 +640,12 @@ lpg_session_addon(lpg_session_t *e, json_t *result)
     }
 
     dbname = json_is_string(db) ? json_string_value(db) : "";
-    if (strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        /* a session of another database: nothing private here */
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
+    if (!lpg_session_db(e, dbname)) {
         return LPG_OK;
     }
 
     e->info.uid = json_is_integer(uid) ? json_integer_value(uid) : 0;
     e->info.guest_id = json_is_integer(guest) ? json_integer_value(guest) : 0;
-    e->info.db = e->db;
 
     json_array_foreach(channels, i, ch)
     {
@@ -690,20 +686,54 @@ lpg_session_info(lpg_session_t *e, json_t *root)
     u = json_is_integer(uid) ? json_integer_value(uid) : 0;
     dbname = json_is_string(db) ? json_string_value(db) : "";
 
-    if (u > 0 && strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
+    if (u > 0 && !lpg_session_db(e, dbname)) {
         return LPG_OK;
     }
 
-    e->info.db = e->db;
+    if (u <= 0) {
+        e->info.db = e->db;
+    }
 
     if (u <= 0 && e->guest == 0) {
         return LPG_OK;
     }
 
     return lpg_session_query(e, u) == LPG_OK ? LPG_AGAIN : LPG_ERROR;
+}
+
+
+/*
+ * The session's database, dbname, as Odoo takes it (request.db is the
+ * session's, whatever the Host or ?db= chose): e->info.db, and the SQL
+ * step's version, become that database's when lpgate serves it.  False,
+ * logged: a database lpgate does not serve, the session is served public.
+ */
+static bool
+lpg_session_db(lpg_session_t *e, const char *dbname)
+{
+    int db, v;
+
+    db = lpg_shm_find_db(lpg_sess.shm, dbname, strlen(dbname));
+    if (db < 0) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\", a database "
+                "lpgate does not serve: served public",
+                dbname, lpg_sess.shm->dbs[e->db].name);
+        return false;
+    }
+
+    if (db != e->db) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\": served "
+                "from \"%s\", as Odoo does",
+                dbname, lpg_sess.shm->dbs[e->db].name, dbname);
+        v = atomic_load(&lpg_sess.shm->dbs[db].version);
+        e->version = v != 0 ? v : e->version;
+    }
+
+    e->info.db = db;
+
+    return true;
 }
 
 
@@ -747,7 +777,7 @@ lpg_session_query(lpg_session_t *e, int64_t uid)
     e->info.uid = uid;
     e->step = LPG_SESSION_SQL;
     memset(&e->bf, 0, sizeof(e->bf));
-    e->bf.db = e->db;
+    e->bf.db = e->info.db;
     e->bf.sql = e->sql;
     e->bf.cb = lpg_session_rows;
     lpg_backfill_queue(&e->bf);
@@ -769,7 +799,7 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
         lpg_log(LPG_LOG_ERR, 0,
                 "session channels of database \"%s\" could not be read "
                 "(is Odoo's mail installed?): served public",
-                lpg_sess.shm->dbs[e->db].name);
+                lpg_sess.shm->dbs[e->bf.db].name);
         e->info.uid = 0;
         lpg_session_done(e, false);
         return;
@@ -826,7 +856,7 @@ lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
     int     rc;
     json_t *ch;
 
-    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->db].name, model,
+    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->info.db].name, model,
                    (json_int_t) id);
     rc = ch != NULL ? lpg_session_add_key(e, ch) : LPG_ERROR;
     json_decref(ch);

@@ -208,6 +208,78 @@ def test_many_polls_of_one_session_share_one_lookup_per_ttl(pg, gateway,
     assert odoo.count("/lpgate/session") == 2
 
 
+
+def test_several_cookie_headers_are_read_as_one(pg, gateway, odoo):
+    """nginx 1.22 passes an HTTP/2 request's cookies as several Cookie
+    headers: session_id in the second one still names the session."""
+    db = "lpgtest15"
+    uid, pid = odoo.user(db, "ivan")
+    sid = odoo.login(db, uid)
+    gw = start(gateway, odoo, dbs=db, workers=1)
+    pg.send(db, [db, "nobody"], {})
+    t = pg.send(db, [db, "res.partner", pid], {"for": "ivan"})
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 5,
+                       "params": {"channels": [], "last": t - 1}}).encode()
+    raw = (b"POST /longpolling/poll HTTP/1.1\r\nHost: x\r\n"
+           b"Cookie: frontend_lang=en_US; tz=UTC\r\n"
+           b"Content-Type: application/json\r\n"
+           b"Cookie: session_id=" + sid.encode() + b"\r\n"
+           b"Cookie: cids=1\r\n"
+           b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+           + body)
+    out = gw.raw(raw, timeout=10)
+    head, _, data = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), out
+    answer = json.loads(data)
+    assert [(n["id"], n["message"]) for n in answer["result"]] == [
+        (t, {"for": "ivan"})]
+    # Odoo was asked with the session found in the second header
+    assert odoo.requests[-1][1] == "session_id=" + sid
+
+
+@pytest.mark.parametrize("addon", [True, False], ids=["addon", "builtin-sql"])
+def test_session_of_another_database_is_served_from_it(pg, gateway, odoo,
+                                                       addon):
+    """Odoo takes request.db from the session, whatever the Host or ?db=
+    chose: a poll for lpgtest with a session of lpgtest15 is served from
+    lpgtest15 (its private channels, its namespaced string channels);
+    a session of a database lpgate does not serve is served public."""
+    odoo.addon = addon
+    uid, pid = odoo.user("lpgtest15", "judy")
+    sid = odoo.login("lpgtest15", uid)
+    gw = start(gateway, odoo, dbs="lpgtest,lpgtest15")
+    last = last_id(pg, "lpgtest15")
+
+    f = poll_async(gw, last=last, sid=sid, db="lpgtest",
+                   channels=["bundle_changed"])
+    parked(gw, 1)
+    gw.wait_log('session of database "lpgtest15" polled for "lpgtest": '
+                'served from "lpgtest15"')
+    t = pg.send("lpgtest15", ["lpgtest15", "res.partner", pid], {"to": "judy"})
+    assert [(n["id"], n["message"]) for n in f.result()["result"]] == [
+        (t, {"to": "judy"})]
+
+    # the client's string channel is lpgtest15's now, as Odoo 15 names it
+    f = poll_async(gw, last=t, sid=sid, db="lpgtest",
+                   channels=["bundle_changed"])
+    parked(gw, 2)
+    pg.send("lpgtest", "bundle_changed", {"wrong": "database"})
+    b = pg.send("lpgtest15", ["lpgtest15", "bundle_changed"], {"bundle": 15})
+    assert [(n["id"], n["message"]) for n in f.result()["result"]] == [
+        (b, {"bundle": 15})]
+    gw.stop()
+
+    # lpgate does not serve lpgtest15: public, as before
+    gw = start(gateway, odoo, dbs="lpgtest")
+    last = last_id(pg, "lpgtest")
+    f = poll_async(gw, last=last, sid=sid, channels=["public"])
+    parked(gw, 1)
+    gw.wait_log('session of database "lpgtest15" polled for "lpgtest", a '
+                'database lpgate does not serve: served public')
+    n = pg.send("lpgtest", "public", {"public": 1})
+    assert messages(f.result()) == [{"public": 1}]
+
+
 def test_odoo_down_means_public_service_then_recovery(pg, gateway, odoo):
     db = "lpgtest15"
     uid, pid = odoo.user(db, "erin")
