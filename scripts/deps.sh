@@ -9,7 +9,7 @@ LPG_PACKAGES=(
     libhttp-parser-dev libcmocka-dev
     postgresql postgresql-contrib
     python3 python3-pytest python3-psycopg python3-prometheus-client
-    curl clang-format nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev
+    curl clang-format nginx libnginx-mod-nchan apache2 chromium clang libclang-rt-14-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

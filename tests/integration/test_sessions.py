@@ -460,8 +460,10 @@ def test_no_cron_slot_means_no_presence_writes(pg, gateway, odoo):
     assert pg.sql("SELECT count(*) FROM presence_log", dbname=db)[0][0] == 0
 
 
-# the shipped nginx config (contrib/nginx) in front, the stand-in Odoo as
-# its "8069" side: test_proxy's nginx fixture over this module's app
+# the shipped nginx and Apache configs (contrib/nginx, contrib/apache) in
+# front, the stand-in Odoo as their "8069" side: test_proxy's nginx and
+# test_apache's apache fixtures over this module's app
+from test_apache import apache  # noqa: E402,F401
 from test_proxy import nginx  # noqa: E402,F401
 
 
@@ -471,13 +473,21 @@ def app(odoo):
 
 
 def test_session_through_nginx(pg, gateway, odoo, nginx):
+    session_through_proxy(pg, gateway, odoo, nginx, "nginx")
+
+
+def test_session_through_apache(pg, gateway, odoo, apache):
+    session_through_proxy(pg, gateway, odoo, apache, "apache")
+
+
+def session_through_proxy(pg, gateway, odoo, proxy, name):
     import http.client
 
     db = "lpgtest15"
     uid, pid = odoo.user(db, "henry")
     sid = odoo.login(db, uid)
     gw = start(gateway, odoo, dbs=db)
-    port = nginx(gw.port)
+    port = proxy(gw.port)
     last = last_id(pg, db)
     odoo.reset_counts()
 
@@ -494,10 +504,10 @@ def test_session_through_nginx(pg, gateway, odoo, nginx):
         "params": {"channels": [], "last": last,
                    "options": {"bus_inactivity": 0}}})
     parked(gw, 1)
-    t = pg.send(db, [db, "res.partner", pid], {"via": "nginx"})
+    t = pg.send(db, [db, "res.partner", pid], {"via": name})
     status, answer = f.result()
     assert status == 200
-    assert answer["result"] == [{"id": t, "message": {"via": "nginx"}}]
+    assert answer["result"] == [{"id": t, "message": {"via": name}}]
 
     status, answer = request("/longpolling/im_status", {
         "jsonrpc": "2.0", "method": "call", "id": 2,
