@@ -4,11 +4,13 @@
  * lpg_poll.c: JSON-RPC poll requests, parked polls and their answers.
  *
  * Parked polls sit in the dispatcher (one subscription per channel key)
- * and in one FIFO list ordered by park time: every poll shares the same
- * timeout, plus a per-poll jitter of at most LPG_POLL_JITTER_MAX, so one
- * ev_timer walks the head of the list.  A ring record marks the polls it
- * matches ready; at the end of the doorbell's batch each ready poll is
- * answered once with every matching record newer than its last.
+ * and in a FIFO list ordered by park time, one list per hold time (the
+ * timeout; session_retry for a poll whose session Odoo did not tell): the
+ * polls of a list share its hold time, plus a per-poll jitter of at most
+ * LPG_POLL_JITTER_MAX, so one ev_timer walks the heads of the lists.  A
+ * ring record marks the polls it matches ready; at the end of the
+ * doorbell's batch each ready poll is answered once with every matching
+ * record newer than its last.
  */
 
 #include "lpg_poll.h"
@@ -31,6 +33,7 @@
 
 
 #define LPG_POLL_JITTER_MAX 2000 /* ms */
+#define LPG_POLL_LISTS      2    /* deadline lists: timeout, session_retry */
 #define LPG_POLL_KEY_MAX    4096
 
 
@@ -61,7 +64,7 @@ struct lpg_poll_s {
     int64_t            inactivity; /* options.bus_inactivity, -1: none */
     lpg_presence_t    *presence;   /* held while the poll lives */
     lpg_session_wait_t swait;      /* while Odoo is asked who it is */
-    ev_timer          *retry;      /* degraded: the short timeout, owned */
+    int                list;       /* its deadline list, while parked */
     bool               session_wait;
     int64_t            notify_us; /* of the record that woke it */
     lpg_poll_bf_t     *bf;        /* owned while backfilling */
@@ -88,6 +91,13 @@ struct lpg_poll_s {
     lpg_poll_t *prev;
     lpg_poll_t *ready_next;
 };
+
+
+/* a deadline list: the polls of one hold time, in park order */
+typedef struct {
+    lpg_poll_t *head;
+    lpg_poll_t *tail;
+} lpg_poll_list_t;
 
 
 typedef struct {
@@ -128,7 +138,6 @@ static void   lpg_poll_match_cb(void *owner, void *arg);
 static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void   lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
 static int         lpg_poll_dbfilter(const char *host, size_t len);
 static void        lpg_poll_count(lpg_poll_t *p, bool failed, bool message);
@@ -139,11 +148,11 @@ static void  lpg_poll_plain_error(lpg_http_conn_t *c, const char *why);
 static struct {
     lpg_http_ctx_t       ctx;
     lpg_dispatch_t      *dispatch;
-    lpg_poll_t          *head;
-    lpg_poll_t          *tail;
+    lpg_poll_list_t      lists[LPG_POLL_LISTS];
     lpg_poll_t          *ready;
     size_t               parked;
     ev_timer             timer;
+    int64_t              timer_at; /* monotonic ms the timer fires at */
     const lpg_bus_rec_t *current;
 
     /* the result list of the last answer in this batch, and the records
@@ -663,7 +672,7 @@ lpg_poll_park(lpg_poll_t *p)
     size_t      i;
     char        key[LPG_SHM_DBNAME + LPG_POLL_KEY_MAX + 1];
     size_t      len;
-    int64_t     now;
+    int64_t     now, hold, jitter;
     const char *db = lpg_poll.ctx.shm->dbs[p->db].name;
 
     p->subs = p->nkeys <= LPG_POLL_INLINE_KEYS
@@ -690,34 +699,33 @@ lpg_poll_park(lpg_poll_t *p)
     }
 
     now = lpg_time_mono_ms();
-    p->deadline = now + (int64_t) lpg_poll.ctx.conf->timeout * 1000
-        + random() % (LPG_POLL_JITTER_MAX + 1);
+    hold = (int64_t) lpg_poll.ctx.conf->timeout * 1000;
+    jitter = LPG_POLL_JITTER_MAX;
+    p->list = 0;
 
     if (p->degraded
         && lpg_poll.ctx.conf->session_retry < lpg_poll.ctx.conf->timeout)
     {
         /* Odoo did not say who this is: answered [] after session_retry so
          * the client asks again (its private messages wait in bus_bus);
-         * a timer of its own keeps the timeout list in park order */
-        p->retry = malloc(sizeof(*p->retry));
-        if (p->retry != NULL) {
-            ev_timer_init(p->retry, lpg_poll_retry_cb,
-                          (double) lpg_poll.ctx.conf->session_retry, 0.);
-            p->retry->data = p;
-            ev_timer_start(lpg_poll.ctx.loop, p->retry);
-        }
+         * the list of that hold time keeps the timeout list in park order */
+        hold = (int64_t) lpg_poll.ctx.conf->session_retry * 1000;
+        jitter = hold / 4 < jitter ? hold / 4 : jitter;
+        p->list = 1;
     }
 
-    p->prev = lpg_poll.tail;
+    p->deadline = now + hold + random() % (jitter + 1);
+
+    p->prev = lpg_poll.lists[p->list].tail;
     p->next = NULL;
-    if (lpg_poll.tail != NULL) {
-        lpg_poll.tail->next = p;
+    if (lpg_poll.lists[p->list].tail != NULL) {
+        lpg_poll.lists[p->list].tail->next = p;
 
     } else {
-        lpg_poll.head = p;
+        lpg_poll.lists[p->list].head = p;
     }
 
-    lpg_poll.tail = p;
+    lpg_poll.lists[p->list].tail = p;
     lpg_poll.parked++;
     atomic_store_explicit(&lpg_poll.ctx.stats->parked, lpg_poll.parked,
                           memory_order_relaxed);
@@ -726,13 +734,17 @@ lpg_poll_park(lpg_poll_t *p)
     lpg_http_hold(p->conn, lpg_poll_gone, p);
 
     lpg_log(LPG_LOG_DEBUG, 0,
-            "poll parked: db \"%s\", %zu channel(s), last %lld", db, p->nkeys,
-            (long long) p->last);
+            "poll parked: db \"%s\", %zu channel(s), last %lld, held %lld ms "
+            "(list %d)",
+            db, p->nkeys, (long long) p->last, (long long) hold, p->list);
 
-    if (!ev_is_active(&lpg_poll.timer)) {
+    if (!ev_is_active(&lpg_poll.timer) || p->deadline < lpg_poll.timer_at) {
+        /* (the first parked, or the first of a shorter list) */
+        ev_timer_stop(lpg_poll.ctx.loop, &lpg_poll.timer);
         ev_timer_set(&lpg_poll.timer,
                      (double) (p->deadline - now) / 1000. + 0.001, 0.);
         ev_timer_start(lpg_poll.ctx.loop, &lpg_poll.timer);
+        lpg_poll.timer_at = p->deadline;
     }
 }
 
@@ -1006,15 +1018,15 @@ lpg_poll_free(lpg_poll_t *p)
         if (p->prev != NULL) {
             p->prev->next = p->next;
 
-        } else if (lpg_poll.head == p) {
-            lpg_poll.head = p->next;
+        } else if (lpg_poll.lists[p->list].head == p) {
+            lpg_poll.lists[p->list].head = p->next;
         }
 
         if (p->next != NULL) {
             p->next->prev = p->prev;
 
-        } else if (lpg_poll.tail == p) {
-            lpg_poll.tail = p->prev;
+        } else if (lpg_poll.lists[p->list].tail == p) {
+            lpg_poll.lists[p->list].tail = p->prev;
         }
 
         lpg_poll.parked--;
@@ -1027,11 +1039,6 @@ lpg_poll_free(lpg_poll_t *p)
     }
 
     lpg_presence_release(p->presence);
-
-    if (p->retry != NULL) {
-        ev_timer_stop(lpg_poll.ctx.loop, p->retry);
-        free(p->retry);
-    }
 
     if (p->keys != p->keys_inline) {
         free(p->keys);
@@ -1211,8 +1218,12 @@ lpg_poll_batch(void)
 static void
 lpg_poll_lost(uint64_t n)
 {
-    while (lpg_poll.head != NULL) {
-        lpg_poll_answer(lpg_poll.head, false);
+    int i;
+
+    for (i = 0; i < LPG_POLL_LISTS; i++) {
+        while (lpg_poll.lists[i].head != NULL) {
+            lpg_poll_answer(lpg_poll.lists[i].head, false);
+        }
     }
 }
 
@@ -1220,44 +1231,42 @@ lpg_poll_lost(uint64_t n)
 static void
 lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    int64_t     now, horizon;
+    int         i;
+    int64_t     now, horizon, h;
     lpg_poll_t *p, *next;
 
     now = lpg_time_mono_ms();
+    horizon = INT64_MAX;
 
-    /* polls parked in the same jitter window may be due out of order */
-    for (p = lpg_poll.head; p != NULL; p = next) {
-        next = p->next;
+    for (i = 0; i < LPG_POLL_LISTS; i++) {
+        /* polls parked in the same jitter window may be due out of order */
+        for (p = lpg_poll.lists[i].head; p != NULL; p = next) {
+            next = p->next;
 
-        if (p->deadline - LPG_POLL_JITTER_MAX > now) {
-            break;
+            if (p->deadline - LPG_POLL_JITTER_MAX > now) {
+                break;
+            }
+
+            if (p->deadline <= now && !p->ready) {
+                lpg_poll_answer(p, false);
+            }
         }
 
-        if (p->deadline <= now && !p->ready) {
-            lpg_poll_answer(p, false);
+        if (lpg_poll.lists[i].head != NULL) {
+            /* the head is not always the first due: jitter reorders */
+            h = lpg_poll.lists[i].head->deadline - LPG_POLL_JITTER_MAX - now;
+            horizon = h < horizon ? h : horizon;
         }
     }
 
-    if (lpg_poll.head != NULL) {
-        /* the head is not always the first due: jitter reorders */
-        horizon = lpg_poll.head->deadline - LPG_POLL_JITTER_MAX - now;
+    if (horizon != INT64_MAX) {
         if (horizon < 50) {
             horizon = 50;
         }
 
         ev_timer_set(w, (double) horizon / 1000., 0.);
         ev_timer_start(loop, w);
-    }
-}
-
-
-static void
-lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    lpg_poll_t *p = w->data;
-
-    if (!p->ready) {
-        lpg_poll_answer(p, false);
+        lpg_poll.timer_at = now + horizon;
     }
 }
 
@@ -1265,13 +1274,17 @@ lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void
 lpg_poll_shutdown(void)
 {
-    while (lpg_poll.head != NULL) {
-        if (lpg_poll.head->ready) {
-            lpg_poll_batch();
-            continue;
-        }
+    int i;
 
-        lpg_poll_answer(lpg_poll.head, false);
+    for (i = 0; i < LPG_POLL_LISTS; i++) {
+        while (lpg_poll.lists[i].head != NULL) {
+            if (lpg_poll.lists[i].head->ready) {
+                lpg_poll_batch();
+                continue;
+            }
+
+            lpg_poll_answer(lpg_poll.lists[i].head, false);
+        }
     }
 }
 
