@@ -65,7 +65,7 @@ static const lpg_main_opt_t lpg_main_opts[] = {
     { "port", 'p', "port", "PORT", "HTTP listen port (default 8072)" },
     { "longpolling-port", 0, "port", "PORT", NULL },
     { "admin-port", 0, "admin_port", "PORT",
-      "admin listener for /metrics on admin_interface (default 8073, 0 off)" },
+      "admin listener for /metrics on admin_interface (default 9072, 0 off)" },
     { "config", 'c', NULL, "FILE", "libconfig file (etc/lpgate.conf)" },
     { "db_host", 0, "db_host", "HOST", "database host (PGHOST)" },
     { "db-host", 0, "db_host", "HOST", NULL },

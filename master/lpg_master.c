@@ -171,6 +171,19 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         }
     }
 
+    /* where Prometheus scrapes: the operator looks for this line */
+    if (conf->admin_port != 0) {
+        bool v6 = strchr(conf->admin_interface, ':') != NULL;
+
+        lpg_log(LPG_LOG_NOTICE, 0, "metrics on http://%s%s%s:%d/metrics",
+                v6 ? "[" : "", conf->admin_interface, v6 ? "]" : "",
+                conf->admin_port);
+
+    } else {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "admin listener off (admin_port = 0): no /metrics");
+    }
+
     if (lpg_shm_create(&lpg_master.shm, LPG_MAX_WORKERS,
                        (size_t) conf->ring_size)
         != LPG_OK)
