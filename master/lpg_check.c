@@ -69,9 +69,9 @@ typedef struct {
 static void lpg_check_machine(lpg_budget_t *b);
 static void lpg_check_fail(lpg_check_t *c, const char *fmt, ...)
     LPG_PRINTF(2, 3);
-static void lpg_check_listen_conn(lpg_check_t *c, const lpg_conf_t *conf);
+static bool lpg_check_listen_conn(lpg_check_t *c, const lpg_conf_t *conf);
 static void lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf,
-                                   int ndbs);
+                                   int ndbs, bool server);
 static void lpg_check_odoo(lpg_check_t *c, const lpg_conf_t *conf,
                            lpg_check_odoo_t *o);
 static void lpg_check_db(lpg_check_t *c, const lpg_conf_t *conf,
@@ -126,6 +126,7 @@ int
 lpg_check_run(const lpg_conf_t *conf, FILE *out)
 {
     int              i;
+    bool             server;
     char             err[LPG_CONF_ERRLEN];
     lpg_check_t      c;
     lpg_check_odoo_t o;
@@ -155,8 +156,8 @@ lpg_check_run(const lpg_conf_t *conf, FILE *out)
         header.ndbs = 0;
     }
 
-    lpg_check_listen_conn(&c, conf);
-    lpg_check_budget_print(&c, conf, header.ndbs);
+    server = lpg_check_listen_conn(&c, conf);
+    lpg_check_budget_print(&c, conf, header.ndbs, server);
     lpg_check_odoo(&c, conf, &o);
 
     for (i = 0; i < header.ndbs; i++) {
@@ -225,8 +226,9 @@ lpg_check_fail(lpg_check_t *c, const char *fmt, ...)
 }
 
 
-/* the connection the master LISTENs on for Odoo's NOTIFY imbus */
-static void
+/* the connection the master LISTENs on for Odoo's NOTIFY imbus; false when
+ * it could not connect */
+static bool
 lpg_check_listen_conn(lpg_check_t *c, const lpg_conf_t *conf)
 {
     char    why[512];
@@ -237,7 +239,7 @@ lpg_check_listen_conn(lpg_check_t *c, const lpg_conf_t *conf)
     if (conn == NULL) {
         fprintf(c->out, "listen connection: FAILED: %s\n", why);
         lpg_check_fail(c, "the LISTEN connection failed: %s", why);
-        return;
+        return false;
     }
 
     fprintf(c->out, "listen connection: database \"%s\" on %s:%s\n", PQdb(conn),
@@ -255,11 +257,15 @@ lpg_check_listen_conn(lpg_check_t *c, const lpg_conf_t *conf)
     }
 
     PQfinish(conn);
+
+    return true;
 }
 
 
+/* server: the LISTEN connection worked (else its failure is the reason) */
 static void
-lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf, int ndbs)
+lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf, int ndbs,
+                       bool server)
 {
     int          need, allowed;
     char         why[512], msg[1024];
@@ -267,7 +273,10 @@ lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf, int ndbs)
 
     if (lpg_check_budget(conf, &b, why, sizeof(why)) != LPG_OK) {
         fprintf(c->out, "connection budget: not known (%s)\n", why);
-        lpg_check_fail(c, "could not read max_connections: %s", why);
+        if (server) {
+            lpg_check_fail(c, "could not read max_connections: %s", why);
+        }
+
         return;
     }
 
