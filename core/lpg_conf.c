@@ -62,7 +62,7 @@ static const lpg_conf_key_t lpg_conf_table[] = {
       "127.0.0.1", 0, 0, false,
       "address of the admin listener (/metrics); keep it private" },
 
-    { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "8073", 0, 65535,
+    { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "9072", 0, 65535,
       false, "port of the admin listener; 0: none" },
 
     { "trusted_proxies", LPG_CONF_STR, LPG_CONF_OFF(trusted_proxies),

@@ -107,6 +107,7 @@ static void lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w,
                                   int revents);
 static void lpg_session_sweep_cb(struct ev_loop *loop, ev_timer *w,
                                  int revents);
+static void lpg_session_source(int db, bool addon);
 
 
 static struct {
@@ -119,7 +120,8 @@ static struct {
     lpg_session_t    *head;     /* FIFO, oldest first */
     lpg_session_t    *tail;
     size_t            count;
-    int64_t           addon_off_until; /* the addon answered 404 */
+    /* per database, after the addon answered 404 (session_ttl if shorter) */
+    int64_t           addon_off_until[LPG_SHM_MAX_DBS];
     ev_timer          sweep;
     lpg_shm_worker_t *stats;
     int32_t           pid;
@@ -267,8 +269,8 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         e->guest = dgid_len ? atoll(dgid) : 0;
         e->guest_token =
             dgid_len ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
-        e->step = now < lpg_sess.addon_off_until ? LPG_SESSION_INFO
-                                                 : LPG_SESSION_ADDON;
+        e->step = now < lpg_sess.addon_off_until[db] ? LPG_SESSION_INFO
+                                                     : LPG_SESSION_ADDON;
 
         if (e->cookie == NULL || (dgid_len && e->guest_token == NULL)) {
             lpg_session_done(e, false);
@@ -559,16 +561,20 @@ lpg_session_answer(lpg_odoo_req_t *req, int status, const char *body,
                    size_t len)
 {
     int            rc;
+    int64_t        off;
     json_t        *root, *result;
     json_error_t   err;
     lpg_session_t *e = lpg_session_of(req, odoo);
 
+    if (e->step == LPG_SESSION_ADDON && (status == 404 || status == 200)) {
+        lpg_session_source(e->db, status == 200);
+    }
+
     if (status == 404 && e->step == LPG_SESSION_ADDON) {
         /* no lpgate_bus addon: Odoo's own routes and the built-in SQL */
-        lpg_log(LPG_LOG_INFO, 0,
-                "odoo_url has no /lpgate/session (addon lpgate_bus not "
-                "installed): using get_session_info and built-in SQL");
-        lpg_sess.addon_off_until = lpg_time_mono_ms() + LPG_SESSION_ADDON_OFF;
+        off = (int64_t) lpg_sess.conf->session_ttl * 1000;
+        lpg_sess.addon_off_until[e->db] = lpg_time_mono_ms()
+            + (off < LPG_SESSION_ADDON_OFF ? off : LPG_SESSION_ADDON_OFF);
         e->step = LPG_SESSION_INFO;
 
         if (lpg_session_ask(e) != LPG_OK) {
@@ -1152,5 +1158,38 @@ lpg_session_remote_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (lpg_sess.remote == NULL) {
         ev_timer_stop(loop, w);
+    }
+}
+
+
+/*
+ * Says which source serves db's sessions, once per change for all the
+ * workers: the shared word is swapped, and only the worker that changed
+ * it logs.  addon: /lpgate/session answered 200, else it answered 404.
+ */
+static void
+lpg_session_source(int db, bool addon)
+{
+    int32_t     now = addon ? 1 : 2, was;
+    const char *name = lpg_sess.shm->dbs[db].name;
+
+    was = atomic_exchange(&lpg_sess.shm->header->session_source[db], now);
+
+    if (was == now) {
+        return;
+    }
+
+    if (addon) {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "database \"%s\": sessions from the lpgate_bus addon "
+                "(odoo_url's /lpgate/session)",
+                name);
+
+    } else {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "database \"%s\": sessions from get_session_info and "
+                "built-in SQL (odoo_url has no /lpgate/session: addon "
+                "lpgate_bus not installed)",
+                name);
     }
 }
