@@ -105,6 +105,7 @@ class OdooStandin:
         self.sessions = {}
         self.counts = {}
         self.requests = []
+        self.header_names = []  # per request, in the order received
         self.lock = threading.Lock()
         self.server = None
         self.thread = None
@@ -173,6 +174,7 @@ class OdooStandin:
         with self.lock:
             self.counts.clear()
             self.requests.clear()
+            self.header_names.clear()
 
     # -- server -----------------------------------------------------------
 
@@ -197,6 +199,8 @@ class OdooStandin:
                 super().finish()
 
             def do_POST(self):
+                with standin.lock:
+                    standin.header_names.append(list(self.headers.keys()))
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
                 status, answer = standin.handle(

@@ -180,7 +180,8 @@ def start(gateway, url, timeout=10, ttl=300, config="", **kw):
 
 
 def poll(gw, channels=(), last=None, sid=None, timeout=20):
-    headers = {"Cookie": "session_id=" + sid} if sid else {}
+    headers = {"Cookie": "frontend_lang=en_US; session_id=%s; tz=UTC" % sid,
+               "X-Other": "not for Odoo"} if sid else {}
     body = {"jsonrpc": "2.0", "method": "call", "id": 1,
             "params": {"channels": list(channels), "last": last,
                        "options": {}}}
@@ -309,6 +310,15 @@ def test_lookups_share_kept_alive_connections(pg, gateway, odoo):
     assert odoo.count("/lpgate/session") == n
     used = odoo.connections - first
     assert 1 <= used < n, used
+
+    # what goes to Odoo is what went before keep-alive: the client's Host,
+    # the session cookie alone, a JSON body
+    assert {frozenset(h) for h in odoo.header_names} == {frozenset((
+        "Host", "Content-Type", "Accept", "User-Agent", "Cookie",
+        "Content-Length"))}
+    for path, cookie, host in odoo.requests:
+        assert re.fullmatch("session_id=[0-9a-f]+", cookie), cookie
+        assert host == "127.0.0.1:%d" % gw.port
 
 
 # -- https ------------------------------------------------------------------
