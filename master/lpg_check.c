@@ -77,7 +77,8 @@ static void lpg_check_odoo(lpg_check_t *c, const lpg_conf_t *conf,
 static void lpg_check_db(lpg_check_t *c, const lpg_conf_t *conf,
                          const char *name, const lpg_check_odoo_t *o);
 static int  lpg_check_notify(PGconn *conn, int64_t *ms, char *why, size_t len);
-static int  lpg_check_post(const char *base, const char *path, long *status,
+static int  lpg_check_post(const char *base, const char *cafile,
+                           const char *path, long *status,
                            lpg_check_body_t *body, char *err, size_t errlen);
 static size_t lpg_check_write_cb(char *p, size_t size, size_t n, void *data);
 
@@ -348,8 +349,8 @@ lpg_check_odoo(lpg_check_t *c, const lpg_conf_t *conf, lpg_check_odoo_t *o)
         return;
     }
 
-    if (lpg_check_post(conf->odoo_url, "/lpgate/session", &status, &body, err,
-                       sizeof(err))
+    if (lpg_check_post(conf->odoo_url, conf->odoo_cafile, "/lpgate/session",
+                       &status, &body, err, sizeof(err))
         != LPG_OK)
     {
         goto unreachable;
@@ -393,8 +394,9 @@ lpg_check_odoo(lpg_check_t *c, const lpg_conf_t *conf, lpg_check_odoo_t *o)
     body.data = NULL;
     body.len = 0;
 
-    if (lpg_check_post(conf->odoo_url, "/web/session/get_session_info", &status,
-                       &body, err, sizeof(err))
+    if (lpg_check_post(conf->odoo_url, conf->odoo_cafile,
+                       "/web/session/get_session_info", &status, &body, err,
+                       sizeof(err))
         != LPG_OK)
     {
         goto unreachable;
@@ -646,8 +648,8 @@ lpg_check_notify(PGconn *conn, int64_t *ms, char *why, size_t len)
  * with err when no HTTP answer came.
  */
 static int
-lpg_check_post(const char *base, const char *path, long *status,
-               lpg_check_body_t *body, char *err, size_t errlen)
+lpg_check_post(const char *base, const char *cafile, const char *path,
+               long *status, lpg_check_body_t *body, char *err, size_t errlen)
 {
     static const char  rpc[] = "{\"jsonrpc\":\"2.0\",\"method\":\"call\","
                                "\"id\":null,\"params\":{}}";
@@ -684,6 +686,11 @@ lpg_check_post(const char *base, const char *path, long *status,
                             (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     (void) curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* as the workers ask: no proxy from the environment, odoo_cafile */
+    (void) curl_easy_setopt(h, CURLOPT_PROXY, "");
+    if (cafile != NULL && cafile[0] != '\0') {
+        (void) curl_easy_setopt(h, CURLOPT_CAINFO, cafile);
+    }
     (void) curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, LPG_CHECK_CONNECT_S);
     (void) curl_easy_setopt(h, CURLOPT_TIMEOUT, LPG_CHECK_HTTP_S);
     (void) curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
