@@ -12,6 +12,11 @@
  * callback appends to one output buffer of ours, so the object does no I/O.
  * What this file adds or corrects (wslay 1.1.1, lib/wslay_event.c):
  *
+ * - data messages are reassembled here as their bytes arrive (wslay's
+ *   no-buffering mode): buffering, wslay mallocs the whole length a frame
+ *   header announces before any payload comes, 1 MiB per socket for 14
+ *   bytes sent; we check the reassembled size (1009) ourselves, wslay
+ *   checks each frame's;
  * - the rate limit (1013), counted at the start of every frame;
  * - a control frame over 125 bytes, a fragmented control frame or a
  *   length not in its shortest form: wslay queues a CLOSE without a code
@@ -47,6 +52,13 @@ struct lpg_ws_s {
     unsigned                code_sent;
     unsigned                code_received;
 
+    /* the data message being reassembled */
+    bool     frame_data; /* the current frame is data */
+    uint8_t *msg;
+    size_t   msg_len;
+    size_t   msg_cap;
+    size_t   max_message;
+
     /* the span lpg_ws_feed() reads from */
     const uint8_t *in;
     size_t         in_len;
@@ -72,9 +84,13 @@ static ssize_t lpg_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
 static ssize_t lpg_ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
                               size_t len, int flags, void *user_data);
 static void
-            lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
-                                  const struct wslay_event_on_frame_recv_start_arg *arg,
-                                  void *user_data);
+lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
+                      const struct wslay_event_on_frame_recv_start_arg *arg,
+                      void *user_data);
+static void
+            lpg_ws_chunk_cb(wslay_event_context_ptr                           ctx,
+                            const struct wslay_event_on_frame_recv_chunk_arg *arg,
+                            void                                             *user_data);
 static void lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
                           const struct wslay_event_on_msg_recv_arg *arg,
                           void                                     *user_data);
@@ -115,6 +131,7 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
 
     ws->h = *h;
     ws->data = data;
+    ws->max_message = conf->max_message;
     ws->rate_burst = conf->rate_burst;
     ws->rate_window = conf->rate_delay * (int64_t) conf->rate_burst;
 
@@ -129,6 +146,7 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
     cb.recv_callback = lpg_ws_recv_cb;
     cb.send_callback = lpg_ws_send_cb;
     cb.on_frame_recv_start_callback = lpg_ws_frame_start_cb;
+    cb.on_frame_recv_chunk_callback = lpg_ws_chunk_cb;
     cb.on_msg_recv_callback = lpg_ws_msg_cb;
 
     if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
@@ -138,6 +156,7 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
     /* no extension is negotiated, so no reserved bit is allowed */
     wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV_NONE);
     wslay_event_config_set_max_recv_msg_length(ws->ctx, conf->max_message);
+    wslay_event_config_set_no_buffering(ws->ctx, 1);
 
     return ws;
 
@@ -159,6 +178,7 @@ lpg_ws_destroy(lpg_ws_t *ws)
 
     wslay_event_context_free(ws->ctx);
     free(ws->rate);
+    free(ws->msg);
     free(ws->out);
     free(ws);
 }
@@ -464,9 +484,24 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
         return;
     }
 
+    ws->frame_data = false;
+
     /* Odoo's _limit_rate(): every frame, control frames included */
     if (!lpg_ws_rate_ok(ws)) {
         lpg_ws_fail_with(ws, LPG_WS_TRY_LATER);
+        return;
+    }
+
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME
+        || arg->opcode == WSLAY_CONTINUATION_FRAME)
+    {
+        /* wslay checked this frame's length; the message's is ours */
+        if (arg->payload_length > ws->max_message - ws->msg_len) {
+            lpg_ws_fail_with(ws, LPG_WS_MESSAGE_TOO_BIG);
+            return;
+        }
+
+        ws->frame_data = ws->state == LPG_WS_OPEN;
         return;
     }
 
@@ -491,6 +526,44 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
 }
 
 
+/* payload bytes as they arrive (unmasked, UTF-8 checked so far) */
+static void
+lpg_ws_chunk_cb(wslay_event_context_ptr                           ctx,
+                const struct wslay_event_on_frame_recv_chunk_arg *arg,
+                void                                             *user_data)
+{
+    size_t    cap;
+    uint8_t  *msg;
+    lpg_ws_t *ws = user_data;
+
+    if (!ws->frame_data || ws->state != LPG_WS_OPEN || arg->data_length == 0) {
+        return;
+    }
+
+    /* within max_message: the frame's start checked the total */
+    if (ws->msg_len + arg->data_length > ws->msg_cap) {
+        cap = ws->msg_cap > 0 ? ws->msg_cap : 256;
+
+        while (cap < ws->msg_len + arg->data_length) {
+            cap *= 2;
+        }
+
+        msg = realloc(ws->msg, cap);
+        if (msg == NULL) {
+            ws->failed = true;
+            wslay_event_shutdown_read(ctx);
+            return;
+        }
+
+        ws->msg = msg;
+        ws->msg_cap = cap;
+    }
+
+    memcpy(ws->msg + ws->msg_len, arg->data, arg->data_length);
+    ws->msg_len += arg->data_length;
+}
+
+
 /* a complete message, control frames included; wslay already queued the
  * PONG of a PING and the echo of a CLOSE */
 static void
@@ -503,10 +576,22 @@ lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
 
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
+        /* arg->msg is NULL without buffering: the bytes are ours */
         if (ws->state == LPG_WS_OPEN && ws->h.message != NULL) {
-            ws->h.message(ws->data, arg->msg, arg->msg_length,
-                          arg->opcode == WSLAY_BINARY_FRAME);
+            ws->h.message(ws->data,
+                          ws->msg != NULL ? ws->msg : (const uint8_t *) "",
+                          ws->msg_len, arg->opcode == WSLAY_BINARY_FRAME);
         }
+
+        ws->msg_len = 0;
+
+        /* a large message's buffer is not kept for the next one */
+        if (ws->msg_cap > 65536) {
+            free(ws->msg);
+            ws->msg = NULL;
+            ws->msg_cap = 0;
+        }
+
         break;
 
     case WSLAY_PONG:

@@ -11,6 +11,7 @@
 #include "lpg_ws.h"
 #include "lpg_ws_handshake.h"
 
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -485,7 +486,7 @@ static void
 test_too_big(void **state)
 {
     lpg_ws_t *ws;
-    size_t    n;
+    size_t    n, before;
     uint8_t  *p;
 
     p = malloc(LPG_WS_MAX_MESSAGE + 1);
@@ -505,6 +506,17 @@ test_too_big(void **state)
     assert_int_equal(t_feed(ws, 20, 0), LPG_DONE);
     assert_int_equal(seen.messages, 0);
     t_expect_close(ws, 1009);
+    lpg_ws_destroy(ws);
+
+    /* a header announcing 1 MiB costs what arrived, not 1 MiB */
+    ws = t_ws();
+    before = mallinfo2().uordblks;
+    n = t_frame(buf, true, 0x2, p, LPG_WS_MAX_MESSAGE);
+    assert_int_equal(t_feed(ws, 14 + 100, 0), LPG_OK);
+    assert_true(mallinfo2().uordblks - before < 64 * 1024);
+    assert_int_equal(lpg_ws_feed(ws, buf + 114, n - 114, 0), LPG_OK);
+    assert_int_equal(seen.messages, 1);
+    assert_int_equal(seen.len, LPG_WS_MAX_MESSAGE);
     lpg_ws_destroy(ws);
 
     /* the same reassembled from two fragments */
