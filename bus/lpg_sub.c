@@ -570,4 +570,3 @@ lpg_sub_shared_keep(const lpg_sub_t *s, int shape)
     memcpy(lpg_sub.shared.matches, s->matches,
            (size_t) s->nmatches * sizeof(s->matches[0]));
 }
-

@@ -62,7 +62,7 @@ static const lpg_conf_key_t lpg_conf_table[] = {
       "127.0.0.1", 0, 0, false,
       "address of the admin listener (/metrics); keep it private" },
 
-    { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "8073", 0, 65535,
+    { "admin_port", LPG_CONF_INT, LPG_CONF_OFF(admin_port), "9072", 0, 65535,
       false, "port of the admin listener; 0: none" },
 
     { "trusted_proxies", LPG_CONF_STR, LPG_CONF_OFF(trusted_proxies),
@@ -141,6 +141,10 @@ static const lpg_conf_key_t lpg_conf_table[] = {
 
     { "odoo_maxconn", LPG_CONF_INT, LPG_CONF_OFF(odoo_maxconn), "4", 1, 1000,
       true, "session lookups one worker runs at once; more wait" },
+
+    { "odoo_cafile", LPG_CONF_STR, LPG_CONF_OFF(odoo_cafile), "", 0, 0, true,
+      "PEM file of the CA(s) an https odoo_url's certificate is checked "
+      "against; empty: the system's store" },
 
     { "session_ttl", LPG_CONF_INT, LPG_CONF_OFF(session_ttl), "30", 1, 86400,
       true, "seconds Odoo's answer about a session is cached" },
@@ -526,11 +530,16 @@ lpg_conf_finish(lpg_conf_t *conf, char *err, size_t errlen)
 
         if (lpg_conf_parse_url(conf->odoo_url, &u) != LPG_OK) {
             snprintf(err, errlen,
-                     "odoo_url: \"%s\" is not http://HOST[:PORT][/PATH] "
-                     "(https is the proxy's job; lpgate asks Odoo directly)",
+                     "odoo_url: \"%s\" is not http[s]://HOST[:PORT][/PATH]",
                      conf->odoo_url);
             return LPG_ERROR;
         }
+    }
+
+    if (conf->odoo_cafile[0] != '\0' && access(conf->odoo_cafile, R_OK) != 0) {
+        snprintf(err, errlen, "odoo_cafile: cannot read \"%s\" (%s)",
+                 conf->odoo_cafile, strerror(errno));
+        return LPG_ERROR;
     }
 
     return LPG_OK;
@@ -547,11 +556,17 @@ lpg_conf_parse_url(const char *url, lpg_conf_url_t *u)
 
     memset(u, 0, sizeof(*u));
 
-    if (strncmp(url, "http://", 7) != 0) {
+    if (strncmp(url, "https://", 8) == 0) {
+        u->tls = true;
+        h = url + 8;
+
+    } else if (strncmp(url, "http://", 7) == 0) {
+        h = url + 7;
+
+    } else {
         return LPG_ERROR;
     }
 
-    h = url + 7;
     slash = strchr(h, '/');
     p = slash != NULL ? slash : h + strlen(h);
 
@@ -578,7 +593,7 @@ lpg_conf_parse_url(const char *url, lpg_conf_url_t *u)
     }
 
     memcpy(u->host, h, len);
-    u->port = 80;
+    u->port = u->tls ? 443 : 80;
 
     if (colon != NULL) {
         port = strtol(colon + 1, &end, 10);

@@ -82,6 +82,7 @@ typedef struct {
     char   *odoo_url;
     int     odoo_timeout;
     int     odoo_maxconn;
+    char   *odoo_cafile;
     int     session_ttl;
     int     session_retry;
     int     max_sessions;
@@ -126,11 +127,12 @@ int lpg_conf_finish(lpg_conf_t *conf, char *err, size_t errlen) LPG_MUSTCHECK;
 int lpg_conf_build(lpg_conf_t *conf, const lpg_conf_args_t *args, char *err,
                    size_t errlen) LPG_MUSTCHECK;
 
-/* http://HOST[:PORT][/PATH] split; no userinfo, query or https */
+/* http[s]://HOST[:PORT][/PATH] split; no userinfo or query */
 typedef struct {
     char host[256];
-    int  port;
+    int  port;        /* 80 or 443 unless given */
     char prefix[256]; /* without a trailing '/'; "" for none */
+    bool tls;         /* https */
 } lpg_conf_url_t;
 
 int lpg_conf_parse_url(const char *url, lpg_conf_url_t *u) LPG_MUSTCHECK;

@@ -422,8 +422,10 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     r.host_len = c->host.len;
     r.origin = c->origin.len ? c->in + c->origin.off : NULL;
     r.origin_len = c->origin.len;
-    r.cookie = c->cookie.len ? c->in + c->cookie.off : NULL;
-    r.cookie_len = c->cookie.len;
+    r.cookie = c->cookies ? c->cookies
+        : c->cookie.len   ? c->in + c->cookie.off
+                          : NULL;
+    r.cookie_len = c->cookies ? c->cookies_len : c->cookie.len;
     r.keep_alive = http_should_keep_alive(&c->parser);
     r.admin = c->admin;
 
@@ -476,6 +478,7 @@ lpg_http_release(lpg_http_conn_t *c)
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
     memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_cookie_free(c);
 
     free(c->body);
     c->body = NULL;
@@ -543,6 +546,7 @@ lpg_http_next(lpg_http_conn_t *c)
     memset(&c->origin, 0, sizeof(c->origin));
     memset(&c->xff, 0, sizeof(c->xff));
     memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_cookie_free(c);
 
     /* a big request buffer is not kept for an idle connection */
     if (c->in_cap > LPG_HTTP_READ_CHUNK * 4 && rest < LPG_HTTP_READ_CHUNK) {
@@ -672,5 +676,6 @@ lpg_http_close(lpg_http_conn_t *c)
     free(c->in);
     free(c->body);
     free(c->out);
+    free(c->cookies);
     free(c);
 }

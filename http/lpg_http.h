@@ -39,7 +39,7 @@ typedef struct {
     size_t      host_len;
     const char *origin;
     size_t      origin_len;
-    const char *cookie; /* the first Cookie header */
+    const char *cookie; /* the Cookie headers, "; "-joined when several */
     size_t      cookie_len;
     bool        admin; /* came in on the admin listener */
     bool        keep_alive;

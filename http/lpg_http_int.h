@@ -49,7 +49,10 @@ struct lpg_http_conn_s {
     lpg_http_span_t   host;
     lpg_http_span_t   origin;
     lpg_http_span_t   xff;
-    lpg_http_span_t   cookie;   /* the first Cookie header */
+    lpg_http_span_t   cookie;  /* the first Cookie header */
+    char             *cookies; /* several: all of them, "; "-joined */
+    size_t            cookies_len;
+    size_t            cookies_cap;
     char              peer[64]; /* the socket peer, text */
     lpg_http_header_e header;
     bool              in_field;
@@ -86,6 +89,9 @@ extern lpg_http_ctx_t lpg_http_ctx;
 void lpg_http_parser_settings(http_parser_settings *s);
 
 const char *lpg_http_reason(int status);
+
+/* forgets the joined Cookie text of the request (several headers) */
+void lpg_http_cookie_free(lpg_http_conn_t *c);
 
 /* the socket peer's address, as text ("" when unknown) */
 void lpg_http_peer(int fd, char *buf, size_t len);

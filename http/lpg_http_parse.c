@@ -13,6 +13,7 @@
 #include "lpg_http_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 
 
 static bool lpg_http_trusted(const char *addr, size_t len);
+static int  lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n);
 
 static int lpg_http_on_message_begin(http_parser *p);
 static int lpg_http_on_url(http_parser *p, const char *at, size_t len);
@@ -30,7 +32,6 @@ static int lpg_http_on_value(http_parser *p, const char *at, size_t len);
 static int lpg_http_on_headers_complete(http_parser *p);
 static int lpg_http_on_body(http_parser *p, const char *at, size_t len);
 static int lpg_http_on_message_complete(http_parser *p);
-
 
 void
 lpg_http_parser_settings(http_parser_settings *s)
@@ -117,16 +118,42 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
             c->xff.off = at - c->in;
             c->xff.len = 0;
 
-        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0
-                   && c->cookie.off == 0)
-        {
+        } else if (c->field.len == 6 && strncasecmp(name, "cookie", 6) == 0) {
             c->header = LPG_HTTP_H_COOKIE;
-            c->cookie.off = at - c->in;
-            c->cookie.len = 0;
+
+            if (c->cookie.off == 0) {
+                c->cookie.off = at - c->in;
+                c->cookie.len = 0;
+
+            } else {
+                /*
+                 * another Cookie header (HTTP/2 crumbs, passed on one by
+                 * one by nginx 1.22): read as one, "; "-joined (RFC 6265
+                 * 5.4), in a buffer of its own from here on
+                 */
+                if ((c->cookies == NULL
+                     && lpg_http_cookie_add(c, c->in + c->cookie.off,
+                                            c->cookie.len)
+                         != LPG_OK)
+                    || lpg_http_cookie_add(c, "; ", 2) != LPG_OK)
+                {
+                    c->error = 503;
+                    return -1;
+                }
+            }
 
         } else {
             c->header = LPG_HTTP_H_OTHER;
         }
+    }
+
+    if (c->header == LPG_HTTP_H_COOKIE && c->cookies != NULL) {
+        if (lpg_http_cookie_add(c, at, len) != LPG_OK) {
+            c->error = 503;
+            return -1;
+        }
+
+        return 0;
     }
 
     v = c->header == LPG_HTTP_H_HOST     ? &c->host
@@ -139,6 +166,47 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
     }
 
     return 0;
+}
+
+
+/* appends n bytes to the joined Cookie text, kept NUL-terminated */
+static int
+lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n)
+{
+    char  *buf;
+    size_t cap;
+
+    if (c->cookies_cap - c->cookies_len < n + 1) {
+        cap = c->cookies_cap ? c->cookies_cap : 256;
+        while (cap - c->cookies_len < n + 1) {
+            cap *= 2;
+        }
+
+        buf = realloc(c->cookies, cap);
+        if (buf == NULL) {
+            lpg_log(LPG_LOG_ERR, errno, "realloc(%zu) failed", cap);
+            return LPG_ERROR;
+        }
+
+        c->cookies = buf;
+        c->cookies_cap = cap;
+    }
+
+    memcpy(c->cookies + c->cookies_len, s, n);
+    c->cookies_len += n;
+    c->cookies[c->cookies_len] = '\0';
+
+    return LPG_OK;
+}
+
+
+void
+lpg_http_cookie_free(lpg_http_conn_t *c)
+{
+    free(c->cookies);
+    c->cookies = NULL;
+    c->cookies_len = 0;
+    c->cookies_cap = 0;
 }
 
 

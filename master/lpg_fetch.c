@@ -343,11 +343,7 @@ lpg_fetch_ready(lpg_pgasync_t *a)
     db->state = LPG_FETCH_TABLES;
 
     /* to_regclass: a database without Odoo's tables is not an error */
-    if (lpg_pgasync_query(a,
-                          "SELECT to_regclass('bus_bus') IS NOT NULL, "
-                          "to_regclass('ir_module_module') IS NOT NULL")
-        != LPG_OK)
-    {
+    if (lpg_pgasync_query(a, LPG_PGCONN_ODOO_TABLES_SQL) != LPG_OK) {
         return;
     }
 }
@@ -388,11 +384,11 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
             atomic_store(&sdb->start, db->gap.cursor);
         }
 
-        atomic_store(
-            &sdb->version,
-            lpg_fetch.conf->odoo_version != 0
-                ? lpg_fetch.conf->odoo_version
-                : (PQgetisnull(res, 0, 1) ? 14 : atoi(PQgetvalue(res, 0, 1))));
+        atomic_store(&sdb->version,
+                     lpg_pgconn_odoo_version(lpg_fetch.conf,
+                                             PQgetisnull(res, 0, 1)
+                                                 ? NULL
+                                                 : PQgetvalue(res, 0, 1)));
         return;
 
     default:
@@ -439,10 +435,7 @@ lpg_fetch_done(lpg_pgasync_t *a)
         snprintf(query, sizeof(query),
                  "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s; "
                  "LISTEN %s",
-                 db->has_modules ? "(SELECT split_part(latest_version, '.', "
-                                   "1) FROM ir_module_module WHERE name = "
-                                   "'base')"
-                                 : "NULL",
+                 db->has_modules ? LPG_PGCONN_ODOO_VERSION_SQL : "NULL",
                  db->listen);
 
         if (lpg_pgasync_query(a, query) == LPG_OK) {

@@ -7,14 +7,15 @@
  * --max-cron-threads, -d, -i, -p, -c, --db_host...); every option maps to a
  * key of the config table and wins over the file.  Before the master starts
  * this file checks the connection budget against the server (exit 2 when it
- * does not hold), raises the fd limit and writes the pidfile.
+ * does not hold), raises the fd limit and writes the pidfile.  --check runs
+ * lpg_check.c's checks instead of the master.
  */
 
 #include "lpg_core.h"
 #include "lpg_budget.h"
+#include "lpg_check.h"
 #include "lpg_conf.h"
 #include "lpg_master.h"
-#include "lpg_pgconn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,9 +41,6 @@ typedef struct {
 
 
 static void lpg_main_usage(FILE *out);
-static int  lpg_main_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why,
-                            size_t len);
-static void lpg_main_machine(lpg_budget_t *b);
 static int  lpg_main_pidfile(const char *path);
 static void lpg_main_unlink_pidfile(const char *path);
 
@@ -65,7 +63,7 @@ static const lpg_main_opt_t lpg_main_opts[] = {
     { "port", 'p', "port", "PORT", "HTTP listen port (default 8072)" },
     { "longpolling-port", 0, "port", "PORT", NULL },
     { "admin-port", 0, "admin_port", "PORT",
-      "admin listener for /metrics on admin_interface (default 8073, 0 off)" },
+      "admin listener for /metrics on admin_interface (default 9072, 0 off)" },
     { "config", 'c', NULL, "FILE", "libconfig file (etc/lpgate.conf)" },
     { "db_host", 0, "db_host", "HOST", "database host (PGHOST)" },
     { "db-host", 0, "db_host", "HOST", NULL },
@@ -92,6 +90,8 @@ static const lpg_main_opt_t lpg_main_opts[] = {
     { "pidfile", 0, "pidfile", "FILE", "write the master's pid here" },
     { "demo", 0, "demo", NULL, "serve the demo chat page at <path>/demo" },
     { "check-config", 0, NULL, NULL, "check the configuration and exit" },
+    { "check", 0, NULL, NULL,
+      "try the databases, odoo_url, budget and LISTEN; exit 0 or 2" },
     { "sizing", 0, NULL, NULL,
       "print the connection budget and capacity, then exit" },
     { "version", 'V', NULL, NULL, "print the version and exit" },
@@ -103,7 +103,7 @@ int
 main(int argc, char **argv)
 {
     int                    i, c, idx, rc;
-    bool                   check_only, sizing, check_budget;
+    bool                   check_only, check, sizing, check_budget;
     char                   err[LPG_CONF_ERRLEN], why[512], msg[1024];
     struct option          longopts[LPG_NELEMS(lpg_main_opts) + 1];
     lpg_budget_t           b;
@@ -124,6 +124,7 @@ main(int argc, char **argv)
     memset(&longopts[i], 0, sizeof(longopts[i]));
 
     check_only = false;
+    check = false;
     sizing = false;
 
     opterr = 0;
@@ -161,6 +162,9 @@ main(int argc, char **argv)
 
         if (strcmp(o->name, "check-config") == 0) {
             check_only = true;
+
+        } else if (strcmp(o->name, "check") == 0) {
+            check = true;
 
         } else if (strcmp(o->name, "sizing") == 0) {
             sizing = true;
@@ -220,14 +224,20 @@ main(int argc, char **argv)
 
     lpg_log_level = conf.log_level;
 
+    if (check) {
+        rc = lpg_check_run(&conf, stdout);
+        lpg_conf_free(&conf);
+        return rc;
+    }
+
     if (sizing) {
-        rc = lpg_main_budget(&conf, &b, why, sizeof(why));
+        rc = lpg_check_budget(&conf, &b, why, sizeof(why));
         lpg_budget_report(&b, rc == LPG_OK ? NULL : why, stdout);
         lpg_conf_free(&conf);
         return LPG_EXIT_OK;
     }
 
-    rc = lpg_main_budget(&conf, &b, why, sizeof(why));
+    rc = lpg_check_budget(&conf, &b, why, sizeof(why));
     check_budget = false;
 
     if (rc == LPG_OK && !lpg_budget_fits(&b)) {
@@ -323,73 +333,6 @@ lpg_main_usage(FILE *out)
             "\nSignals: TERM/INT stop now, QUIT stops gracefully, HUP "
             "reloads, USR1 reopens the log.\n"
             "Exit status 2: fatal configuration or budget error.\n");
-}
-
-
-/*
- * Reads max_connections and superuser_reserved_connections over the
- * LISTEN connection's parameters (the real server, even when queries go
- * through PgBouncer).  Fills b in every case; LPG_ERROR with why when the
- * server could not be asked.
- */
-static int
-lpg_main_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why, size_t len)
-{
-    PGconn   *conn;
-    PGresult *res;
-
-    memset(b, 0, sizeof(*b));
-    b->workers = conf->workers;
-    b->max_cron_threads = conf->max_cron_threads;
-    b->db_maxconn = conf->db_maxconn;
-    b->max_connections = -1;
-    lpg_main_machine(b);
-
-    conn = lpg_pgconn_connect(conf, NULL, why, len);
-    if (conn == NULL) {
-        return LPG_ERROR;
-    }
-
-    res = PQexec(conn,
-                 "SELECT current_setting('max_connections')::int, "
-                 "current_setting('superuser_reserved_connections')"
-                 "::int");
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        lpg_pgconn_error(conn, why, len);
-        PQclear(res);
-        PQfinish(conn);
-        return LPG_ERROR;
-    }
-
-    b->max_connections = atoi(PQgetvalue(res, 0, 0));
-    b->reserved = atoi(PQgetvalue(res, 0, 1));
-
-    PQclear(res);
-    PQfinish(conn);
-
-    return LPG_OK;
-}
-
-
-static void
-lpg_main_machine(lpg_budget_t *b)
-{
-    long          pages, psize;
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        b->fd_soft =
-            rl.rlim_cur == RLIM_INFINITY ? 1048576 : (long) rl.rlim_cur;
-        b->fd_hard =
-            rl.rlim_max == RLIM_INFINITY ? 1048576 : (long) rl.rlim_max;
-    }
-
-    b->ncpu = (int) sysconf(_SC_NPROCESSORS_ONLN);
-
-    pages = sysconf(_SC_PHYS_PAGES);
-    psize = sysconf(_SC_PAGESIZE);
-    b->mem_total = pages > 0 && psize > 0 ? (int64_t) pages * psize : 0;
 }
 
 

@@ -13,6 +13,7 @@
 
 #include "lpg_master_int.h"
 #include "lpg_fetch.h"
+#include "lpg_pgconn.h"
 #include "lpg_pglisten.h"
 #include "lpg_sockets.h"
 
@@ -42,7 +43,6 @@ static void lpg_master_notify(void *data, const char *payload);
 static void lpg_master_connected(void *data);
 static void lpg_master_kick_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int  lpg_master_doorbells(int n) LPG_MUSTCHECK;
-static const char *lpg_master_default_db(const lpg_conf_t *conf);
 
 
 lpg_master_state_t lpg_master;
@@ -100,6 +100,19 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         }
     }
 
+    /* where Prometheus scrapes: the operator looks for this line */
+    if (conf->admin_port != 0) {
+        bool v6 = strchr(conf->admin_interface, ':') != NULL;
+
+        lpg_log(LPG_LOG_NOTICE, 0, "metrics on http://%s%s%s:%d/metrics",
+                v6 ? "[" : "", conf->admin_interface, v6 ? "]" : "",
+                conf->admin_port);
+
+    } else {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "admin listener off (admin_port = 0): no /metrics");
+    }
+
     if (lpg_shm_create(&lpg_master.shm, LPG_MAX_WORKERS,
                        (size_t) conf->ring_size)
         != LPG_OK)
@@ -124,7 +137,7 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
         if (lpg_shm_set_dbs(&lpg_master.shm,
                             conf->database[0] != '\0'
                                 ? conf->database
-                                : lpg_master_default_db(conf),
+                                : lpg_pgconn_default_db(conf),
                             err, sizeof(err))
             != LPG_OK)
         {
@@ -489,33 +502,6 @@ lpg_master_doorbells(int n)
     }
 
     return LPG_OK;
-}
-
-
-/* libpq's default database: PGDATABASE, else the user name */
-static const char *
-lpg_master_default_db(const lpg_conf_t *conf)
-{
-    const char    *s;
-    struct passwd *pw;
-
-    s = getenv("PGDATABASE");
-    if (s != NULL && s[0] != '\0') {
-        return s;
-    }
-
-    if (conf->db_user[0] != '\0') {
-        return conf->db_user;
-    }
-
-    s = getenv("PGUSER");
-    if (s != NULL && s[0] != '\0') {
-        return s;
-    }
-
-    pw = getpwuid(geteuid());
-
-    return pw != NULL ? pw->pw_name : "postgres";
 }
 
 

@@ -3,99 +3,189 @@
  *
  * lpg_odoo.c: the worker's HTTP client toward Odoo (see lpg_odoo.h).
  *
- * A request owns its text; a connection owns its socket, its watchers and
- * the body read so far, and points at the one request it serves.  The
- * address of odoo_url is resolved on first use and again after a failed
- * connect, so a restarted Odoo on a new address is found.
+ * One libcurl multi handle per worker, created after fork, driven by the
+ * worker's libev loop: curl tells which sockets to watch (one ev_io each,
+ * lpg_odoo_socket_cb) and when to call it back (one ev_timer,
+ * lpg_odoo_timer_fn); the loop hands both back to curl_multi_socket_action.
+ * The multi keeps the connections to Odoo alive between requests and its
+ * threaded resolver keeps getaddrinfo off the loop.
+ *
+ * A slot (lpg_odoo_conn_t) is one easy handle; odoo_maxconn of them run at
+ * once, the other requests wait in a FIFO.  A running slot owns the
+ * request's text (moved from the request when it starts), so a cancelled
+ * request's exchange ends on its own and its answer is dropped.
  */
 
 #include "lpg_odoo.h"
 
-#include <errno.h>
-#include <http_parser.h>
-#include <netdb.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 
 #define LPG_ODOO_MAX_BODY (4 * 1024 * 1024)
+#define LPG_ODOO_QUIET    60000 /* ms the same failure is logged at debug */
 
 
 struct lpg_odoo_conn_s {
-    int             fd;
-    ev_io           io;
-    ev_timer        timer;
-    http_parser     parser;
-    lpg_odoo_req_t *req;
-    size_t          written;
-    lpg_buf_t       body;
-    int             status;
-    bool            complete;
-    bool            failed;
-    bool            used;
+    CURL              *easy;
+    lpg_odoo_req_t    *req;     /* NULL: cancelled, the answer is dropped */
+    lpg_buf_t          out;     /* moved from req, owned while running */
+    struct curl_slist *headers; /* likewise */
+    lpg_buf_t          body;    /* the answer so far, owned */
+    bool               used;
+    char               error[CURL_ERROR_SIZE];
+};
+
+/* one socket curl asked us to watch; owned by the list below */
+typedef struct lpg_odoo_sock_s lpg_odoo_sock_t;
+
+struct lpg_odoo_sock_s {
+    ev_io            io;
+    lpg_odoo_sock_t *next;
+    lpg_odoo_sock_t *prev;
 };
 
 
-static void lpg_odoo_start(lpg_odoo_conn_t *c, lpg_odoo_req_t *req);
-static int  lpg_odoo_resolve(void);
-static int  lpg_odoo_connect(void);
-static void lpg_odoo_io_cb(struct ev_loop *loop, ev_io *w, int revents);
-static void lpg_odoo_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void lpg_odoo_finish(lpg_odoo_conn_t *c, bool ok);
-static int  lpg_odoo_on_body(http_parser *p, const char *at, size_t len);
-static int  lpg_odoo_on_complete(http_parser *p);
-static bool lpg_odoo_clean(const char *s, size_t len);
+static int    lpg_odoo_start(lpg_odoo_conn_t *c, lpg_odoo_req_t *req);
+static void   lpg_odoo_next(void);
+static int    lpg_odoo_header(struct curl_slist **list, const char *name,
+                              const char *value, size_t len);
+static int    lpg_odoo_socket_cb(CURL *easy, curl_socket_t s, int what,
+                                 void *userp, void *socketp);
+static int    lpg_odoo_timer_fn(CURLM *multi, long timeout_ms, void *userp);
+static void   lpg_odoo_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void   lpg_odoo_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void   lpg_odoo_read_done(void);
+static void   lpg_odoo_finish(lpg_odoo_conn_t *c, CURLcode rc);
+static void   lpg_odoo_failed(lpg_odoo_conn_t *c, CURLcode rc);
+static void   lpg_odoo_release(lpg_odoo_conn_t *c);
+static size_t lpg_odoo_write_cb(char *ptr, size_t size, size_t n, void *data);
+static bool   lpg_odoo_clean(const char *s, size_t len);
 
 
 static struct {
-    struct ev_loop         *loop;
-    const lpg_conf_t       *conf;
-    lpg_conf_url_t          url;
-    bool                    enabled;
-    struct sockaddr_storage addr;
-    socklen_t               addr_len;
-    bool                    resolved;
-    lpg_odoo_conn_t        *conns; /* odoo_maxconn of them */
-    int                     nconns;
-    lpg_odoo_req_t         *head; /* waiting for a connection */
-    lpg_odoo_req_t         *tail;
-    http_parser_settings    settings;
+    struct ev_loop   *loop;
+    const lpg_conf_t *conf;
+    bool              enabled;
+    bool              global; /* curl_global_init done */
+    char             *base;   /* odoo_url without its trailing '/', owned */
+    CURLM            *multi;
+    ev_timer          timer;
+    lpg_odoo_sock_t  *socks;
+    lpg_odoo_conn_t  *conns; /* odoo_maxconn of them */
+    int               nconns;
+    lpg_odoo_req_t   *head; /* waiting for a slot */
+    lpg_odoo_req_t   *tail;
+    CURLcode          last_error; /* of the last failure, CURLE_OK: none */
+    int64_t           quiet_until;
 } lpg_odoo;
 
 
 int
 lpg_odoo_init(struct ev_loop *loop, const lpg_conf_t *conf)
 {
-    int i;
+    int                     i;
+    long                    ms;
+    size_t                  len;
+    lpg_conf_url_t          url;
+    curl_version_info_data *v;
 
     lpg_odoo.loop = loop;
     lpg_odoo.conf = conf;
     lpg_odoo.enabled = conf->odoo_url[0] != '\0'
-        && lpg_conf_parse_url(conf->odoo_url, &lpg_odoo.url) == LPG_OK;
+        && lpg_conf_parse_url(conf->odoo_url, &url) == LPG_OK;
 
-    lpg_odoo.nconns = conf->odoo_maxconn;
-    lpg_odoo.conns = calloc(lpg_odoo.nconns, sizeof(lpg_odoo_conn_t));
-    if (lpg_odoo.conns == NULL) {
-        lpg_log(LPG_LOG_EMERG, 0, "odoo client allocation failed");
+    ev_init(&lpg_odoo.timer, lpg_odoo_timer_cb);
+
+    if (!lpg_odoo.enabled) {
+        return LPG_OK;
+    }
+
+    /* in the worker, after fork and before any thread: curl's resolver
+     * threads and TLS state belong to this process only */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        lpg_log(LPG_LOG_EMERG, 0, "curl_global_init() failed");
         return LPG_ERROR;
     }
 
-    for (i = 0; i < lpg_odoo.nconns; i++) {
-        lpg_odoo.conns[i].fd = -1;
-        ev_init(&lpg_odoo.conns[i].io, lpg_odoo_io_cb);
-        ev_init(&lpg_odoo.conns[i].timer, lpg_odoo_timer_cb);
-        lpg_odoo.conns[i].io.data = &lpg_odoo.conns[i];
-        lpg_odoo.conns[i].timer.data = &lpg_odoo.conns[i];
+    lpg_odoo.global = true;
+
+    v = curl_version_info(CURLVERSION_NOW);
+    if (!(v->features & CURL_VERSION_ASYNCHDNS)) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "libcurl %s resolves host names synchronously: a slow DNS "
+                "answer for odoo_url stalls the worker",
+                v->version);
     }
 
-    http_parser_settings_init(&lpg_odoo.settings);
-    lpg_odoo.settings.on_body = lpg_odoo_on_body;
-    lpg_odoo.settings.on_message_complete = lpg_odoo_on_complete;
+    len = strlen(conf->odoo_url);
+    while (len > 0 && conf->odoo_url[len - 1] == '/') {
+        len--;
+    }
+
+    lpg_odoo.base = strndup(conf->odoo_url, len);
+    lpg_odoo.multi = curl_multi_init();
+    lpg_odoo.nconns = conf->odoo_maxconn;
+    lpg_odoo.conns = calloc(lpg_odoo.nconns, sizeof(lpg_odoo_conn_t));
+
+    if (lpg_odoo.base == NULL || lpg_odoo.multi == NULL
+        || lpg_odoo.conns == NULL) {
+        goto failed;
+    }
+
+    curl_multi_setopt(lpg_odoo.multi, CURLMOPT_SOCKETFUNCTION,
+                      lpg_odoo_socket_cb);
+    curl_multi_setopt(lpg_odoo.multi, CURLMOPT_TIMERFUNCTION,
+                      lpg_odoo_timer_fn);
+    curl_multi_setopt(lpg_odoo.multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) lpg_odoo.nconns);
+    curl_multi_setopt(lpg_odoo.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long) lpg_odoo.nconns);
+    curl_multi_setopt(lpg_odoo.multi, CURLMOPT_MAXCONNECTS,
+                      (long) lpg_odoo.nconns);
+
+    ms = (long) conf->odoo_timeout * 1000;
+
+    for (i = 0; i < lpg_odoo.nconns; i++) {
+        lpg_odoo_conn_t *c = &lpg_odoo.conns[i];
+        CURL            *e = curl_easy_init();
+
+        if (e == NULL) {
+            goto failed;
+        }
+
+        c->easy = e;
+        curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lpg_odoo_write_cb);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms);
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+        /* straight to Odoo, whatever http_proxy says */
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        if (conf->odoo_cafile[0] != '\0') {
+            curl_easy_setopt(e, CURLOPT_CAINFO, conf->odoo_cafile);
+        }
+#if LIBCURL_VERSION_NUM >= 0x075700
+        /* a timed-out lookup leaves its resolver thread to finish alone
+         * instead of joining it on the loop */
+        curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
+    }
 
     return LPG_OK;
+
+failed:
+
+    lpg_log(LPG_LOG_EMERG, 0, "odoo client: libcurl handle allocation failed");
+    lpg_odoo_exit();
+
+    return LPG_ERROR;
 }
 
 
@@ -104,11 +194,12 @@ lpg_odoo_post(lpg_odoo_req_t *req, const char *path, const char *host,
               size_t host_len, const char *cookie, size_t cookie_len,
               const char *body, size_t len)
 {
-    int        i, rc;
-    char       num[300];
-    lpg_buf_t *o = &req->out;
+    int                i, rc;
+    lpg_buf_t         *o = &req->out;
+    struct curl_slist *h = NULL;
 
     memset(o, 0, sizeof(*o));
+    req->headers = NULL;
     req->next = NULL;
     req->prev = NULL;
     req->conn = NULL;
@@ -118,49 +209,45 @@ lpg_odoo_post(lpg_odoo_req_t *req, const char *path, const char *host,
         return LPG_ERROR;
     }
 
-    if (host == NULL || host_len == 0 || !lpg_odoo_clean(host, host_len)) {
-        host = num;
-        host_len = (size_t) snprintf(num, sizeof(num), "%s:%d",
-                                     lpg_odoo.url.host, lpg_odoo.url.port);
-    }
-
-    rc = lpg_buf_append_str(o, "POST ");
-    rc = rc ?: lpg_buf_append_str(o, lpg_odoo.url.prefix);
+    rc = lpg_buf_append_str(o, lpg_odoo.base);
     rc = rc ?: lpg_buf_append_str(o, path);
-    rc = rc ?: lpg_buf_append_str(o, " HTTP/1.1\r\nHost: ");
-    rc = rc ?: lpg_buf_append(o, host, host_len);
-    rc = rc
-        ?: lpg_buf_append_str(o,
-                              "\r\nContent-Type: application/json\r\n"
-                              "Accept: application/json\r\n"
-                              "User-Agent: lpgate\r\n"
-                              "Connection: close\r\n");
+    rc = rc ?: lpg_buf_append(o, "", 1);
+    req->body_at = o->len;
+    rc = rc ?: lpg_buf_append(o, body, len);
+
+    /* Expect: none; Host: curl's own (odoo_url's) unless the client's */
+    rc = rc ?: lpg_odoo_header(&h, "Content-Type", "application/json", 16);
+    rc = rc ?: lpg_odoo_header(&h, "Accept", "application/json", 16);
+    rc = rc ?: lpg_odoo_header(&h, "User-Agent", "lpgate", 6);
+    rc = rc ?: lpg_odoo_header(&h, "Expect", "", 0);
+
+    if (host != NULL && host_len > 0 && lpg_odoo_clean(host, host_len)) {
+        rc = rc ?: lpg_odoo_header(&h, "Host", host, host_len);
+    }
 
     if (cookie != NULL && cookie_len > 0 && lpg_odoo_clean(cookie, cookie_len))
     {
-        rc = rc ?: lpg_buf_append_str(o, "Cookie: ");
-        rc = rc ?: lpg_buf_append(o, cookie, cookie_len);
-        rc = rc ?: lpg_buf_append_str(o, "\r\n");
+        rc = rc ?: lpg_odoo_header(&h, "Cookie", cookie, cookie_len);
     }
 
-    snprintf(num, sizeof(num), "Content-Length: %zu\r\n\r\n", len);
-    rc = rc ?: lpg_buf_append_str(o, num);
-    rc = rc ?: lpg_buf_append(o, body, len);
+    req->headers = h;
 
     if (rc != LPG_OK) {
         lpg_log(LPG_LOG_ERR, 0, "odoo request: out of memory");
-        lpg_buf_free(o);
-        return LPG_ERROR;
+        goto failed;
     }
 
     for (i = 0; i < lpg_odoo.nconns; i++) {
         if (!lpg_odoo.conns[i].used) {
-            lpg_odoo_start(&lpg_odoo.conns[i], req);
+            if (lpg_odoo_start(&lpg_odoo.conns[i], req) != LPG_OK) {
+                goto failed;
+            }
+
             return LPG_OK;
         }
     }
 
-    /* every connection is busy: wait for one */
+    /* every slot is busy: wait for one */
     req->queued = true;
     req->prev = lpg_odoo.tail;
     if (lpg_odoo.tail != NULL) {
@@ -173,14 +260,20 @@ lpg_odoo_post(lpg_odoo_req_t *req, const char *path, const char *host,
     lpg_odoo.tail = req;
 
     return LPG_OK;
+
+failed:
+
+    lpg_buf_free(&req->out);
+    curl_slist_free_all(req->headers);
+    req->headers = NULL;
+
+    return LPG_ERROR;
 }
 
 
 void
 lpg_odoo_cancel(lpg_odoo_req_t *req)
 {
-    lpg_odoo_conn_t *c = req->conn;
-
     if (req->queued) {
         if (req->prev != NULL) {
             req->prev->next = req->next;
@@ -199,241 +292,127 @@ lpg_odoo_cancel(lpg_odoo_req_t *req)
         req->queued = false;
     }
 
-    if (c != NULL) {
-        /* the exchange goes on; its answer is dropped */
-        c->req = NULL;
+    if (req->conn != NULL) {
+        /* the exchange goes on with the slot's copy; its answer is
+         * dropped */
+        req->conn->req = NULL;
         req->conn = NULL;
     }
 
     lpg_buf_free(&req->out);
+    curl_slist_free_all(req->headers);
+    req->headers = NULL;
 }
 
 
-/* opens c's socket and starts req on it; a failure shows up in the loop */
-static void
+void
+lpg_odoo_exit(void)
+{
+    int              i;
+    lpg_odoo_req_t  *req;
+    lpg_odoo_sock_t *s;
+
+    for (i = 0; lpg_odoo.conns != NULL && i < lpg_odoo.nconns; i++) {
+        lpg_odoo_conn_t *c = &lpg_odoo.conns[i];
+
+        if (c->used) {
+            curl_multi_remove_handle(lpg_odoo.multi, c->easy);
+            if (c->req != NULL) {
+                c->req->conn = NULL;
+            }
+
+            lpg_odoo_release(c);
+        }
+
+        if (c->easy != NULL) {
+            curl_easy_cleanup(c->easy);
+        }
+    }
+
+    while ((req = lpg_odoo.head) != NULL) {
+        lpg_odoo_cancel(req);
+    }
+
+    if (lpg_odoo.multi != NULL) {
+        curl_multi_cleanup(lpg_odoo.multi);
+    }
+
+    /* the watchers curl did not take back */
+    while ((s = lpg_odoo.socks) != NULL) {
+        lpg_odoo.socks = s->next;
+        ev_io_stop(lpg_odoo.loop, &s->io);
+        free(s);
+    }
+
+    if (lpg_odoo.loop != NULL) {
+        ev_timer_stop(lpg_odoo.loop, &lpg_odoo.timer);
+    }
+
+    free(lpg_odoo.conns);
+    free(lpg_odoo.base);
+
+    if (lpg_odoo.global) {
+        curl_global_cleanup();
+    }
+
+    lpg_odoo.conns = NULL;
+    lpg_odoo.nconns = 0;
+    lpg_odoo.base = NULL;
+    lpg_odoo.multi = NULL;
+    lpg_odoo.global = false;
+    lpg_odoo.enabled = false;
+}
+
+
+/* hands req's text to the free slot c and adds it to the multi;
+ * LPG_ERROR (logged) leaves req as it was */
+static int
 lpg_odoo_start(lpg_odoo_conn_t *c, lpg_odoo_req_t *req)
 {
-    int fd;
+    CURL     *e = c->easy;
+    CURLMcode rc;
 
-    c->used = true;
-    c->req = req;
-    c->written = 0;
-    c->status = 0;
-    c->complete = false;
-    c->failed = false;
-    memset(&c->body, 0, sizeof(c->body));
-    req->conn = c;
+    curl_easy_setopt(e, CURLOPT_URL, req->out.data);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->out.data + req->body_at);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t) (req->out.len - req->body_at));
+    c->error[0] = '\0';
 
-    http_parser_init(&c->parser, HTTP_RESPONSE);
-    c->parser.data = c;
-
-    fd = lpg_odoo_resolve() == LPG_OK ? lpg_odoo_connect() : -1;
-    if (fd == -1) {
-        /* reported from the loop like any other failure, never from
-         * inside lpg_odoo_post() */
-        c->failed = true;
-        ev_timer_set(&c->timer, 0., 0.);
-        ev_timer_start(lpg_odoo.loop, &c->timer);
-        return;
-    }
-
-    ev_timer_set(&c->timer, (double) lpg_odoo.conf->odoo_timeout, 0.);
-    ev_timer_start(lpg_odoo.loop, &c->timer);
-
-    c->fd = fd;
-    ev_io_set(&c->io, fd, EV_WRITE);
-    ev_io_start(lpg_odoo.loop, &c->io);
-}
-
-
-/* a non-blocking connect() toward odoo_url under way; -1 (logged) when
- * it failed at once */
-static int
-lpg_odoo_connect(void)
-{
-    int fd;
-
-    fd = socket(lpg_odoo.addr.ss_family,
-                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd != -1
-        && (connect(fd, (struct sockaddr *) &lpg_odoo.addr, lpg_odoo.addr_len)
-                == 0
-            || errno == EINPROGRESS))
-    {
-        return fd;
-    }
-
-    lpg_log(LPG_LOG_WARN, errno, "connect() to odoo_url %s failed",
-            lpg_odoo.conf->odoo_url);
-    if (fd != -1) {
-        close(fd);
-    }
-
-    /* maybe Odoo moved: resolve again next time */
-    lpg_odoo.resolved = false;
-
-    return -1;
-}
-
-
-static int
-lpg_odoo_resolve(void)
-{
-    int             rc;
-    char            port[16];
-    struct addrinfo hints, *res;
-    lpg_conf_url_t *u = &lpg_odoo.url;
-
-    if (lpg_odoo.resolved) {
-        return LPG_OK;
-    }
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%d", u->port);
-
-    rc = getaddrinfo(u->host, port, &hints, &res);
-    if (rc != 0) {
-        lpg_log(LPG_LOG_WARN, 0, "odoo_url host \"%s\": %s", u->host,
-                gai_strerror(rc));
+    /* no callback from here: curl asks for a timer, which runs later */
+    rc = curl_multi_add_handle(lpg_odoo.multi, e);
+    if (rc != CURLM_OK) {
+        lpg_log(LPG_LOG_ERR, 0, "curl_multi_add_handle() failed: %s",
+                curl_multi_strerror(rc));
         return LPG_ERROR;
     }
 
-    memcpy(&lpg_odoo.addr, res->ai_addr, res->ai_addrlen);
-    lpg_odoo.addr_len = res->ai_addrlen;
-    lpg_odoo.resolved = true;
-    freeaddrinfo(res);
+    c->used = true;
+    c->req = req;
+    c->out = req->out;
+    c->headers = req->headers;
+    memset(&c->body, 0, sizeof(c->body));
+    memset(&req->out, 0, sizeof(req->out));
+    req->headers = NULL;
+    req->conn = c;
 
     return LPG_OK;
 }
 
 
+/* starts waiting requests on free slots; one that cannot start is
+ * answered as a failure (from the loop, never inside lpg_odoo_post) */
 static void
-lpg_odoo_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+lpg_odoo_next(void)
 {
-    int              err;
-    char             buf[16384];
-    ssize_t          n;
-    size_t           parsed;
-    socklen_t        len;
-    lpg_odoo_conn_t *c = w->data;
-    lpg_buf_t       *o;
+    int             i;
+    lpg_odoo_req_t *req;
 
-    if (revents & EV_WRITE) {
-        if (c->written == 0) {
-            err = 0;
-            len = sizeof(err);
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1
-                || err != 0) {
-                lpg_log(LPG_LOG_WARN, err, "connect() to odoo_url %s failed",
-                        lpg_odoo.conf->odoo_url);
-                lpg_odoo.resolved = false;
-                lpg_odoo_finish(c, false);
-                return;
-            }
+    for (i = 0; i < lpg_odoo.nconns && lpg_odoo.head != NULL; i++) {
+        if (lpg_odoo.conns[i].used) {
+            continue;
         }
 
-        if (c->req == NULL) {
-            /* cancelled before a byte went out */
-            lpg_odoo_finish(c, false);
-            return;
-        }
-
-        o = &c->req->out;
-        n = write(c->fd, o->data + c->written, o->len - c->written);
-        if (n == -1) {
-            if (errno == EAGAIN || errno == EINTR) {
-                return;
-            }
-
-            lpg_log(LPG_LOG_WARN, errno, "write() to odoo_url failed");
-            lpg_odoo_finish(c, false);
-            return;
-        }
-
-        c->written += (size_t) n;
-        if (c->written == o->len) {
-            ev_io_stop(loop, &c->io);
-            ev_io_set(&c->io, c->fd, EV_READ);
-            ev_io_start(loop, &c->io);
-        }
-
-        return;
-    }
-
-    n = read(c->fd, buf, sizeof(buf));
-    if (n == -1) {
-        if (errno == EAGAIN || errno == EINTR) {
-            return;
-        }
-
-        lpg_log(LPG_LOG_WARN, errno, "read() from odoo_url failed");
-        lpg_odoo_finish(c, false);
-        return;
-    }
-
-    /* n == 0 tells the parser about EOF (a body without a length) */
-    parsed =
-        http_parser_execute(&c->parser, &lpg_odoo.settings, buf, (size_t) n);
-
-    if (c->complete) {
-        lpg_odoo_finish(c, true);
-        return;
-    }
-
-    if (parsed != (size_t) n || c->parser.http_errno != HPE_OK || n == 0) {
-        lpg_log(LPG_LOG_WARN, 0, "odoo_url answered no valid HTTP (%s)",
-                n == 0 ? "connection closed early"
-                       : http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
-        lpg_odoo_finish(c, false);
-    }
-}
-
-
-static void
-lpg_odoo_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    lpg_odoo_conn_t *c = w->data;
-
-    if (!c->failed) {
-        lpg_log(LPG_LOG_WARN, 0, "odoo_url %s did not answer within %d s",
-                lpg_odoo.conf->odoo_url, lpg_odoo.conf->odoo_timeout);
-    }
-
-    lpg_odoo_finish(c, false);
-}
-
-
-/* closes c, calls back, then starts the next waiting request on c */
-static void
-lpg_odoo_finish(lpg_odoo_conn_t *c, bool ok)
-{
-    int             status = ok ? c->status : 0;
-    lpg_buf_t       body = c->body;
-    lpg_odoo_req_t *req = c->req;
-
-    ev_io_stop(lpg_odoo.loop, &c->io);
-    ev_timer_stop(lpg_odoo.loop, &c->timer);
-    if (c->fd != -1) {
-        close(c->fd);
-        c->fd = -1;
-    }
-
-    c->used = false;
-    c->req = NULL;
-    memset(&c->body, 0, sizeof(c->body));
-
-    if (req != NULL) {
-        req->conn = NULL;
-        lpg_buf_free(&req->out);
-        req->cb(req, status, body.data != NULL ? body.data : "", body.len);
-    }
-
-    lpg_buf_free(&body);
-
-    if (!c->used && lpg_odoo.head != NULL) {
         req = lpg_odoo.head;
         lpg_odoo.head = req->next;
         if (lpg_odoo.head != NULL) {
@@ -445,38 +424,286 @@ lpg_odoo_finish(lpg_odoo_conn_t *c, bool ok)
 
         req->next = NULL;
         req->queued = false;
-        lpg_odoo_start(c, req);
+
+        if (lpg_odoo_start(&lpg_odoo.conns[i], req) != LPG_OK) {
+            lpg_buf_free(&req->out);
+            curl_slist_free_all(req->headers);
+            req->headers = NULL;
+            req->cb(req, 0, "", 0);
+            /* the callback may have taken slots: look again */
+            i = -1;
+        }
     }
 }
 
 
+/* appends "name: value" to *list (value of len bytes) */
 static int
-lpg_odoo_on_body(http_parser *p, const char *at, size_t len)
+lpg_odoo_header(struct curl_slist **list, const char *name, const char *value,
+                size_t len)
 {
-    lpg_odoo_conn_t *c = p->data;
+    char              *line;
+    size_t             n = strlen(name);
+    struct curl_slist *l;
+
+    line = malloc(n + len + 3);
+    if (line == NULL) {
+        return LPG_ERROR;
+    }
+
+    memcpy(line, name, n);
+    /* "Expect:" with nothing after the colon removes curl's own */
+    memcpy(line + n, ": ", 2);
+    memcpy(line + n + (len ? 2 : 1), value, len);
+    line[n + (len ? 2 : 1) + len] = '\0';
+
+    l = curl_slist_append(*list, line);
+    free(line);
+    if (l == NULL) {
+        return LPG_ERROR;
+    }
+
+    *list = l;
+
+    return LPG_OK;
+}
+
+
+/* curl says which events it wants on s (CURLMOPT_SOCKETFUNCTION) */
+static int
+lpg_odoo_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+                   void *socketp)
+{
+    int              events;
+    lpg_odoo_sock_t *w = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (w != NULL) {
+            ev_io_stop(lpg_odoo.loop, &w->io);
+            if (w->prev != NULL) {
+                w->prev->next = w->next;
+
+            } else {
+                lpg_odoo.socks = w->next;
+            }
+
+            if (w->next != NULL) {
+                w->next->prev = w->prev;
+            }
+
+            free(w);
+        }
+
+        return 0;
+    }
+
+    if (w == NULL) {
+        w = calloc(1, sizeof(*w));
+        if (w == NULL) {
+            lpg_log(LPG_LOG_ERR, 0, "odoo client: out of memory");
+            return -1;
+        }
+
+        ev_init(&w->io, lpg_odoo_io_cb);
+        w->next = lpg_odoo.socks;
+        if (w->next != NULL) {
+            w->next->prev = w;
+        }
+
+        lpg_odoo.socks = w;
+        curl_multi_assign(lpg_odoo.multi, s, w);
+
+    } else {
+        ev_io_stop(lpg_odoo.loop, &w->io);
+    }
+
+    events = (what & CURL_POLL_IN ? EV_READ : 0)
+        | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_set(&w->io, s, events);
+    ev_io_start(lpg_odoo.loop, &w->io);
+
+    return 0;
+}
+
+
+/* curl wants to be called in timeout_ms, -1: never (CURLMOPT_TIMERFUNCTION);
+ * 0 also goes through the loop, as curl's documentation asks */
+static int
+lpg_odoo_timer_fn(CURLM *multi, long timeout_ms, void *userp)
+{
+    ev_timer_stop(lpg_odoo.loop, &lpg_odoo.timer);
+
+    if (timeout_ms >= 0) {
+        ev_timer_set(&lpg_odoo.timer, (double) timeout_ms / 1000., 0.);
+        ev_timer_start(lpg_odoo.loop, &lpg_odoo.timer);
+    }
+
+    return 0;
+}
+
+
+static void
+lpg_odoo_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    int running;
+    int action = (revents & EV_READ ? CURL_CSELECT_IN : 0)
+        | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+
+    /* w may be freed inside: not touched after */
+    curl_multi_socket_action(lpg_odoo.multi, w->fd, action, &running);
+    lpg_odoo_read_done();
+}
+
+
+static void
+lpg_odoo_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int running;
+
+    curl_multi_socket_action(lpg_odoo.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    lpg_odoo_read_done();
+}
+
+
+/* the transfers curl finished, each answered */
+static void
+lpg_odoo_read_done(void)
+{
+    int              left;
+    CURL            *e;
+    CURLMsg         *msg;
+    CURLcode         rc;
+    lpg_odoo_conn_t *c;
+
+    while ((msg = curl_multi_info_read(lpg_odoo.multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        /* msg dies with the handle's removal */
+        e = msg->easy_handle;
+        rc = msg->data.result;
+        c = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **) &c);
+
+        lpg_odoo_finish(c, rc);
+    }
+}
+
+
+/* frees c, calls back, then starts what waits */
+static void
+lpg_odoo_finish(lpg_odoo_conn_t *c, CURLcode rc)
+{
+    long            code = 0;
+    lpg_buf_t       body = c->body;
+    lpg_odoo_req_t *req = c->req;
+
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+        lpg_odoo.last_error = CURLE_OK;
+
+    } else {
+        lpg_odoo_failed(c, rc);
+    }
+
+    curl_multi_remove_handle(lpg_odoo.multi, c->easy);
+    memset(&c->body, 0, sizeof(c->body));
+    lpg_odoo_release(c);
+
+    if (req != NULL) {
+        req->conn = NULL;
+        req->cb(req, (int) code, body.data != NULL ? body.data : "", body.len);
+    }
+
+    lpg_buf_free(&body);
+    lpg_odoo_next();
+}
+
+
+/* logs why c failed: at WARN, but the same failure again within
+ * LPG_ODOO_QUIET at DEBUG (Odoo down must not flood the log) */
+static void
+lpg_odoo_failed(lpg_odoo_conn_t *c, CURLcode rc)
+{
+    int         level = LPG_LOG_WARN;
+    int64_t     now = lpg_time_mono_ms();
+    const char *url = lpg_odoo.conf->odoo_url;
+    const char *why = c->error[0] != '\0' ? c->error : curl_easy_strerror(rc);
+
+    if (rc == lpg_odoo.last_error && now < lpg_odoo.quiet_until) {
+        level = LPG_LOG_DEBUG;
+
+    } else {
+        lpg_odoo.last_error = rc;
+        lpg_odoo.quiet_until = now + LPG_ODOO_QUIET;
+    }
+
+    switch (rc) {
+
+    case CURLE_COULDNT_RESOLVE_HOST:
+        lpg_log(level, 0, "odoo_url %s: host not resolved: %s", url, why);
+        break;
+
+    case CURLE_COULDNT_CONNECT:
+        lpg_log(level, 0, "connect() to odoo_url %s failed: %s", url, why);
+        break;
+
+    case CURLE_OPERATION_TIMEDOUT:
+        lpg_log(level, 0, "odoo_url %s did not answer within %d s: %s", url,
+                lpg_odoo.conf->odoo_timeout, why);
+        break;
+
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+        lpg_log(level, 0, "TLS with odoo_url %s failed: %s%s", url, why,
+                lpg_odoo.conf->odoo_cafile[0] != '\0'
+                    ? ""
+                    : " (a private CA goes into odoo_cafile)");
+        break;
+
+    case CURLE_WRITE_ERROR:
+        lpg_log(level, 0, "odoo_url %s answered more than %d bytes", url,
+                LPG_ODOO_MAX_BODY);
+        break;
+
+    default:
+        lpg_log(level, 0, "request to odoo_url %s failed: %s", url, why);
+        break;
+    }
+}
+
+
+/* frees what the slot owns and makes it free */
+static void
+lpg_odoo_release(lpg_odoo_conn_t *c)
+{
+    lpg_buf_free(&c->out);
+    lpg_buf_free(&c->body);
+    curl_slist_free_all(c->headers);
+    c->headers = NULL;
+    c->req = NULL;
+    c->used = false;
+}
+
+
+static size_t
+lpg_odoo_write_cb(char *ptr, size_t size, size_t n, void *data)
+{
+    lpg_odoo_conn_t *c = data;
+    size_t           len = size * n;
 
     if (c->body.len + len > LPG_ODOO_MAX_BODY
-        || lpg_buf_append(&c->body, at, len) != LPG_OK)
+        || lpg_buf_append(&c->body, ptr, len) != LPG_OK)
     {
-        return -1;
+        /* CURLE_WRITE_ERROR */
+        return 0;
     }
 
-    return 0;
-}
-
-
-static int
-lpg_odoo_on_complete(http_parser *p)
-{
-    lpg_odoo_conn_t *c = p->data;
-
-    c->status = (int) p->status_code;
-    c->complete = true;
-
-    /* nothing after the one answer matters */
-    http_parser_pause(p, 1);
-
-    return 0;
+    return len;
 }
 
 

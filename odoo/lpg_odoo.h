@@ -3,11 +3,13 @@
  *
  * lpg_odoo.h: JSON POSTs to Odoo's HTTP server (odoo_url) from a worker.
  *
- * A tiny HTTP/1.1 client on the worker's libev loop: one connection per
- * request (Connection: close), at most odoo_maxconn at once (the others
- * wait in a FIFO), http-parser in response mode, and odoo_timeout over
- * the whole exchange.  It never blocks the worker; the callback always
- * runs later, from the loop, never from inside lpg_odoo_post().
+ * libcurl's multi interface on the worker's libev loop: the host name is
+ * resolved off the loop (curl's threaded resolver), connections to Odoo
+ * are kept alive and reused, https:// odoo_url is verified against the
+ * system's CAs or odoo_cafile.  At most odoo_maxconn requests run at once
+ * (the others wait in a FIFO), odoo_timeout each.  It never blocks the
+ * worker; the callback always runs later, from the loop, never from
+ * inside lpg_odoo_post().
  */
 
 #ifndef LPG_ODOO_H
@@ -34,14 +36,17 @@ struct lpg_odoo_req_s {
     lpg_odoo_cb_pt cb;
 
     /* private */
-    lpg_buf_t        out; /* the request text, owned */
-    lpg_odoo_req_t  *next;
-    lpg_odoo_req_t  *prev;
-    lpg_odoo_conn_t *conn;
-    bool             queued;
+    lpg_buf_t          out;     /* the URL, a NUL, the body; owned */
+    size_t             body_at; /* where the body starts in out */
+    struct curl_slist *headers; /* owned */
+    lpg_odoo_req_t    *next;
+    lpg_odoo_req_t    *prev;
+    lpg_odoo_conn_t   *conn;
+    bool               queued;
 };
 
 
+/* after fork, in the worker; LPG_ERROR (logged) when libcurl fails */
 int lpg_odoo_init(struct ev_loop *loop, const lpg_conf_t *conf) LPG_MUSTCHECK;
 
 /*
@@ -57,6 +62,10 @@ int lpg_odoo_post(lpg_odoo_req_t *req, const char *path, const char *host,
 
 /* forget the request; its callback will not run */
 void lpg_odoo_cancel(lpg_odoo_req_t *req);
+
+/* at worker exit: drops what runs or waits (no callback runs) and frees
+ * libcurl's handles */
+void lpg_odoo_exit(void);
 
 
 #endif /* LPG_ODOO_H */

@@ -10,8 +10,10 @@
  */
 
 #include "lpg_odoo_poll.h"
+#include "lpg_odoo_db.h"
 #include "lpg_rpc.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +140,81 @@ lpg_odoo_session_keys(lpg_sub_t *s, const lpg_session_info_t *info)
             return LPG_ERROR;
         }
     }
+
+    return LPG_OK;
+}
+
+
+/*
+ * Odoo serves a poll from its session's database (request.db is the
+ * session's): the poll moves to db, and so do the client's channels so
+ * far, named with it from 15 on.  LPG_ERROR leaves s as it was.  s is not
+ * attached yet: its keys are rewritten in place.
+ */
+int
+lpg_odoo_switch_db(lpg_sub_t *s, int db)
+{
+    int         rc, version;
+    size_t      i;
+    json_t     *ch, *c, *pair;
+    lpg_buf_t  *texts;
+    const char *name = lpg_odoo_poll.shm->dbs[db].name;
+
+    version = lpg_odoo_version(db);
+
+    texts = calloc(s->nkeys + 1, sizeof(*texts));
+    if (texts == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        return LPG_ERROR;
+    }
+
+    rc = LPG_OK;
+
+    for (i = 0; i < s->nkeys && rc == LPG_OK; i++) {
+        ch = json_loadb(s->keys[i], s->key_lens[i], JSON_DECODE_ANY, NULL);
+        c = s->version >= 15 ? json_array_get(ch, 1) : ch;
+
+        if (c == NULL) {
+            rc = LPG_ERROR;
+
+        } else if (version >= 15) {
+            pair = json_pack("[sO]", name, c);
+            rc = pair != NULL ? lpg_json_dump(&texts[i], pair) : LPG_ERROR;
+            json_decref(pair);
+
+        } else {
+            rc = lpg_json_dump(&texts[i], c);
+        }
+
+        json_decref(ch);
+
+        if (texts[i].len > LPG_SUB_KEY_MAX) {
+            rc = LPG_ERROR;
+        }
+    }
+
+    if (rc != LPG_OK) {
+        lpg_log(LPG_LOG_ERR, 0,
+                "poll: its channels could not move to "
+                "the session's database \"%s\"",
+                name);
+        for (i = 0; i < s->nkeys; i++) {
+            lpg_buf_free(&texts[i]);
+        }
+
+        free(texts);
+        return LPG_ERROR;
+    }
+
+    for (i = 0; i < s->nkeys; i++) {
+        free(s->keys[i]);
+        s->keys[i] = texts[i].data;
+        s->key_lens[i] = texts[i].len;
+    }
+
+    free(texts);
+    s->db = db;
+    s->version = version;
 
     return LPG_OK;
 }

@@ -58,6 +58,10 @@ void lpg_odoo_poll_free(lpg_odoo_poll_t *q);
 int lpg_odoo_session_keys(lpg_sub_t                *s,
                           const lpg_session_info_t *info) LPG_MUSTCHECK;
 
+/* the session's database db is not s's: s moves there, its keys renamed
+ * (Odoo serves a poll from its session's database); before attaching */
+int lpg_odoo_switch_db(lpg_sub_t *s, int db) LPG_MUSTCHECK;
+
 void lpg_odoo_list_init(lpg_odoo_list_t *l, lpg_buf_t *out, int version);
 void lpg_odoo_list_add(const lpg_bus_rec_t *r, void *arg);
 

@@ -177,8 +177,8 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         e->guest = dgid_len ? atoll(dgid) : 0;
         e->guest_token =
             dgid_len ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
-        e->step = now < lpg_sess.addon_off_until ? LPG_SESSION_INFO
-                                                 : LPG_SESSION_ADDON;
+        e->step = now < lpg_sess.addon_off_until[db] ? LPG_SESSION_INFO
+                                                     : LPG_SESSION_ADDON;
 
         if (e->cookie == NULL || (dgid_len && e->guest_token == NULL)) {
             lpg_session_done(e, false);

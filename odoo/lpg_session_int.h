@@ -81,7 +81,8 @@ typedef struct {
     lpg_session_t    *head;     /* FIFO, oldest first */
     lpg_session_t    *tail;
     size_t            count;
-    int64_t           addon_off_until; /* the addon answered 404 */
+    /* per database, after the addon answered 404 (session_ttl if shorter) */
+    int64_t           addon_off_until[LPG_SHM_MAX_DBS];
     ev_timer          sweep;
     lpg_shm_worker_t *stats;
     int32_t           pid;

@@ -24,11 +24,13 @@ static void lpg_session_answer(lpg_odoo_req_t *req, int status,
                                const char *body, size_t len);
 static int  lpg_session_addon(lpg_session_t *e, json_t *result);
 static int  lpg_session_info(lpg_session_t *e, json_t *root);
+static bool lpg_session_db(lpg_session_t *e, const char *dbname);
 static int  lpg_session_query(lpg_session_t *e, int64_t uid);
 static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                              size_t n, int64_t bound, bool ok);
 static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
 static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
+static void lpg_session_source(int db, bool addon);
 
 
 /* this worker holds e's claim: it asks Odoo for every worker; on a
@@ -73,16 +75,20 @@ lpg_session_answer(lpg_odoo_req_t *req, int status, const char *body,
                    size_t len)
 {
     int            rc;
+    int64_t        off;
     json_t        *root, *result;
     json_error_t   err;
     lpg_session_t *e = lpg_session_of(req, odoo);
 
+    if (e->step == LPG_SESSION_ADDON && (status == 404 || status == 200)) {
+        lpg_session_source(e->db, status == 200);
+    }
+
     if (status == 404 && e->step == LPG_SESSION_ADDON) {
         /* no lpgate_bus addon: Odoo's own routes and the built-in SQL */
-        lpg_log(LPG_LOG_INFO, 0,
-                "odoo_url has no /lpgate/session (addon lpgate_bus not "
-                "installed): using get_session_info and built-in SQL");
-        lpg_sess.addon_off_until = lpg_time_mono_ms() + LPG_SESSION_ADDON_OFF;
+        off = (int64_t) lpg_sess.conf->session_ttl * 1000;
+        lpg_sess.addon_off_until[e->db] = lpg_time_mono_ms()
+            + (off < LPG_SESSION_ADDON_OFF ? off : LPG_SESSION_ADDON_OFF);
         e->step = LPG_SESSION_INFO;
 
         if (lpg_session_ask(e) != LPG_OK) {
@@ -154,17 +160,12 @@ lpg_session_addon(lpg_session_t *e, json_t *result)
     }
 
     dbname = json_is_string(db) ? json_string_value(db) : "";
-    if (strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        /* a session of another database: nothing private here */
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
+    if (!lpg_session_db(e, dbname)) {
         return LPG_OK;
     }
 
     e->info.uid = json_is_integer(uid) ? json_integer_value(uid) : 0;
     e->info.guest_id = json_is_integer(guest) ? json_integer_value(guest) : 0;
-    e->info.db = e->db;
 
     json_array_foreach(channels, i, ch)
     {
@@ -205,20 +206,54 @@ lpg_session_info(lpg_session_t *e, json_t *root)
     u = json_is_integer(uid) ? json_integer_value(uid) : 0;
     dbname = json_is_string(db) ? json_string_value(db) : "";
 
-    if (u > 0 && strcmp(dbname, lpg_sess.shm->dbs[e->db].name) != 0) {
-        lpg_log(LPG_LOG_INFO, 0,
-                "session of database \"%s\" polled for \"%s\": served public",
-                dbname, lpg_sess.shm->dbs[e->db].name);
+    if (u > 0 && !lpg_session_db(e, dbname)) {
         return LPG_OK;
     }
 
-    e->info.db = e->db;
+    if (u <= 0) {
+        e->info.db = e->db;
+    }
 
     if (u <= 0 && e->guest == 0) {
         return LPG_OK;
     }
 
     return lpg_session_query(e, u) == LPG_OK ? LPG_AGAIN : LPG_ERROR;
+}
+
+
+/*
+ * The session's database, dbname, as Odoo takes it (request.db is the
+ * session's, whatever the Host or ?db= chose): e->info.db, and the SQL
+ * step's version, become that database's when lpgate serves it.  False,
+ * logged: a database lpgate does not serve, the session is served public.
+ */
+static bool
+lpg_session_db(lpg_session_t *e, const char *dbname)
+{
+    int db, v;
+
+    db = lpg_shm_find_db(lpg_sess.shm, dbname, strlen(dbname));
+    if (db < 0) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\", a database "
+                "lpgate does not serve: served public",
+                dbname, lpg_sess.shm->dbs[e->db].name);
+        return false;
+    }
+
+    if (db != e->db) {
+        lpg_log(LPG_LOG_INFO, 0,
+                "session of database \"%s\" polled for \"%s\": served "
+                "from \"%s\", as Odoo does",
+                dbname, lpg_sess.shm->dbs[e->db].name, dbname);
+        v = atomic_load(&lpg_sess.shm->dbs[db].version);
+        e->version = v != 0 ? v : e->version;
+    }
+
+    e->info.db = db;
+
+    return true;
 }
 
 
@@ -262,7 +297,7 @@ lpg_session_query(lpg_session_t *e, int64_t uid)
     e->info.uid = uid;
     e->step = LPG_SESSION_SQL;
     memset(&e->bf, 0, sizeof(e->bf));
-    e->bf.db = e->db;
+    e->bf.db = e->info.db;
     e->bf.sql = e->sql;
     e->bf.cb = lpg_session_rows;
     lpg_backfill_queue(&e->bf);
@@ -284,7 +319,7 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
         lpg_log(LPG_LOG_ERR, 0,
                 "session channels of database \"%s\" could not be read "
                 "(is Odoo's mail installed?): served public",
-                lpg_sess.shm->dbs[e->db].name);
+                lpg_sess.shm->dbs[e->bf.db].name);
         e->info.uid = 0;
         lpg_session_done(e, false);
         return;
@@ -341,7 +376,7 @@ lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
     int     rc;
     json_t *ch;
 
-    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->db].name, model,
+    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->info.db].name, model,
                    (json_int_t) id);
     rc = ch != NULL ? lpg_session_add_key(e, ch) : LPG_ERROR;
     json_decref(ch);
@@ -366,4 +401,37 @@ lpg_session_add_key(lpg_session_t *e, const json_t *channel)
     }
 
     return LPG_OK;
+}
+
+
+/*
+ * Says which source serves db's sessions, once per change for all the
+ * workers: the shared word is swapped, and only the worker that changed
+ * it logs.  addon: /lpgate/session answered 200, else it answered 404.
+ */
+static void
+lpg_session_source(int db, bool addon)
+{
+    int32_t     now = addon ? 1 : 2, was;
+    const char *name = lpg_sess.shm->dbs[db].name;
+
+    was = atomic_exchange(&lpg_sess.shm->header->session_source[db], now);
+
+    if (was == now) {
+        return;
+    }
+
+    if (addon) {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "database \"%s\": sessions from the lpgate_bus addon "
+                "(odoo_url's /lpgate/session)",
+                name);
+
+    } else {
+        lpg_log(LPG_LOG_NOTICE, 0,
+                "database \"%s\": sessions from get_session_info and "
+                "built-in SQL (odoo_url has no /lpgate/session: addon "
+                "lpgate_bus not installed)",
+                name);
+    }
 }

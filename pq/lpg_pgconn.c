@@ -10,8 +10,11 @@
 
 #include "lpg_pgconn.h"
 
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 void
@@ -105,4 +108,41 @@ lpg_pgconn_error(PGconn *conn, char *err, size_t errlen)
             *c = ' ';
         }
     }
+}
+
+
+int
+lpg_pgconn_odoo_version(const lpg_conf_t *conf, const char *major)
+{
+    if (conf->odoo_version != 0) {
+        return conf->odoo_version;
+    }
+
+    return major == NULL ? 14 : atoi(major);
+}
+
+
+const char *
+lpg_pgconn_default_db(const lpg_conf_t *conf)
+{
+    const char    *s;
+    struct passwd *pw;
+
+    s = getenv("PGDATABASE");
+    if (s != NULL && s[0] != '\0') {
+        return s;
+    }
+
+    if (conf->db_user[0] != '\0') {
+        return conf->db_user;
+    }
+
+    s = getenv("PGUSER");
+    if (s != NULL && s[0] != '\0') {
+        return s;
+    }
+
+    pw = getpwuid(geteuid());
+
+    return pw != NULL ? pw->pw_name : "postgres";
 }

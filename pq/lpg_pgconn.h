@@ -20,6 +20,19 @@
 
 #define LPG_PGCONN_NPARAMS 12
 
+/*
+ * How lpgate learns what a served database is (the master's fetch
+ * connection and lpgate --check ask the same): one row, whether bus_bus and
+ * ir_module_module exist; then, when ir_module_module does, this
+ * expression gives base's major version as text (NULL: no row).
+ */
+#define LPG_PGCONN_ODOO_TABLES_SQL                                             \
+    "SELECT to_regclass('bus_bus') IS NOT NULL, "                              \
+    "to_regclass('ir_module_module') IS NOT NULL"
+#define LPG_PGCONN_ODOO_VERSION_SQL                                            \
+    "(SELECT split_part(latest_version, '.', 1) FROM ir_module_module "        \
+    "WHERE name = 'base')"
+
 
 typedef struct {
     const char *keys[LPG_PGCONN_NPARAMS];
@@ -43,6 +56,15 @@ PGconn *lpg_pgconn_connect(const lpg_conf_t *conf, const char *dbname,
 
 /* copies PQerrorMessage without its trailing newline */
 void lpg_pgconn_error(PGconn *conn, char *err, size_t errlen);
+
+/* the Odoo version lpgate serves a database with: the odoo_version key when
+ * set, else major (LPG_PGCONN_ODOO_VERSION_SQL's value, NULL when none),
+ * else 14's shapes */
+int lpg_pgconn_odoo_version(const lpg_conf_t *conf, const char *major);
+
+/* libpq's default database, served when no database is configured:
+ * PGDATABASE, else the user name; static or conf's storage */
+const char *lpg_pgconn_default_db(const lpg_conf_t *conf);
 
 
 #endif /* LPG_PGCONN_H */

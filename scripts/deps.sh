@@ -6,10 +6,10 @@ set -euo pipefail
 LPG_PACKAGES=(
     build-essential autoconf automake pkg-config
     libpq-dev libev-dev libmsgpack-dev libconfig-dev libjansson-dev
-    libhttp-parser-dev libcmocka-dev
+    libhttp-parser-dev libcmocka-dev libcurl4-openssl-dev libwslay-dev nettle-dev
     postgresql postgresql-contrib
     python3 python3-pytest python3-psycopg python3-prometheus-client
-    curl clang-format nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev
+    curl clang-format nginx libnginx-mod-nchan apache2 chromium clang libclang-rt-14-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,14 +1,42 @@
 #!/usr/bin/env bash
 # run.sh [lpgate options...]: installs the dependencies, builds lpgate and
-# runs it in the foreground on http://127.0.0.1:8072/longpolling.
+# runs it in the foreground on http://127.0.0.1:8072/longpolling (or the
+# port that -p/--port names).
 #
 # When no database is configured (no -d/--database, --db_host, --listen-dsn,
 # -c, PGHOST or PGDATABASE), it starts a throw-away PostgreSQL cluster of
 # its own (as the unprivileged user "postgres", in a temporary directory),
 # creates Odoo's bus_bus table in a database "lpgate", and removes the
 # cluster when lpgate exits.
+#
+# run.sh --print-url [lpgate options...] only prints the URL lpgate would
+# serve on with those options (the port of -p N, -pN, --port=N or --port N;
+# the last one wins; 8072 without any).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+
+# the port lpgate's command line asks for (lpgate's own default: 8072)
+lpg_run_port() {
+    local port=8072
+    while [ "$#" -gt 0 ]; do
+        case "$1" in
+        -p|--port) [ "$#" -gt 1 ] && port=$2 && shift ;;
+        --port=*) port=${1#--port=} ;;
+        -p*) port=${1#-p} ;;
+        --) break ;;
+        esac
+        shift
+    done
+    echo "$port"
+}
+
+if [ "${1:-}" = --print-url ]; then
+    shift
+    echo "http://127.0.0.1:$(lpg_run_port "$@")/longpolling"
+    exit 0
+fi
+
+url="http://127.0.0.1:$(lpg_run_port "$@")/longpolling"
 
 "$top/scripts/deps.sh"
 "$top/scripts/build.sh" "$top/build"
@@ -51,9 +79,9 @@ No database configured: started a throw-away PostgreSQL cluster in $tmp
 (127.0.0.1:$port, database "lpgate" with Odoo's bus_bus table); it is removed
 when lpgate stops.
 
-lpgate is starting on http://127.0.0.1:8072/longpolling. Try:
-    curl http://127.0.0.1:8072/longpolling/health
-    the demo chat in two browser windows: http://127.0.0.1:8072/longpolling/demo
+lpgate is starting on $url. Try:
+    curl $url/health
+    the demo chat in two browser windows: $url/demo
     psql -h 127.0.0.1 -p $port -U postgres -d lpgate -c \\
         "SELECT lpgate_send('demo-chat', '{\"from\": \"sql\", \"text\": \"hi\"}')"
 Stop it with Ctrl-C.

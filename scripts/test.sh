@@ -59,7 +59,7 @@ echo "== format check"
 # libFuzzer harnesses (tests/fuzz/), each for LPGATE_FUZZ_SECONDS
 echo "== fuzz"
 if (cd "$top/build" && make -s fuzz FUZZ_SECONDS="${LPGATE_FUZZ_SECONDS:-60}"); then
-    passed=$((passed + 4))
+    passed=$((passed + 6))
 else
     failed=$((failed + 1))
     status=1

@@ -73,6 +73,10 @@ typedef struct {
     _Atomic uint64_t ring_bytes;
     _Atomic uint64_t listen_reconnects;
     _Atomic int32_t  cron_pids[LPG_SHM_CRON_SLOTS]; /* 0: free */
+    /* per database, what serves its sessions (lpg_session.c: 0 not known
+     * yet, 1 the addon's route, 2 the built-in SQL); written by the worker
+     * that sees it change, so that one line is logged per change */
+    _Atomic int32_t session_source[LPG_SHM_MAX_DBS];
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 

@@ -6,9 +6,11 @@
  * A poll lives from its request to its answer: its session is asked
  * (lpg_session), its backfill queued when the history cannot answer it,
  * then it is answered at once or parked.  A parked poll is an attached
- * subscription (lpg_sub) and sits in one FIFO list ordered by park time:
- * every poll shares the same timeout, plus a per-poll jitter of at most
- * LPG_POLL_JITTER_MAX, so one ev_timer walks the head of the list.  Odoo's
+ * subscription (lpg_sub) and sits in a FIFO list ordered by park time,
+ * one list per hold time (the timeout; session_retry for a poll whose
+ * session Odoo did not tell): the polls of a list share its hold time,
+ * plus a per-poll jitter of at most LPG_POLL_JITTER_MAX, so one ev_timer
+ * walks the heads of the lists.  Odoo's
  * request and answer shapes are odoo/lpg_odoo_poll's, the plain GET API's
  * lpg_plain's; this file owns the poll's memory and its connection's
  * answer.
@@ -28,6 +30,7 @@
 
 
 #define LPG_POLL_JITTER_MAX 2000 /* ms */
+#define LPG_POLL_LISTS      2    /* deadline lists: timeout, session_retry */
 
 
 typedef struct lpg_poll_s lpg_poll_t;
@@ -43,11 +46,18 @@ struct lpg_poll_s {
     bool               session_wait;
     lpg_presence_t    *presence; /* held while the poll lives */
     lpg_session_wait_t swait;    /* while Odoo is asked who it is */
-    ev_timer          *retry;    /* degraded: the short timeout, owned */
+    int                list;     /* its deadline list, while parked */
 
     lpg_poll_t *next; /* park-time order */
     lpg_poll_t *prev;
 };
+
+
+/* a deadline list: the polls of one hold time, in park order */
+typedef struct {
+    lpg_poll_t *head;
+    lpg_poll_t *tail;
+} lpg_poll_list_t;
 
 
 static void lpg_poll_start(lpg_poll_t *p);
@@ -66,7 +76,6 @@ static void lpg_poll_gone(void *data);
 static void lpg_poll_deliver(lpg_sub_t *s);
 static void lpg_poll_lost(lpg_sub_t *s);
 static void lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_poll_count(lpg_poll_t *p, bool failed, bool message);
 
 
@@ -78,11 +87,11 @@ static const lpg_sub_ops_t lpg_poll_ops = {
 
 
 static struct {
-    lpg_http_ctx_t ctx;
-    lpg_poll_t    *head;
-    lpg_poll_t    *tail;
-    size_t         parked;
-    ev_timer       timer;
+    lpg_http_ctx_t  ctx;
+    lpg_poll_list_t lists[LPG_POLL_LISTS];
+    size_t          parked;
+    ev_timer        timer;
+    int64_t         timer_at; /* monotonic ms the timer fires at */
 } lpg_poll;
 
 
@@ -225,7 +234,10 @@ lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
         return;
     }
 
-    if (info->db != p->sub.db) {
+    if (info->db < 0
+        || (info->db != p->sub.db
+            && lpg_odoo_switch_db(&p->sub, info->db) != LPG_OK))
+    {
         return;
     }
 
@@ -321,7 +333,7 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
 static void
 lpg_poll_park(lpg_poll_t *p)
 {
-    int64_t     now;
+    int64_t     now, hold, jitter;
     const char *db = lpg_poll.ctx.shm->dbs[p->sub.db].name;
 
     if (lpg_sub_attach(&p->sub) != LPG_OK) {
@@ -331,34 +343,33 @@ lpg_poll_park(lpg_poll_t *p)
     }
 
     now = lpg_time_mono_ms();
-    p->deadline = now + (int64_t) lpg_poll.ctx.conf->timeout * 1000
-        + random() % (LPG_POLL_JITTER_MAX + 1);
+    hold = (int64_t) lpg_poll.ctx.conf->timeout * 1000;
+    jitter = LPG_POLL_JITTER_MAX;
+    p->list = 0;
 
     if (p->degraded
         && lpg_poll.ctx.conf->session_retry < lpg_poll.ctx.conf->timeout)
     {
         /* Odoo did not say who this is: answered [] after session_retry so
          * the client asks again (its private messages wait in bus_bus);
-         * a timer of its own keeps the timeout list in park order */
-        p->retry = malloc(sizeof(*p->retry));
-        if (p->retry != NULL) {
-            ev_timer_init(p->retry, lpg_poll_retry_cb,
-                          (double) lpg_poll.ctx.conf->session_retry, 0.);
-            p->retry->data = p;
-            ev_timer_start(lpg_poll.ctx.loop, p->retry);
-        }
+         * the list of that hold time keeps the timeout list in park order */
+        hold = (int64_t) lpg_poll.ctx.conf->session_retry * 1000;
+        jitter = hold / 4 < jitter ? hold / 4 : jitter;
+        p->list = 1;
     }
 
-    p->prev = lpg_poll.tail;
+    p->deadline = now + hold + random() % (jitter + 1);
+
+    p->prev = lpg_poll.lists[p->list].tail;
     p->next = NULL;
-    if (lpg_poll.tail != NULL) {
-        lpg_poll.tail->next = p;
+    if (lpg_poll.lists[p->list].tail != NULL) {
+        lpg_poll.lists[p->list].tail->next = p;
 
     } else {
-        lpg_poll.head = p;
+        lpg_poll.lists[p->list].head = p;
     }
 
-    lpg_poll.tail = p;
+    lpg_poll.lists[p->list].tail = p;
     lpg_poll.parked++;
     atomic_store_explicit(&lpg_poll.ctx.stats->parked, lpg_poll.parked,
                           memory_order_relaxed);
@@ -367,13 +378,18 @@ lpg_poll_park(lpg_poll_t *p)
     lpg_http_hold(p->conn, lpg_poll_gone, p);
 
     lpg_log(LPG_LOG_DEBUG, 0,
-            "poll parked: db \"%s\", %zu channel(s), last %lld", db,
-            p->sub.nkeys, (long long) p->sub.last);
+            "poll parked: db \"%s\", %zu channel(s), last %lld, held %lld ms "
+            "(list %d)",
+            db, p->sub.nkeys, (long long) p->sub.last, (long long) hold,
+            p->list);
 
-    if (!ev_is_active(&lpg_poll.timer)) {
+    if (!ev_is_active(&lpg_poll.timer) || p->deadline < lpg_poll.timer_at) {
+        /* (the first parked, or the first of a shorter list) */
+        ev_timer_stop(lpg_poll.ctx.loop, &lpg_poll.timer);
         ev_timer_set(&lpg_poll.timer,
                      (double) (p->deadline - now) / 1000. + 0.001, 0.);
         ev_timer_start(lpg_poll.ctx.loop, &lpg_poll.timer);
+        lpg_poll.timer_at = p->deadline;
     }
 }
 
@@ -452,15 +468,15 @@ lpg_poll_free(lpg_poll_t *p)
         if (p->prev != NULL) {
             p->prev->next = p->next;
 
-        } else if (lpg_poll.head == p) {
-            lpg_poll.head = p->next;
+        } else if (lpg_poll.lists[p->list].head == p) {
+            lpg_poll.lists[p->list].head = p->next;
         }
 
         if (p->next != NULL) {
             p->next->prev = p->prev;
 
-        } else if (lpg_poll.tail == p) {
-            lpg_poll.tail = p->prev;
+        } else if (lpg_poll.lists[p->list].tail == p) {
+            lpg_poll.lists[p->list].tail = p->prev;
         }
 
         lpg_poll.parked--;
@@ -469,11 +485,6 @@ lpg_poll_free(lpg_poll_t *p)
     }
 
     lpg_presence_release(p->presence);
-
-    if (p->retry != NULL) {
-        ev_timer_stop(lpg_poll.ctx.loop, p->retry);
-        free(p->retry);
-    }
 
     lpg_odoo_poll_free(&p->q);
     free(p);
@@ -571,44 +582,42 @@ lpg_poll_lost(lpg_sub_t *s)
 static void
 lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    int64_t     now, horizon;
+    int         i;
+    int64_t     now, horizon, h;
     lpg_poll_t *p, *next;
 
     now = lpg_time_mono_ms();
+    horizon = INT64_MAX;
 
-    /* polls parked in the same jitter window may be due out of order */
-    for (p = lpg_poll.head; p != NULL; p = next) {
-        next = p->next;
+    for (i = 0; i < LPG_POLL_LISTS; i++) {
+        /* polls parked in the same jitter window may be due out of order */
+        for (p = lpg_poll.lists[i].head; p != NULL; p = next) {
+            next = p->next;
 
-        if (p->deadline - LPG_POLL_JITTER_MAX > now) {
-            break;
+            if (p->deadline - LPG_POLL_JITTER_MAX > now) {
+                break;
+            }
+
+            if (p->deadline <= now && !p->sub.ready) {
+                lpg_poll_answer(p, false);
+            }
         }
 
-        if (p->deadline <= now && !p->sub.ready) {
-            lpg_poll_answer(p, false);
+        if (lpg_poll.lists[i].head != NULL) {
+            /* the head is not always the first due: jitter reorders */
+            h = lpg_poll.lists[i].head->deadline - LPG_POLL_JITTER_MAX - now;
+            horizon = h < horizon ? h : horizon;
         }
     }
 
-    if (lpg_poll.head != NULL) {
-        /* the head is not always the first due: jitter reorders */
-        horizon = lpg_poll.head->deadline - LPG_POLL_JITTER_MAX - now;
+    if (horizon != INT64_MAX) {
         if (horizon < 50) {
             horizon = 50;
         }
 
         ev_timer_set(w, (double) horizon / 1000., 0.);
         ev_timer_start(loop, w);
-    }
-}
-
-
-static void
-lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    lpg_poll_t *p = w->data;
-
-    if (!p->sub.ready) {
-        lpg_poll_answer(p, false);
+        lpg_poll.timer_at = now + horizon;
     }
 }
 
@@ -616,13 +625,17 @@ lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void
 lpg_poll_shutdown(void)
 {
-    while (lpg_poll.head != NULL) {
-        if (lpg_poll.head->sub.ready) {
-            lpg_sub_flush();
-            continue;
-        }
+    int i;
 
-        lpg_poll_answer(lpg_poll.head, false);
+    for (i = 0; i < LPG_POLL_LISTS; i++) {
+        while (lpg_poll.lists[i].head != NULL) {
+            if (lpg_poll.lists[i].head->sub.ready) {
+                lpg_sub_flush();
+                continue;
+            }
+
+            lpg_poll_answer(lpg_poll.lists[i].head, false);
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 #include "lpg_worker.h"
 #include "lpg_budget.h"
 #include "lpg_http.h"
+#include "lpg_odoo.h"
 #include "lpg_bus.h"
 #include "lpg_poll.h"
 #include "lpg_route.h"
@@ -148,6 +149,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     ev_run(loop, 0);
 
     lpg_log(LPG_LOG_INFO, 0, "worker exiting");
+    lpg_odoo_exit();
 
     exit(LPG_EXIT_OK);
 }

@@ -263,7 +263,8 @@ class Gateway:
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
 
     def __init__(self, pg, tmp_path, workers=2, extra_args=(), config=None,
-                 env=None, defaults=True, port=None, preexec_fn=None):
+                 env=None, defaults=True, port=None, preexec_fn=None,
+                 admin_port=0):
         self.tmp = tmp_path
         self.port = port or free_port()
         self.logfile = str(tmp_path / "lpgate.log")
@@ -279,7 +280,10 @@ class Gateway:
                      "--db-host", pg.host, "--db-port", str(pg.port),
                      "--db-user", pg.user, "-d", "lpgtest",
                      "--logfile", self.logfile, "--pidfile", self.pidfile,
-                     "--log-level", "info", "--admin-port", "0"]
+                     "--log-level", "info"]
+            # admin_port=None: lpgate's own default
+            if admin_port is not None:
+                args += ["--admin-port", str(admin_port)]
             if workers is not None:
                 args += ["--workers", str(workers)]
         args += list(extra_args)

@@ -15,8 +15,10 @@ answers the two routes lpgate calls, as Odoo does:
   partner_id, or JSON-RPC error 100 "Odoo Session Expired".
 
 Sessions are in memory (login(), expire()); every request is counted per
-route.  stop() and start() take it down and bring it back on the same
-port.  Run as a script for manual checks:
+route, every TCP connection accepted in `connections` (it speaks HTTP/1.1
+keep-alive).  stop() and start() take it down, open connections included,
+and bring it back on the same port.  With `certfile` (a PEM holding the
+certificate and its key) it serves https.  Run as a script for manual checks:
     /usr/bin/python3 odoo_standin.py --port 8069 --dsn "dbname=x" --db x
 """
 
@@ -24,6 +26,8 @@ import argparse
 import http.server
 import json
 import secrets
+import socket
+import ssl
 import threading
 import time
 
@@ -87,8 +91,11 @@ def cookies(header):
 class OdooStandin:
     """dbs: {name: (dsn, version)}; the first is Odoo's monodb."""
 
-    def __init__(self, dbs, port=0):
+    def __init__(self, dbs, port=0, certfile=None):
         self.dbs = dict(dbs)
+        self.certfile = certfile
+        self.connections = 0
+        self.open = set()
         # the database of a request without a session (Odoo's dbfilter or
         # monodb); None: none, so Odoo answers 404 as its nodb routing does
         self.default_db = next(iter(self.dbs))
@@ -98,6 +105,7 @@ class OdooStandin:
         self.sessions = {}
         self.counts = {}
         self.requests = []
+        self.header_names = []  # per request, in the order received
         self.lock = threading.Lock()
         self.server = None
         self.thread = None
@@ -166,6 +174,7 @@ class OdooStandin:
         with self.lock:
             self.counts.clear()
             self.requests.clear()
+            self.header_names.clear()
 
     # -- server -----------------------------------------------------------
 
@@ -178,7 +187,20 @@ class OdooStandin:
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                with standin.lock:
+                    standin.connections += 1
+                    standin.open.add(self.connection)
+
+            def finish(self):
+                with standin.lock:
+                    standin.open.discard(self.connection)
+                super().finish()
+
             def do_POST(self):
+                with standin.lock:
+                    standin.header_names.append(list(self.headers.keys()))
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
                 status, answer = standin.handle(
@@ -196,6 +218,13 @@ class OdooStandin:
         self.server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        if self.certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.certfile)
+            # the handshake runs in the connection's thread, on first read
+            self.server.socket = ctx.wrap_socket(
+                self.server.socket, server_side=True,
+                do_handshake_on_connect=False)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
@@ -207,10 +236,19 @@ class OdooStandin:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+            # a stopped Odoo keeps no kept-alive connection either
+            with self.lock:
+                conns, self.open = list(self.open), set()
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.certfile else "http",
+                                      self.port)
 
     # -- Odoo's behaviour ---------------------------------------------------
 

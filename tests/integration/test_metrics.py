@@ -1,8 +1,14 @@
 """The admin listener's /metrics, parsed with the real Prometheus text
 parser (Debian's python3-prometheus-client)."""
 
+import contextlib
+import fcntl
 import http.client
+import os
+import socket
+import tempfile
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, wait_until
@@ -67,3 +73,59 @@ def test_metrics(pg, gateway):
     # metrics are not on the public port
     assert gw.http("GET", "/metrics")[0] == 404
     assert gw.http("GET", "/longpolling/metrics")[0] == 404
+
+
+# the admin listener's default (issue 17): clear of Odoo's ports
+DEFAULT_ADMIN = 9072
+
+
+@contextlib.contextmanager
+def default_admin_port():
+    """Holds the lock free_port() would take on 9072 so that two runs on
+    one machine take turns; skips when something else listens there."""
+    lockdir = os.path.join(tempfile.gettempdir(), "lpgate-test-ports")
+    os.makedirs(lockdir, exist_ok=True)
+    with open(os.path.join(lockdir, "%d.lock" % DEFAULT_ADMIN), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", DEFAULT_ADMIN))
+            except OSError:
+                pytest.skip("port %d is taken on this machine" % DEFAULT_ADMIN)
+        yield DEFAULT_ADMIN
+
+
+def test_default_admin_port_serves_metrics_and_says_so(pg, gateway):
+    with default_admin_port() as admin:
+        gw = gateway(workers=1, admin_port=None)
+        gw.wait_log("metrics on http://127.0.0.1:%d/metrics" % admin)
+        assert "--admin-port" not in gw.args
+        fams = scrape(admin)
+        assert value(fams, "lpgate_workers") == 1
+
+
+def test_default_admin_port_clear_of_odoo_longpolling_child(pg, gateway):
+    # README's "Deploying with Odoo" moves Odoo's own long-polling child to
+    # 8073 (--longpolling-port=8073): it listens there, on every address as
+    # Odoo does, before lpgate starts
+    odoo_child = socket.socket()
+    odoo_child.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        odoo_child.bind(("0.0.0.0", 8073))
+        odoo_child.listen(8)
+    except OSError:
+        odoo_child.close()
+        odoo_child = None   # something holds 8073 already: the same case
+    try:
+        with socket.socket() as probe:
+            with pytest.raises(OSError):
+                probe.bind(("127.0.0.1", 8073))
+        with default_admin_port() as admin:
+            gw = gateway(workers=1, admin_port=None)
+            assert gw.running(), gw.output()
+            gw.wait_log("metrics on http://127.0.0.1:%d/metrics" % admin)
+            assert value(scrape(admin), "lpgate_workers") == 1
+            assert gw.running()
+    finally:
+        if odoo_child is not None:
+            odoo_child.close()

@@ -193,7 +193,20 @@ test_parse_url(void **state)
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 8069);
 
-    assert_int_equal(lpg_conf_parse_url("https://odoo", &u), LPG_ERROR);
+    assert_false(u.tls);
+
+    /* Odoo behind TLS on another host */
+    assert_int_equal(lpg_conf_parse_url("https://odoo.example.com", &u),
+                     LPG_OK);
+    assert_string_equal(u.host, "odoo.example.com");
+    assert_int_equal(u.port, 443);
+    assert_true(u.tls);
+    assert_int_equal(lpg_conf_parse_url("https://odoo:8443/x", &u), LPG_OK);
+    assert_int_equal(u.port, 8443);
+    assert_string_equal(u.prefix, "/x");
+
+    assert_int_equal(lpg_conf_parse_url("https://", &u), LPG_ERROR);
+    assert_int_equal(lpg_conf_parse_url("httpx://odoo", &u), LPG_ERROR);
     assert_int_equal(lpg_conf_parse_url("http://", &u), LPG_ERROR);
     assert_int_equal(lpg_conf_parse_url("http://a:0", &u), LPG_ERROR);
     assert_int_equal(lpg_conf_parse_url("http://a:99999", &u), LPG_ERROR);
@@ -208,6 +221,16 @@ test_parse_url(void **state)
     assert_non_null(strstr(err, "odoo_url"));
     assert_int_equal(lpg_conf_set(&c, "odoo_url", "", err, sizeof(err)),
                      LPG_OK);
+    assert_int_equal(lpg_conf_finish(&c, err, sizeof(err)), LPG_OK);
+
+    /* odoo_cafile must be readable when given */
+    assert_int_equal(lpg_conf_set(&c, "odoo_cafile", "/nonexistent/ca.pem", err,
+                                  sizeof(err)),
+                     LPG_OK);
+    assert_int_equal(lpg_conf_finish(&c, err, sizeof(err)), LPG_ERROR);
+    assert_non_null(strstr(err, "odoo_cafile"));
+    assert_int_equal(
+        lpg_conf_set(&c, "odoo_cafile", "/dev/null", err, sizeof(err)), LPG_OK);
     assert_int_equal(lpg_conf_finish(&c, err, sizeof(err)), LPG_OK);
     lpg_conf_free(&c);
 }
