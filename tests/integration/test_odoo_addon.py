@@ -11,10 +11,12 @@ chain's channel list is captured instead of waited on, in the form stored
 in bus_bus, and the real dispatcher is untouched outside the route.
 """
 
+import http.client
 import importlib
 import json
 import os
 import re
+import secrets
 import sys
 import types
 
@@ -573,3 +575,134 @@ def test_addon_series_of_an_online_release():
     request.login(uid=2)
     out = addon.LpgateSessionController().lpgate_session()
     assert out["version"] == 17
+
+
+# -- the stand-in Odoo (odoo_standin.py) on 16 and 17 ----------------------
+# lpgate's session and websocket tests run against it: its /lpgate/session
+# must give what the addon gives on the same data, from the real tables
+# lpgate's SQL fallback reads, and lpgate must detect the series.
+
+def rpc(odoo, path, params, cookie=None):
+    conn = http.client.HTTPConnection("127.0.0.1", odoo.port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if cookie:
+            headers["Cookie"] = cookie
+        conn.request("POST", path, json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "params": params}), headers)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=[16, 17], ids=["odoo16", "odoo17"])
+def odoo_ws(pg, request):
+    from odoo_standin import OdooStandin, create_database
+    version = request.param
+    db = "lpgtest%d" % version
+    s = OdooStandin({db: (create_database(pg, db, version), version)})
+    s.start()
+    yield s, db, version
+    s.stop()
+
+
+def test_standin_series_detected(pg, odoo_ws):
+    """lpgate reads the series from base's row as it does for 15."""
+    from conftest import run_lpgate
+    odoo, db, version = odoo_ws
+    r = run_lpgate(["--check", "--db-host", pg.host, "--db-port",
+                    str(pg.port), "--db-user", pg.user, "-d", db,
+                    "--odoo-url", odoo.url])
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("Odoo version:    %d (base's latest_version" % version
+            in r.stdout)
+    tables = {t for (t,) in pg.sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+        dbname=db)}
+    if version == 16:
+        assert {"mail_channel", "mail_channel_member"} <= tables
+        assert "discuss_channel" not in tables
+    else:
+        assert {"discuss_channel", "discuss_channel_member",
+                "res_groups_users_rel"} <= tables
+        assert "mail_channel" not in tables
+    assert "mail_channel_partner" not in tables
+
+
+def test_standin_websocket_channels(pg, odoo_ws):
+    odoo, db, version = odoo_ws
+    tag = secrets.token_hex(3)
+    model = "mail.channel" if version == 16 else "discuss.channel"
+    uid, pid = odoo.user(db, "alice" + tag, groups=[42] if version > 16
+                         else ())
+    _, bob = odoo.user(db, "bob" + tag)
+    general = odoo.discuss_channel(db, "general" + tag, partners=[pid])
+    dm = odoo.discuss_channel(db, "dm" + tag, partners=[pid, bob],
+                              channel_type="chat")
+    secret = odoo.discuss_channel(db, "secret" + tag, partners=[pid],
+                                  group_public_id=99)
+    staff = odoo.discuss_channel(db, "staff" + tag, group_public_id=42)
+    priv = odoo.discuss_channel(db, "priv" + tag, partners=[bob],
+                                channel_type="group")
+    gid, dgid = odoo.guest(db, "guest" + tag, channels=["general" + tag])
+    sid = odoo.login(db, uid)
+
+    status, r = rpc(odoo, "/lpgate/session", {"channels": [
+        "x", "discuss.channel_%d" % staff, "discuss.channel_%d" % priv,
+        "discuss.channel_%d" % general]}, "session_id=" + sid)
+    assert status == 200
+    out = r["result"]
+    assert (out["version"], out["db"], out["uid"], out["partner_id"],
+            out["guest_id"]) == (version, db, uid, pid, None)
+    if version == 16:
+        # the strings stay strings; the partner's channel_ids, all of them
+        assert out["channels"] == [
+            [db, "x"], [db, "discuss.channel_%d" % staff],
+            [db, "discuss.channel_%d" % priv],
+            [db, "discuss.channel_%d" % general],
+            [db, "res.partner", pid], [db, model, general], [db, model, dm],
+            [db, model, secret], [db, "broadcast"]]
+    else:
+        # secret: member, but the record rule hides a channel of a group
+        # alice is not in; staff: her group's, asked for; priv: neither
+        found = sorted([general, dm, staff])
+        assert out["channels"] == (
+            [[db, "x"]] + [[db, model, c] for c in found]
+            + [[db, model, dm, "members"]]
+            + [[db, "broadcast"], [db, "res.partner", pid]])
+
+    # a guest: its dgid cookie, public session
+    status, r = rpc(odoo, "/lpgate/session", {}, "dgid=" + dgid)
+    out = r["result"]
+    assert (out["uid"], out["guest_id"]) == (None, gid)
+    expect = [[db, "mail.guest", gid], [db, model, general]]
+    if version > 16:
+        expect.append([db, model, general, "members"])
+    assert out["channels"] == expect + [[db, "broadcast"]]
+    if version > 16:
+        # 17: the guest named by a mail.guest_<token> string
+        status, r = rpc(odoo, "/lpgate/session",
+                        {"channels": ["mail.guest_" + dgid]})
+        assert r["result"]["guest_id"] == gid
+        assert r["result"]["channels"] == expect + [[db, "broadcast"]]
+
+    # forged guest, no session, a logged-out session: public channels only
+    for cookie in ("dgid=%d|nope" % gid, None, "session_id=" + sid):
+        if cookie and cookie.startswith("session_id"):
+            odoo.logout(sid)
+        status, r = rpc(odoo, "/lpgate/session",
+                        {"channels": ["discuss.channel_%d" % priv]}, cookie)
+        out = r["result"]
+        assert (out["uid"], out["guest_id"]) == (None, None)
+        assert out["channels"] == (
+            [[db, "discuss.channel_%d" % priv], [db, "broadcast"]]
+            if version == 16 else [[db, "broadcast"]])
+    status, r = rpc(odoo, "/web/session/get_session_info", {},
+                    "session_id=" + sid)
+    assert r["error"]["code"] == 100
+
+    # what Odoo's subscribe refuses
+    status, r = rpc(odoo, "/lpgate/session", {"channels": [1]})
+    assert "ValueError" in r["error"]["data"]["name"]
