@@ -125,6 +125,7 @@ static void   lpg_poll_record(const lpg_bus_rec_t *r);
 static void   lpg_poll_match_cb(void *owner, void *arg);
 static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
+static void   lpg_poll_reset(int db);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void   lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
@@ -181,6 +182,7 @@ lpg_poll_init(const lpg_http_ctx_t *ctx, int doorbell, lpg_ring_t *ring)
     h.record = lpg_poll_record;
     h.batch = lpg_poll_batch;
     h.lost = lpg_poll_lost;
+    h.reset = lpg_poll_reset;
 
     return lpg_bus_init(ctx->loop, ctx->shm, ctx->stats, ring, doorbell, &h);
 }
@@ -341,6 +343,12 @@ lpg_poll_start(lpg_poll_t *p)
 {
     lpg_http_conn_t *c = p->conn;
 
+    if (lpg_bus_stale(p->db, p->last)) {
+        /* above every id of the database (a reset, or a client that kept
+         * an old last): served as last = 0, as Odoo 16+ does */
+        p->last = 0;
+    }
+
     if (p->last == 0) {
         /* Odoo: the notifications of the last timeout seconds */
         p->since_us = (int64_t) time(NULL) * 1000000
@@ -417,7 +425,11 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
     col.min_id = bound;
     lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
 
-    if (col.n > 0 || p->deadline == -1 || col.failed) {
+    /* stale: the ids went backwards while it was being looked up; []
+     * now, and its re-poll is served as last = 0 */
+    if (col.n > 0 || p->deadline == -1 || col.failed
+        || lpg_bus_stale(p->db, p->last))
+    {
         lpg_poll_send(p, &list, col.failed);
         lpg_buf_free(&list);
         return;
@@ -1135,6 +1147,26 @@ lpg_poll_lost(uint64_t n)
 {
     while (lpg_poll.head != NULL) {
         lpg_poll_answer(lpg_poll.head, false);
+    }
+}
+
+
+/*
+ * db's ids went backwards (lpg_bus.h): its parked polls get [] now and
+ * re-poll with their last, which is above the new ids, so lpg_poll_start
+ * serves them as last = 0.  Ready ones are answered by the batch.
+ */
+static void
+lpg_poll_reset(int db)
+{
+    lpg_poll_t *p, *next;
+
+    for (p = lpg_poll.head; p != NULL; p = next) {
+        next = p->next;
+
+        if (p->db == db && !p->ready) {
+            lpg_poll_answer(p, false);
+        }
     }
 }
 

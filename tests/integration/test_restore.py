@@ -1,0 +1,325 @@
+"""bus_bus ids that go backwards: TRUNCATE ... RESTART IDENTITY, a database
+dropped and created again, a database that does not exist yet at start,
+and clients that kept a `last` from before.
+
+Each test uses a database of its own (the session's lpgtest is left
+alone), polls as Odoo's web client does (a client re-polls at once with
+the largest id it has seen, an empty answer included), and waits for
+conditions with generous bounds; the gateways run with a long --timeout
+so that an answer can only come from lpgate noticing the reset, never
+from the poll timing out.
+"""
+
+import http.client
+import json
+import re
+import selectors
+import socket
+import time
+
+import pytest
+
+from conftest import BUS_BUS, free_port, wait_until
+
+TIMEOUT = "300"     # s: longer than any wait below
+
+
+def parked(gw):
+    return gw.log().count("poll parked")
+
+
+def ids(answer):
+    return [n["id"] for n in answer["result"]]
+
+
+def drop_db(pg, name):
+    pg.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def create_db(pg, name, table=True):
+    pg.sql('CREATE DATABASE "%s"' % name)
+    if table:
+        pg.sql(BUS_BUS, dbname=name)
+
+
+@pytest.fixture
+def scratch(pg):
+    """Factory: scratch(name, exists=True) gives a database of the test's
+    own (with Odoo's bus_bus), dropped at teardown."""
+    names = []
+
+    def make(name, exists=True):
+        drop_db(pg, name)
+        if exists:
+            create_db(pg, name)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        drop_db(pg, name)
+
+
+def start(gateway, db, workers=2, ready=True, extra=()):
+    gw = gateway(workers=workers,
+                 extra_args=["--log-level", "debug", "--timeout", TIMEOUT,
+                             "-d", db] + list(extra))
+    if ready:
+        gw.wait_log('database "%s": Odoo 14 bus shapes' % db)
+    return gw
+
+
+def warn_numbers(gw, db):
+    """(cursor, largest id) of every re-sync WARN line of db."""
+    return [(int(a), int(b)) for a, b in re.findall(
+        r'warn: database "%s": bus_bus ids went backwards .*?: cursor '
+        r'(\d+), largest id now (\d+)' % re.escape(db), gw.log())]
+
+
+class Clients:
+    """n long-polling clients on raw keep-alive sockets, driven by one
+    selector: each sends its poll, and when the answer comes re-polls at
+    once with the largest id it has seen (as Odoo's bus service does)."""
+
+    def __init__(self, gw, n, channel, last):
+        self.gw = gw
+        self.channel = channel
+        self.sel = selectors.DefaultSelector()
+        self.clients = []
+        for i in range(n):
+            c = {"last": last, "seen": [], "answers": 0, "empty": 0,
+                 "buf": bytearray(), "id": i}
+            self.clients.append(c)
+            self._connect(c)
+
+    def _request(self, c):
+        body = json.dumps({"jsonrpc": "2.0", "method": "call",
+                           "id": c["id"],
+                           "params": {"channels": [self.channel],
+                                      "last": c["last"]}})
+        return ("POST /longpolling/poll HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                "\r\n%s" % (len(body), body)).encode()
+
+    def _connect(self, c):
+        s = socket.create_connection(("127.0.0.1", self.gw.port))
+        s.sendall(self._request(c))
+        s.setblocking(False)
+        c["buf"] = bytearray()
+        self.sel.register(s, selectors.EVENT_READ, c)
+
+    def _answer(self, s, c):
+        """Parses every complete answer in c's buffer and re-polls."""
+        while True:
+            head, sep, rest = bytes(c["buf"]).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            m = re.search(rb"(?i)content-length: *(\d+)", head)
+            assert m and head.startswith(b"HTTP/1.1 200"), head
+            size = int(m.group(1))
+            if len(rest) < size:
+                return
+            answer = json.loads(rest[:size])
+            c["buf"] = bytearray(rest[size:])
+            got = ids(answer)
+            c["answers"] += 1
+            c["empty"] += not got
+            c["seen"] += got
+            if got:
+                c["last"] = max(got)
+            if re.search(rb"(?i)connection: *close", head):
+                self.sel.unregister(s)
+                s.close()
+                self._connect(c)
+                return
+            s.sendall(self._request(c))
+
+    def pump(self, done, timeout):
+        """Serves the sockets until done(clients) or timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.clients) and time.monotonic() < deadline:
+            for key, _ in self.sel.select(0.5):
+                s, c = key.fileobj, key.data
+                try:
+                    chunk = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    self.sel.unregister(s)
+                    s.close()
+                    self._connect(c)
+                    continue
+                c["buf"].extend(chunk)
+                self._answer(s, c)
+        return done(self.clients)
+
+    def close(self):
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+def test_truncate_restart_identity_under_parked_polls(pg, scratch, gateway):
+    """The issue's scenario: after TRUNCATE bus_bus RESTART IDENTITY the
+    next row gets id 1, below the master's cursor.  lpgate logs it at WARN
+    with the numbers, answers the parked polls ([]) so they come back, and
+    polls with last=0, last=1 and the old large last all get the next
+    notification."""
+    db = scratch("lpgr_truncate")
+    gw = start(gateway, db)
+    old = [pg.send(db, "ta", i) for i in range(6)][-1]
+    wait_until(lambda: gw.poll(["ta"], last=old - 1)["result"], 10)
+
+    parked_a = gw.poll_async(["ta"], last=old, timeout=60)
+    parked_b = gw.poll_async(["tb"], last=old, timeout=60)
+    wait_until(lambda: parked(gw) >= 2, 10, what="2 parked polls")
+
+    pg.sql("TRUNCATE bus_bus RESTART IDENTITY", dbname=db)
+    first = pg.send(db, "elsewhere", "wakes the master")
+    assert first == 1
+
+    # answered because of the reset (the timeout is 300 s), empty
+    assert parked_a.result(60)["result"] == []
+    assert parked_b.result(60)["result"] == []
+    wait_until(lambda: warn_numbers(gw, db), 10, what="the WARN line")
+    assert warn_numbers(gw, db) == [(old, first)], gw.log()
+
+    n = parked(gw)
+    polls = [gw.poll_async(["tc"], last=last, timeout=60)
+             for last in (0, 1, old)]
+    wait_until(lambda: parked(gw) >= n + 3, 20, what="3 more parked polls")
+    nid = pg.send(db, "tc", "next")
+    assert nid == 2
+    for f in polls:
+        assert ids(f.result(60)) == [nid]
+
+    # and the row that woke the master reached its channel too
+    assert ids(gw.poll(["elsewhere"], last=0, timeout=20)) == [first]
+
+
+def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
+                                                         gateway):
+    """1,000 parked polls over 2 workers, TRUNCATE ... RESTART IDENTITY,
+    one notification: every client (re-polling as Odoo's does) gets it."""
+    db = scratch("lpgr_thousand")
+    admin = free_port()
+    gw = start(gateway, db, extra=["--log-level", "info",
+                                   "--admin-port", str(admin)])
+    old = [pg.send(db, "warm", i) for i in range(4)][-1]
+    wait_until(lambda: gw.poll(["warm"], last=old - 1)["result"], 10)
+
+    n = 1000
+    clients = Clients(gw, n, "many", old)
+    try:
+        wait_until(lambda: sum(parked_per_worker(admin)) >= n, 60,
+                   what="%d parked polls" % n)
+        per_worker = parked_per_worker(admin)
+        assert len([v for v in per_worker if v > 0]) == 2, per_worker
+
+        pg.sql("TRUNCATE bus_bus RESTART IDENTITY", dbname=db)
+        bus_id = pg.send(db, "many", "after the truncate")
+
+        ok = clients.pump(
+            lambda cs: all(bus_id in c["seen"] for c in cs), 90)
+        got = sum(bus_id in c["seen"] for c in clients.clients)
+        empty = sum(c["empty"] for c in clients.clients)
+        print("clients that got id %d: %d of %d; empty answers first: %d"
+              % (bus_id, got, n, empty))
+        assert ok, "%d of %d clients got the notification" % (got, n)
+        assert all(c["seen"] == [bus_id] for c in clients.clients)
+        assert warn_numbers(gw, db) == [(old, bus_id)]
+    finally:
+        clients.close()
+
+
+def parked_per_worker(admin):
+    """lpgate_parked_polls of each worker, from the admin port."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return [int(v) for v in re.findall(
+        r'^lpgate_parked_polls\{worker="\d+"\} (\d+)$', body, re.M)]
+
+
+def test_last_above_the_largest_id_is_last_zero(pg, scratch, gateway):
+    """Beyond Odoo 8-15, as Odoo 16+ does: a poll whose last is above the
+    database's largest bus id gets what last=0 gets (the notifications of
+    the last timeout seconds) instead of waiting for ids that will not
+    come for a long time; a last equal to the largest id is not reset."""
+    db = scratch("lpgr_far")
+    gw = start(gateway, db)
+    a = pg.send(db, "tf", "recent")
+    wait_until(lambda: gw.poll(["tf"], last=0, timeout=20)["result"], 10)
+
+    # peek answers at once: nothing above a, and a for a last far above
+    peek = {"peek": True}
+    assert gw.poll(["tf"], last=a, options=peek)["result"][
+        "notifications"] == []
+    assert [n["id"] for n in gw.poll(["tf"], last=10**9, options=peek)[
+        "result"]["notifications"]] == [a]
+
+    # a real poll with that last is answered at once too, as last=0 is
+    assert ids(gw.poll(["tf"], last=10**9, timeout=20)) == [a]
+    assert ids(gw.poll(["tf"], last=0, timeout=20)) == [a]
+
+    # and parks like last=0 where nothing is recent: the next id wakes it
+    n = parked(gw)
+    f = gw.poll_async(["tg"], last=10**9, timeout=60)
+    wait_until(lambda: parked(gw) > n, 10)
+    b = pg.send(db, "tg", "next")
+    assert ids(f.result(60)) == [b]
+
+
+def test_database_dropped_and_created_again(pg, scratch, gateway):
+    """DROP DATABASE ... WITH (FORCE) and CREATE DATABASE (with bus_bus)
+    under the same name while lpgate runs: the master reconnects, sees a
+    new table, re-syncs, answers the parked poll, and delivery resumes
+    for clients with their old last."""
+    db = scratch("lpgr_recreated")
+    gw = start(gateway, db)
+    old = [pg.send(db, "td", i) for i in range(5)][-1]
+    wait_until(lambda: gw.poll(["td"], last=old - 1)["result"], 10)
+    f = gw.poll_async(["td"], last=old, timeout=90)
+    wait_until(lambda: parked(gw) >= 1, 10)
+
+    drop_db(pg, db)
+    create_db(pg, db)
+
+    # answered by the re-sync (no row was written yet), not by a timeout
+    assert f.result(60)["result"] == []
+    gw.wait_log('database "%s": bus_bus was recreated' % db, 30)
+
+    n = parked(gw)
+    g = gw.poll_async(["td"], last=old, timeout=60)
+    wait_until(lambda: parked(gw) > n, 10)
+    bus_id = pg.send(db, "td", "in the new database")
+    assert bus_id == 1
+    assert ids(g.result(60)) == [bus_id]
+    assert ids(gw.poll(["td"], last=0, timeout=20)) == [bus_id]
+
+
+def test_database_created_after_start(pg, scratch, gateway):
+    """A database that does not exist when lpgate starts: lpgate keeps
+    trying and serves it once it is created with Odoo's bus_bus."""
+    db = scratch("lpgr_late", exists=False)
+    gw = start(gateway, db, ready=False)
+    gw.wait_ready()
+    gw.wait_log('database "%s" does not exist' % db, 20)
+
+    # while the database is missing a poll waits (parked, not refused)
+    f = gw.poll_async(["tl"], last=0, timeout=90)
+    wait_until(lambda: parked(gw) >= 1, 20, what="the poll to park")
+    assert not f.done()
+
+    create_db(pg, db)
+    gw.wait_log('database "%s": Odoo 14 bus shapes' % db, 60)
+    bus_id = pg.send(db, "tl", "first")
+    result = f.result(60)["result"]
+    if not result:
+        # answered [] while the database came up: the client re-polls
+        result = gw.poll(["tl"], last=0, timeout=60)["result"]
+    assert [n["id"] for n in result] == [bus_id]
+    assert ids(gw.poll(["tl"], last=0, timeout=20)) == [bus_id]
