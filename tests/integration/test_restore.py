@@ -228,18 +228,25 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
         assert ok, "%d of %d clients got the notification" % (got, n)
         assert all(c["seen"] == [bus_id] for c in clients.clients)
         assert warn_numbers(gw, db) == [(old, bus_id)]
+        assert re.search(r"^lpgate_bus_resets_total 1$", metrics(admin),
+                         re.M)
     finally:
         clients.close()
 
 
-def parked_per_worker(admin):
-    """lpgate_parked_polls of each worker, from the admin port."""
+def metrics(admin):
+    """The text of /metrics on the admin port."""
     conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
     try:
         conn.request("GET", "/metrics")
-        body = conn.getresponse().read().decode()
+        return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+def parked_per_worker(admin):
+    """lpgate_parked_polls of each worker, from the admin port."""
+    body = metrics(admin)
     return [int(v) for v in re.findall(
         r'^lpgate_parked_polls\{worker="\d+"\} (\d+)$', body, re.M)]
 
@@ -271,6 +278,27 @@ def test_last_above_the_largest_id_is_last_zero(pg, scratch, gateway):
     wait_until(lambda: parked(gw) > n, 10)
     b = pg.send(db, "tg", "next")
     assert ids(f.result(60)) == [b]
+
+
+def test_table_recreated_while_connected(pg, scratch, gateway):
+    """DROP TABLE bus_bus and CREATE TABLE again (a restore with --clean):
+    the master's connection survives it, and its next fetch sees another
+    table (oid) and re-syncs."""
+    db = scratch("lpgr_table")
+    gw = start(gateway, db)
+    old = [pg.send(db, "tt", i) for i in range(5)][-1]
+    wait_until(lambda: gw.poll(["tt"], last=old - 1)["result"], 10)
+    f = gw.poll_async(["tt"], last=old, timeout=60)
+    wait_until(lambda: parked(gw) >= 1, 10)
+
+    pg.sql("DROP TABLE bus_bus", dbname=db)
+    pg.sql(BUS_BUS, dbname=db)
+    bus_id = pg.send(db, "tt", "in the new table")
+    assert bus_id == 1
+
+    assert f.result(60)["result"] == []
+    gw.wait_log('database "%s": bus_bus was recreated' % db, 10)
+    assert ids(gw.poll(["tt"], last=old, timeout=60)) == [bus_id]
 
 
 def test_database_dropped_and_created_again(pg, scratch, gateway):
