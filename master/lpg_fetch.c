@@ -20,8 +20,9 @@
  * and the connect query reads the oid again.  A largest id below the
  * cursor, or another oid, is a reset (lpg_fetch_resync): logged at WARN
  * with the numbers, the cursor goes back to 0, a reset marker goes into
- * the ring (the workers drop their history of the database and answer its
- * parked polls), and the rows of the new table are fetched from id 0.
+ * the ring (the workers drop their history of the database and start its
+ * parked polls again from 0), and the rows of the new table are fetched
+ * from id 0.
  */
 
 #include "lpg_fetch.h"
@@ -714,9 +715,10 @@ lpg_fetch_backwards(const lpg_fetch_db_t *db)
 /*
  * The ids went backwards: said at WARN with the numbers, the cursor goes
  * back to 0, the workers are told by a reset marker in the ring (they
- * drop their history of the database and answer its parked polls), and
- * the next fetch publishes the rows of the new table, every one of which
- * was committed after the reset.
+ * drop their history of the database and start its parked polls again
+ * from 0, so the new rows wake them), and the next fetch publishes the
+ * rows of the new table, every one of which was committed after the
+ * reset.
  */
 static void
 lpg_fetch_resync(lpg_fetch_db_t *db)
@@ -730,7 +732,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
                 "database \"%s\": bus_bus was recreated (table oid %u, was "
                 "%u: a restore, or the database created again): cursor "
                 "%lld, largest id now %lld; re-syncing from 0, workers drop "
-                "their history of it and answer its parked polls",
+                "their history of it and its parked polls start again",
                 sdb->name, db->snap_oid, db->table_oid,
                 (long long) db->gap.cursor, (long long) db->snap_high);
 
@@ -739,7 +741,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
                 "database \"%s\": bus_bus ids went backwards (TRUNCATE ... "
                 "RESTART IDENTITY, or a restore): cursor %lld, largest id now "
                 "%lld; re-syncing from 0, workers drop their history of it "
-                "and answer its parked polls",
+                "and its parked polls start again",
                 sdb->name, (long long) db->gap.cursor,
                 (long long) db->snap_high);
     }

@@ -85,15 +85,19 @@ typedef struct {
  * 0, stores the new high and cursor here, adds one to resets, and then
  * pushes a reset marker into the ring (lpg_record.h) before the rows of
  * the new table.  The marker tells each worker, in ring order, to drop
- * its history of the database and answer its parked polls of it ([], so
- * the clients re-poll at once); resets lets a worker that the ring lapped
- * (and that may have missed the marker) notice it all the same.
+ * its history of the database and start its parked polls of it again
+ * from the new cursor (the new table's rows wake them); resets lets a
+ * worker that the ring lapped (and that may have missed the marker)
+ * notice it all the same.
  *
  * high is an upper bound of every id the master has handed out: it is
  * stored before the records it covers are pushed, so a worker that reads
  * a record also sees a high at least as large.  A poll whose last is
  * above it comes from before a reset (or from a client that kept an old
- * last), and is served as last = 0, as Odoo 16+ does.
+ * last), and is served from the cursor: it gets every later row.  Odoo
+ * 16+ serves it as last = 0, but its client then adopts the lower ids;
+ * an 8-15 client keeps max(last, ids) and would get the same rows of
+ * the last timeout seconds again and again.
  */
 typedef struct {
     char             name[LPG_SHM_DBNAME];

@@ -134,6 +134,14 @@ lpg_bus_newest(int db)
 }
 
 
+int64_t
+lpg_bus_cursor(int db)
+{
+    return atomic_load_explicit(&lpg_bus.shm->dbs[db].cursor,
+                                memory_order_acquire);
+}
+
+
 bool
 lpg_bus_stale(int db, int64_t last)
 {
@@ -144,7 +152,8 @@ lpg_bus_stale(int db, int64_t last)
      * this node handed out is never above it.  A last handed out by
      * another node (DESIGN.md: nodes share the database) may be, for the
      * few milliseconds until this master fetches the same rows; that
-     * client then gets the last timeout seconds again, as last = 0 does.
+     * client is then served from this master's cursor, and gets the
+     * rows between the two cursors once more.
      */
     return last > 0 && atomic_load(&sdb->ready)
         && last > atomic_load_explicit(&sdb->high, memory_order_acquire);
@@ -449,6 +458,6 @@ lpg_bus_reset(int db, int64_t base, bool notify)
     lpg_bus.resets[db] = atomic_load(&lpg_bus.shm->dbs[db].resets);
 
     if (notify && lpg_bus.h.reset != NULL) {
-        lpg_bus.h.reset(db);
+        lpg_bus.h.reset(db, base);
     }
 }

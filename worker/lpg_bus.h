@@ -13,7 +13,7 @@
  * lpg_shm.h) drops the history of that database: its records stay in the
  * array, so positions keep their meaning, but belong to no database any
  * more; the floor moves to the marker's id, and the poll layer's reset
- * handler answers the database's parked polls.
+ * handler starts the database's parked polls again from it.
  */
 
 #ifndef LPG_BUS_H
@@ -52,8 +52,9 @@ typedef struct {
     /* the ring lapped this worker: records were lost */
     void (*lost)(uint64_t n);
     /* db's ids went backwards: its history is gone (after the records
-     * before the marker were handed to record()) */
-    void (*reset)(int db);
+     * before the marker were handed to record()); the new table's ids
+     * are above base */
+    void (*reset)(int db, int64_t base);
 } lpg_bus_handlers_t;
 
 
@@ -79,11 +80,13 @@ int64_t lpg_bus_newest(int db);
 
 /*
  * true when last is above every id the master knows for db (lpg_shm.h's
- * high): a last from before a reset, or one a client kept; Odoo 16+ and
- * lpgate serve it as last = 0.  false while the master has not read the
- * database yet.
+ * high): a last from before a reset, or one a client kept.  false while
+ * the master has not read the database yet.
  */
 bool lpg_bus_stale(int db, int64_t last);
+
+/* every id of db up to this one is published (the master's cursor) */
+int64_t lpg_bus_cursor(int db);
 
 /* a retiring worker: stop taking doorbells (its successor in the slot
  * takes them) and read the ring with lpg_bus_poll() instead */

@@ -125,7 +125,7 @@ static void   lpg_poll_record(const lpg_bus_rec_t *r);
 static void   lpg_poll_match_cb(void *owner, void *arg);
 static void   lpg_poll_batch(void);
 static void   lpg_poll_lost(uint64_t n);
-static void   lpg_poll_reset(int db);
+static void   lpg_poll_reset(int db, int64_t base);
 static void   lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void   lpg_poll_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static const char *lpg_poll_cors(const lpg_poll_t *p);
@@ -345,8 +345,11 @@ lpg_poll_start(lpg_poll_t *p)
 
     if (lpg_bus_stale(p->db, p->last)) {
         /* above every id of the database (a reset, or a client that kept
-         * an old last): served as last = 0, as Odoo 16+ does */
-        p->last = 0;
+         * an old last): served from what the master has published so far,
+         * so it gets every later row.  Not as last = 0 (Odoo 16+): an 8-15
+         * client keeps max(last, ids), would come back with the same last
+         * and get the same rows again, in a loop, for timeout seconds */
+        p->last = lpg_bus_cursor(p->db);
     }
 
     if (p->last == 0) {
@@ -414,6 +417,15 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
     lpg_buf_t          list;
     lpg_poll_collect_t col;
 
+    if (lpg_bus_stale(p->db, p->last)) {
+        /* the ids went backwards while it was looked up: the rows are of
+         * the old table; the new table's come from the history */
+        p->last = 0;
+        p->since_us = 0;
+        n = 0;
+        bound = 0;
+    }
+
     memset(&list, 0, sizeof(list));
     lpg_poll_collect_init(&col, p, &list, 0);
 
@@ -425,11 +437,7 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
     col.min_id = bound;
     lpg_bus_since(p->db, p->last, p->since_us, lpg_poll_collect_cb, &col);
 
-    /* stale: the ids went backwards while it was being looked up; []
-     * now, and its re-poll is served as last = 0 */
-    if (col.n > 0 || p->deadline == -1 || col.failed
-        || lpg_bus_stale(p->db, p->last))
-    {
+    if (col.n > 0 || p->deadline == -1 || col.failed) {
         lpg_poll_send(p, &list, col.failed);
         lpg_buf_free(&list);
         return;
@@ -1152,20 +1160,22 @@ lpg_poll_lost(uint64_t n)
 
 
 /*
- * db's ids went backwards (lpg_bus.h): its parked polls get [] now and
- * re-poll with their last, which is above the new ids, so lpg_poll_start
- * serves them as last = 0.  Ready ones are answered by the batch.
+ * db's ids went backwards (lpg_bus.h): its parked polls stay parked but
+ * start again from base, so every row of the new table wakes them, the
+ * one whose NOTIFY revealed the reset included.  (Answered [] instead,
+ * an 8-15 client would come back with its old last, be served from the
+ * cursor, and miss the rows published in between.)  Ready ones are
+ * answered by the batch with the records that woke them.
  */
 static void
-lpg_poll_reset(int db)
+lpg_poll_reset(int db, int64_t base)
 {
-    lpg_poll_t *p, *next;
+    lpg_poll_t *p;
 
-    for (p = lpg_poll.head; p != NULL; p = next) {
-        next = p->next;
-
+    for (p = lpg_poll.head; p != NULL; p = p->next) {
         if (p->db == db && !p->ready) {
-            lpg_poll_answer(p, false);
+            p->last = base;
+            p->since_us = 0;
         }
     }
 }

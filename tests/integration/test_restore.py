@@ -3,8 +3,8 @@ dropped and created again, a database that does not exist yet at start,
 and clients that kept a `last` from before.
 
 Each test uses a database of its own (the session's lpgtest is left
-alone), polls as Odoo's web client does (a client re-polls at once with
-the largest id it has seen, an empty answer included), and waits for
+alone), polls as Odoo 8-15's web client does (it re-polls at once and
+keeps last = max(last, ids): it never moves last down), and waits for
 conditions with generous bounds; the gateways run with a long --timeout
 so that an answer can only come from lpgate noticing the reset, never
 from the poll timing out.
@@ -79,7 +79,7 @@ def warn_numbers(gw, db):
 class Clients:
     """n long-polling clients on raw keep-alive sockets, driven by one
     selector: each sends its poll, and when the answer comes re-polls at
-    once with the largest id it has seen (as Odoo's bus service does)."""
+    once with max(last, ids) (as Odoo 8-15's bus service does)."""
 
     def __init__(self, gw, n, channel, last):
         self.gw = gw
@@ -125,8 +125,7 @@ class Clients:
             c["answers"] += 1
             c["empty"] += not got
             c["seen"] += got
-            if got:
-                c["last"] = max(got)
+            c["last"] = max([c["last"]] + got)
             if re.search(rb"(?i)connection: *close", head):
                 self.sel.unregister(s)
                 s.close()
@@ -162,9 +161,9 @@ class Clients:
 def test_truncate_restart_identity_under_parked_polls(pg, scratch, gateway):
     """The issue's scenario: after TRUNCATE bus_bus RESTART IDENTITY the
     next row gets id 1, below the master's cursor.  lpgate logs it at WARN
-    with the numbers, answers the parked polls ([]) so they come back, and
-    polls with last=0, last=1 and the old large last all get the next
-    notification."""
+    with the numbers, the parked polls get the new table's rows (the one
+    that revealed the reset included), and polls with last=0, last=1 and
+    the old large last all get the next notification."""
     db = scratch("lpgr_truncate")
     gw = start(gateway, db)
     old = [pg.send(db, "ta", i) for i in range(6)][-1]
@@ -175,32 +174,34 @@ def test_truncate_restart_identity_under_parked_polls(pg, scratch, gateway):
     wait_until(lambda: parked(gw) >= 2, 10, what="2 parked polls")
 
     pg.sql("TRUNCATE bus_bus RESTART IDENTITY", dbname=db)
-    first = pg.send(db, "elsewhere", "wakes the master")
+    first = pg.send(db, "ta", "wakes the master")
     assert first == 1
 
-    # answered because of the reset (the timeout is 300 s), empty
-    assert parked_a.result(60)["result"] == []
-    assert parked_b.result(60)["result"] == []
+    # (the timeout is 300 s: only the reset can let id 1 through)
+    assert ids(parked_a.result(60)) == [first]
     wait_until(lambda: warn_numbers(gw, db), 10, what="the WARN line")
     assert warn_numbers(gw, db) == [(old, first)], gw.log()
+    second = pg.send(db, "tb", "the next one")
+    assert ids(parked_b.result(60)) == [second]
 
     n = parked(gw)
     polls = [gw.poll_async(["tc"], last=last, timeout=60)
              for last in (0, 1, old)]
     wait_until(lambda: parked(gw) >= n + 3, 20, what="3 more parked polls")
     nid = pg.send(db, "tc", "next")
-    assert nid == 2
+    assert nid == 3
     for f in polls:
         assert ids(f.result(60)) == [nid]
 
-    # and the row that woke the master reached its channel too
-    assert ids(gw.poll(["elsewhere"], last=0, timeout=20)) == [first]
+    assert ids(gw.poll(["ta"], last=0, timeout=20)) == [first]
 
 
 def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
                                                          gateway):
     """1,000 parked polls over 2 workers, TRUNCATE ... RESTART IDENTITY,
-    one notification: every client (re-polling as Odoo's does) gets it."""
+    one notification: every client (re-polling as Odoo 8-15's does, its
+    last staying at the old large value) gets it exactly once, and then
+    the next one too."""
     db = scratch("lpgr_thousand")
     admin = free_port()
     gw = start(gateway, db, extra=["--log-level", "info",
@@ -223,11 +224,23 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
             lambda cs: all(bus_id in c["seen"] for c in cs), 90)
         got = sum(bus_id in c["seen"] for c in clients.clients)
         empty = sum(c["empty"] for c in clients.clients)
-        print("clients that got id %d: %d of %d; empty answers first: %d"
+        print("clients that got id %d: %d of %d; empty answers: %d"
               % (bus_id, got, n, empty))
         assert ok, "%d of %d clients got the notification" % (got, n)
-        assert all(c["seen"] == [bus_id] for c in clients.clients)
         assert warn_numbers(gw, db) == [(old, bus_id)]
+
+        # their last is still the old one: re-polled, they wait (no loop
+        # of the same rows), and the next notification reaches them all
+        wait_until(lambda: sum(parked_per_worker(admin)) >= n, 60,
+                   what="%d parked again" % n)
+        assert sum(c["answers"] for c in clients.clients) == n
+        next_id = pg.send(db, "many", "the next one")
+        ok = clients.pump(
+            lambda cs: all(next_id in c["seen"] for c in cs), 90)
+        assert ok, "%d of %d clients got the next one" % (
+            sum(next_id in c["seen"] for c in clients.clients), n)
+        assert all(c["seen"] == [bus_id, next_id] for c in clients.clients)
+        assert all(c["last"] == old for c in clients.clients)
         assert re.search(r"^lpgate_bus_resets_total 1$", metrics(admin),
                          re.M)
     finally:
@@ -251,33 +264,40 @@ def parked_per_worker(admin):
         r'^lpgate_parked_polls\{worker="\d+"\} (\d+)$', body, re.M)]
 
 
-def test_last_above_the_largest_id_is_last_zero(pg, scratch, gateway):
-    """Beyond Odoo 8-15, as Odoo 16+ does: a poll whose last is above the
-    database's largest bus id gets what last=0 gets (the notifications of
-    the last timeout seconds) instead of waiting for ids that will not
-    come for a long time; a last equal to the largest id is not reset."""
+def test_last_above_the_largest_id_is_not_deaf(pg, scratch, gateway):
+    """Beyond Odoo 8-15: a poll whose last is above the database's largest
+    bus id (a browser that kept it across a restore) is served from what
+    the master has published: it gets every later notification instead of
+    waiting for ids that will not come for a long time.  Since an 8-15
+    client keeps max(last, ids), its next poll has the same last: it must
+    not get the same rows again (no loop); a last equal to the largest id
+    is not reset."""
     db = scratch("lpgr_far")
     gw = start(gateway, db)
     a = pg.send(db, "tf", "recent")
     wait_until(lambda: gw.poll(["tf"], last=0, timeout=20)["result"], 10)
+    far = 10**9
 
-    # peek answers at once: nothing above a, and a for a last far above
     peek = {"peek": True}
-    assert gw.poll(["tf"], last=a, options=peek)["result"][
-        "notifications"] == []
-    assert [n["id"] for n in gw.poll(["tf"], last=10**9, options=peek)[
-        "result"]["notifications"]] == [a]
+    for last in (a, far):
+        assert gw.poll(["tf"], last=last, options=peek)["result"][
+            "notifications"] == []
 
-    # a real poll with that last is answered at once too, as last=0 is
-    assert ids(gw.poll(["tf"], last=10**9, timeout=20)) == [a]
-    assert ids(gw.poll(["tf"], last=0, timeout=20)) == [a]
-
-    # and parks like last=0 where nothing is recent: the next id wakes it
     n = parked(gw)
-    f = gw.poll_async(["tg"], last=10**9, timeout=60)
-    wait_until(lambda: parked(gw) > n, 10)
-    b = pg.send(db, "tg", "next")
+    f = gw.poll_async(["tf"], last=far, timeout=60)
+    g = gw.poll_async(["tf"], last=a, timeout=60)
+    wait_until(lambda: parked(gw) >= n + 2, 10)
+    b = pg.send(db, "tf", "next")
     assert ids(f.result(60)) == [b]
+    assert ids(g.result(60)) == [b]
+
+    # the same far last again: waits for c, b is not sent twice
+    n = parked(gw)
+    f = gw.poll_async(["tf"], last=far, timeout=60)
+    wait_until(lambda: parked(gw) > n, 10)
+    assert not f.done()
+    c = pg.send(db, "tf", "after")
+    assert ids(f.result(60)) == [c]
 
 
 def test_table_recreated_while_connected(pg, scratch, gateway):
@@ -296,9 +316,9 @@ def test_table_recreated_while_connected(pg, scratch, gateway):
     bus_id = pg.send(db, "tt", "in the new table")
     assert bus_id == 1
 
-    assert f.result(60)["result"] == []
+    assert ids(f.result(60)) == [bus_id]
     gw.wait_log('database "%s": bus_bus was recreated' % db, 10)
-    assert ids(gw.poll(["tt"], last=old, timeout=60)) == [bus_id]
+    assert ids(gw.poll(["tt"], last=0, timeout=60)) == [bus_id]
 
 
 def test_database_dropped_and_created_again(pg, scratch, gateway):
@@ -315,16 +335,15 @@ def test_database_dropped_and_created_again(pg, scratch, gateway):
 
     drop_db(pg, db)
     create_db(pg, db)
-
-    # answered by the re-sync (no row was written yet), not by a timeout
-    assert f.result(60)["result"] == []
     gw.wait_log('database "%s": bus_bus was recreated' % db, 30)
 
+    # the parked poll and a new one with the old last both get the row
     n = parked(gw)
     g = gw.poll_async(["td"], last=old, timeout=60)
     wait_until(lambda: parked(gw) > n, 10)
     bus_id = pg.send(db, "td", "in the new database")
     assert bus_id == 1
+    assert ids(f.result(60)) == [bus_id]
     assert ids(g.result(60)) == [bus_id]
     assert ids(gw.poll(["td"], last=0, timeout=20)) == [bus_id]
 
