@@ -210,6 +210,8 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
     wait_until(lambda: gw.poll(["warm"], last=old - 1)["result"], 10)
 
     n = 1000
+    # psycopg waits with select(): open its connections before the sockets
+    conns = (pg.connect(db), pg.connect("postgres"))
     clients = Clients(gw, n, "many", old)
     try:
         wait_until(lambda: sum(parked_per_worker(admin)) >= n, 60,
@@ -217,8 +219,8 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
         per_worker = parked_per_worker(admin)
         assert len([v for v in per_worker if v > 0]) == 2, per_worker
 
-        pg.sql("TRUNCATE bus_bus RESTART IDENTITY", dbname=db)
-        bus_id = pg.send(db, "many", "after the truncate")
+        conns[0].execute("TRUNCATE bus_bus RESTART IDENTITY")
+        bus_id = pg.send(db, "many", "after the truncate", conns=conns)
 
         ok = clients.pump(
             lambda cs: all(bus_id in c["seen"] for c in cs), 90)
@@ -234,7 +236,7 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
         wait_until(lambda: sum(parked_per_worker(admin)) >= n, 60,
                    what="%d parked again" % n)
         assert sum(c["answers"] for c in clients.clients) == n
-        next_id = pg.send(db, "many", "the next one")
+        next_id = pg.send(db, "many", "the next one", conns=conns)
         ok = clients.pump(
             lambda cs: all(next_id in c["seen"] for c in cs), 90)
         assert ok, "%d of %d clients got the next one" % (
@@ -245,6 +247,8 @@ def test_thousand_parked_polls_get_the_next_notification(pg, scratch,
                          re.M)
     finally:
         clients.close()
+        conns[0].close()
+        conns[1].close()
 
 
 def metrics(admin):
