@@ -425,7 +425,13 @@ lpg_backfill_done(lpg_pgasync_t *a)
 static void
 lpg_backfill_down(lpg_pgasync_t *a, const char *err)
 {
+    int                  i;
+    bool                 connected;
     lpg_backfill_conn_t *c = a->data;
+    lpg_backfill_db_t   *d = &lpg_bf.dbs[c->db];
+    lpg_backfill_req_t  *r, *next;
+
+    connected = c->up;
 
     if (c->up) {
         atomic_fetch_sub(&lpg_bf.stats->db_conns, 1);
@@ -433,6 +439,37 @@ lpg_backfill_down(lpg_pgasync_t *a, const char *err)
 
     c->up = false;
     lpg_backfill_finish(c, false);
+
+    if (connected) {
+        /* lost while up: the reconnect is immediate, the queue waits */
+        return;
+    }
+
+    for (i = 0; i < d->nconns; i++) {
+        if (d->conns[i].up) {
+            return;
+        }
+    }
+
+    /*
+     * The database cannot be reached (it does not exist yet, or was
+     * dropped): the queued history requests are answered as failed (the
+     * polls park on what the history has) instead of waiting, unanswered
+     * and without a timeout, for the database to come back.  Statements
+     * keep waiting.
+     */
+    for (r = d->head; r != NULL; r = next) {
+        next = r->next;
+
+        if (r->sql != NULL) {
+            continue;
+        }
+
+        lpg_backfill_unlink(&d->head, &d->tail, r);
+        lpg_bf.queued--;
+        r->batch = NULL;
+        r->cb(r, NULL, 0, 0, false);
+    }
 }
 
 

@@ -8,7 +8,10 @@
  * which the history is not complete: the last evicted id, or at start the
  * id before the first record of db found in the ring, or the master's
  * starting cursor when the ring holds none.  LPG_BUS_UNKNOWN means "covers
- * nothing" until the next record of db arrives.
+ * nothing" until the next record of db arrives.  A reset marker turns the
+ * database's records into LPG_BUS_DEAD ones (db -1) and sets its floor to
+ * the marker's id; resets[db] is the master's reset count this history
+ * is in step with.
  */
 
 #include "lpg_bus.h"
@@ -21,11 +24,14 @@
 
 
 #define LPG_BUS_UNKNOWN INT64_MAX
+#define LPG_BUS_DEAD    (-1) /* a record's db after a reset of its db */
 
 
 static void lpg_bus_doorbell_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void lpg_bus_drain(bool notify);
 static bool lpg_bus_append(const lpg_record_t *rec, int db);
+static void lpg_bus_forget(int db);
+static void lpg_bus_reset(int db, int64_t base, bool notify);
 
 
 static struct {
@@ -44,9 +50,10 @@ static struct {
     size_t         count;
     uint64_t       appended; /* records ever appended: the next seq */
 
-    int64_t floor[LPG_SHM_MAX_DBS];
-    int64_t newest[LPG_SHM_MAX_DBS];
-    bool    seen[LPG_SHM_MAX_DBS];
+    int64_t  floor[LPG_SHM_MAX_DBS];
+    int64_t  newest[LPG_SHM_MAX_DBS];
+    bool     seen[LPG_SHM_MAX_DBS];
+    uint64_t resets[LPG_SHM_MAX_DBS];
 } lpg_bus;
 
 
@@ -80,6 +87,11 @@ lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_shm_worker_t *stats,
 
     for (i = 0; i < LPG_SHM_MAX_DBS; i++) {
         lpg_bus.floor[i] = LPG_BUS_UNKNOWN;
+    }
+
+    /* the markers still in the ring are read below, in order */
+    for (i = 0; i < shm->header->ndbs; i++) {
+        lpg_bus.resets[i] = atomic_load(&shm->dbs[i].resets);
     }
 
     /* everything still in the ring, then the master's cursors for the
@@ -119,6 +131,32 @@ int64_t
 lpg_bus_newest(int db)
 {
     return lpg_bus.newest[db];
+}
+
+
+int64_t
+lpg_bus_cursor(int db)
+{
+    return atomic_load_explicit(&lpg_bus.shm->dbs[db].cursor,
+                                memory_order_acquire);
+}
+
+
+bool
+lpg_bus_stale(int db, int64_t last)
+{
+    lpg_shm_db_t *sdb = &lpg_bus.shm->dbs[db];
+
+    /*
+     * high is stored before the records it covers are pushed, so a last
+     * this node handed out is never above it.  A last handed out by
+     * another node (DESIGN.md: nodes share the database) may be, for the
+     * few milliseconds until this master fetches the same rows; that
+     * client is then served from this master's cursor, and gets the
+     * rows between the two cursors once more.
+     */
+    return last > 0 && atomic_load(&sdb->ready)
+        && last > atomic_load_explicit(&sdb->high, memory_order_acquire);
 }
 
 
@@ -252,6 +290,16 @@ lpg_bus_drain(bool notify)
                 lpg_bus.seen[i] = false;
             }
 
+            /* a reset marker may be among the lost records */
+            for (i = 0; i < lpg_bus.shm->header->ndbs; i++) {
+                if (atomic_load(&lpg_bus.shm->dbs[i].resets)
+                    != lpg_bus.resets[i]) {
+                    lpg_bus_forget(i);
+                    lpg_bus.resets[i] =
+                        atomic_load(&lpg_bus.shm->dbs[i].resets);
+                }
+            }
+
             if (notify && lpg_bus.h.lost != NULL) {
                 lpg_bus.h.lost(lost);
             }
@@ -268,6 +316,11 @@ lpg_bus_drain(bool notify)
 
         db = lpg_shm_find_db(lpg_bus.shm, rec.database, rec.database_len);
         if (db < 0) {
+            continue;
+        }
+
+        if (lpg_record_is_reset(&rec)) {
+            lpg_bus_reset(db, rec.id, notify);
             continue;
         }
 
@@ -303,7 +356,9 @@ lpg_bus_evict(void)
 {
     lpg_bus_rec_t *r = &lpg_bus.hist[lpg_bus.first];
 
-    if (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]) {
+    if (r->db != LPG_BUS_DEAD
+        && (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]))
+    {
         lpg_bus.floor[r->db] = r->id;
     }
 
@@ -363,4 +418,46 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     }
 
     return true;
+}
+
+
+/* db's records leave the history (they stay in the array, in no db) */
+static void
+lpg_bus_forget(int db)
+{
+    size_t         i;
+    lpg_bus_rec_t *r;
+
+    for (i = 0; i < lpg_bus.count; i++) {
+        r = &lpg_bus.hist[(lpg_bus.first + i) % LPG_BUS_HISTORY];
+        if (r->db == db) {
+            r->db = LPG_BUS_DEAD;
+        }
+    }
+
+    lpg_bus.newest[db] = 0;
+}
+
+
+/*
+ * A reset marker: db's ids went backwards.  Its history is dropped, and
+ * since every later record of db comes through the ring, the history
+ * covers every id above base from now on.
+ */
+static void
+lpg_bus_reset(int db, int64_t base, bool notify)
+{
+    lpg_log(LPG_LOG_INFO, 0,
+            "database \"%s\": bus ids went backwards, history dropped",
+            lpg_bus.shm->dbs[db].name);
+
+    lpg_bus_forget(db);
+    lpg_bus.floor[db] = base;
+    lpg_bus.newest[db] = base;
+    lpg_bus.seen[db] = true;
+    lpg_bus.resets[db] = atomic_load(&lpg_bus.shm->dbs[db].resets);
+
+    if (notify && lpg_bus.h.reset != NULL) {
+        lpg_bus.h.reset(db, base);
+    }
 }

@@ -8,6 +8,12 @@
  * layer.  The history answers polls at once: every record of a database
  * with an id above the poll's last, if the history reaches back that far
  * (lpg_bus_covers); older ids need a database query.
+ *
+ * A reset marker in the ring (the database's ids went backwards, see
+ * lpg_shm.h) drops the history of that database: its records stay in the
+ * array, so positions keep their meaning, but belong to no database any
+ * more; the floor moves to the marker's id, and the poll layer's reset
+ * handler starts the database's parked polls again from it.
  */
 
 #ifndef LPG_BUS_H
@@ -45,6 +51,10 @@ typedef struct {
     void (*batch)(void);
     /* the ring lapped this worker: records were lost */
     void (*lost)(uint64_t n);
+    /* db's ids went backwards: its history is gone (after the records
+     * before the marker were handed to record()); the new table's ids
+     * are above base */
+    void (*reset)(int db, int64_t base);
 } lpg_bus_handlers_t;
 
 
@@ -67,6 +77,16 @@ const lpg_bus_rec_t *lpg_bus_at(uint64_t seq);
 
 /* the newest id the worker has seen for db (0: none) */
 int64_t lpg_bus_newest(int db);
+
+/*
+ * true when last is above every id the master knows for db (lpg_shm.h's
+ * high): a last from before a reset, or one a client kept.  false while
+ * the master has not read the database yet.
+ */
+bool lpg_bus_stale(int db, int64_t last);
+
+/* every id of db up to this one is published (the master's cursor) */
+int64_t lpg_bus_cursor(int db);
 
 /* a retiring worker: stop taking doorbells (its successor in the slot
  * takes them) and read the ring with lpg_bus_poll() instead */

@@ -38,6 +38,7 @@ static void lpg_sub_record(const lpg_bus_rec_t *r);
 static void lpg_sub_match_cb(void *owner, void *arg);
 static void lpg_sub_batch(void);
 static void lpg_sub_lost(uint64_t n);
+static void lpg_sub_reset(int db, int64_t base);
 static void lpg_sub_filter_cb(const lpg_bus_rec_t *r, void *arg);
 static void lpg_sub_backfilled(lpg_backfill_req_t  *req,
                                const lpg_bus_rec_t *rows, size_t n,
@@ -84,6 +85,7 @@ lpg_sub_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
     h.record = lpg_sub_record;
     h.batch = lpg_sub_batch;
     h.lost = lpg_sub_lost;
+    h.reset = lpg_sub_reset;
 
     return lpg_bus_init(loop, shm, stats, ring, doorbell, &h);
 }
@@ -569,4 +571,27 @@ lpg_sub_shared_keep(const lpg_sub_t *s, int shape)
     lpg_sub.shared.ops = s->ops;
     memcpy(lpg_sub.shared.matches, s->matches,
            (size_t) s->nmatches * sizeof(s->matches[0]));
+}
+
+
+/*
+ * db's ids went backwards (lpg_bus.h): its attached subscriptions stay
+ * attached but start again from base, so every row of the new table
+ * wakes them, the one whose NOTIFY revealed the reset included.
+ * (Answered [] instead, an 8-15 client would come back with its old
+ * last, be served from the cursor, and miss the rows published in
+ * between.)  Ready ones are delivered by the batch with the records
+ * that woke them.
+ */
+static void
+lpg_sub_reset(int db, int64_t base)
+{
+    lpg_sub_t *s;
+
+    for (s = lpg_sub.head; s != NULL; s = s->next) {
+        if (s->db == db && !s->ready) {
+            s->last = base;
+            s->since_us = 0;
+        }
+    }
 }

@@ -11,6 +11,18 @@
  * many may be published; held rows are fetched again after a short delay.
  * Records whose channel or message is not valid JSON are skipped and
  * logged: workers copy that text into their answers verbatim.
+ *
+ * Ids that go backwards: TRUNCATE bus_bus RESTART IDENTITY, a restore, or
+ * the database dropped and created again give new rows ids below the
+ * cursor, which "id > cursor" would never see.  The fetch's first
+ * statement also reads bus_bus's oid and the largest id allocated (the
+ * id sequence's last value; max(id) when there is no readable sequence),
+ * and the connect query reads the oid again.  A largest id below the
+ * cursor, or another oid, is a reset (lpg_fetch_resync): logged at WARN
+ * with the numbers, the cursor goes back to 0, a reset marker goes into
+ * the ring (the workers drop their history of the database and start its
+ * parked polls again from 0), and the rows of the new table are fetched
+ * from id 0.
  */
 
 #include "lpg_fetch.h"
@@ -50,7 +62,13 @@ typedef struct {
     bool              has_bus;
     bool              has_modules;
     bool              warned;
+    bool              has_seq;   /* seq is bus_bus's id sequence, readable */
+    bool              snap_seen; /* the running fetch's first row arrived */
     char              listen[80];
+    char              seq[192];  /* as pg_get_serial_sequence quotes it */
+    uint32_t          table_oid; /* bus_bus's oid when the cursor was set */
+    uint32_t          snap_oid;  /* bus_bus's oid, as last seen */
+    int64_t           snap_high; /* the largest id allocated, as last seen */
     int64_t           notify_us; /* first NOTIFY since the last fetch */
     int64_t           fetch_notify_us;
     lpg_gap_t         gap;
@@ -68,6 +86,10 @@ static void lpg_fetch_down(lpg_pgasync_t *a, const char *err);
 static void lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n);
 static void lpg_fetch_run(lpg_fetch_db_t *db);
 static void lpg_fetch_publish(lpg_fetch_db_t *db);
+static bool lpg_fetch_backwards(const lpg_fetch_db_t *db);
+static void lpg_fetch_resync(lpg_fetch_db_t *db);
+static void lpg_fetch_set_high(lpg_fetch_db_t *db, int64_t high);
+static void lpg_fetch_count_held(void);
 static void lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_mark(int idx);
@@ -299,7 +321,7 @@ lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 lpg_fetch_run(lpg_fetch_db_t *db)
 {
-    char query[512];
+    char query[1024], high[320];
 
     if (db->state != LPG_FETCH_READY || !lpg_pgasync_idle(&db->conn)) {
         /* dirty stays set: it runs when the connection is ready */
@@ -310,17 +332,33 @@ lpg_fetch_run(lpg_fetch_db_t *db)
         return;
     }
 
+    /* the largest id allocated: a sequence is not transactional, so its
+     * last value covers the rows of transactions still in progress too */
+    if (db->has_seq) {
+        snprintf(high, sizeof(high),
+                 "(SELECT CASE WHEN is_called THEN last_value "
+                 "ELSE last_value - 1 END FROM %s)",
+                 db->seq);
+
+    } else {
+        snprintf(high, sizeof(high),
+                 "(SELECT coalesce(max(id), 0) FROM "
+                 "bus_bus)");
+    }
+
     snprintf(query, sizeof(query),
              "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
              "SELECT txid_snapshot_xmin(txid_current_snapshot()), "
-             "txid_snapshot_xmax(txid_current_snapshot()); "
+             "txid_snapshot_xmax(txid_current_snapshot()), "
+             "'bus_bus'::regclass::oid, %s; "
              "SELECT id, channel, message, "
              "(extract(epoch FROM create_date) * 1000000)::int8 "
              "FROM bus_bus WHERE id > %lld ORDER BY id LIMIT %d; "
              "COMMIT",
-             (long long) db->gap.cursor, LPG_FETCH_LIMIT);
+             high, (long long) db->gap.cursor, LPG_FETCH_LIMIT);
 
     db->dirty = false;
+    db->snap_seen = false;
     db->fetch_notify_us = db->notify_us ? db->notify_us : lpg_time_mono_us();
     db->notify_us = 0;
 
@@ -378,10 +416,19 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         return;
 
     case LPG_FETCH_CURSOR:
+        db->snap_oid = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+        db->snap_high = atoll(PQgetvalue(res, 0, 0));
+        db->has_seq = !PQgetisnull(res, 0, 3) && PQgetvalue(res, 0, 4)[0] == 't'
+            && (size_t) PQgetlength(res, 0, 3) < sizeof(db->seq);
+        snprintf(db->seq, sizeof(db->seq), "%s",
+                 db->has_seq ? PQgetvalue(res, 0, 3) : "");
+
         if (!db->has_cursor) {
-            db->gap.cursor = atoll(PQgetvalue(res, 0, 0));
+            db->gap.cursor = db->snap_high;
             db->has_cursor = true;
+            db->table_oid = db->snap_oid;
             atomic_store(&sdb->start, db->gap.cursor);
+            lpg_fetch_set_high(db, db->snap_high);
         }
 
         atomic_store(&sdb->version,
@@ -395,9 +442,14 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         break;
     }
 
-    if (PQnfields(res) == 2) {
+    if (!db->snap_seen) {
+        /* the first statement: snapshot, table oid, largest id */
+        db->snap_seen = true;
         db->xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         db->xmax = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        db->snap_oid = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+        db->snap_high =
+            PQgetisnull(res, 0, 3) ? 0 : atoll(PQgetvalue(res, 0, 3));
         return;
     }
 
@@ -432,8 +484,13 @@ lpg_fetch_done(lpg_pgasync_t *a)
 
         /* LISTEN here too: contrib/sql/lpgate.sql notifies in the
          * served database itself */
+        /* the oid and the id sequence: a table other than the one the
+         * cursor counts in is a reset (lpg_fetch_resync) */
         snprintf(query, sizeof(query),
-                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s; "
+                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s, "
+                 "'bus_bus'::regclass::oid, s, s IS NOT NULL AND "
+                 "has_sequence_privilege(s, 'SELECT') FROM (SELECT "
+                 "pg_get_serial_sequence('bus_bus', 'id') AS s) q; "
                  "LISTEN %s",
                  db->has_modules ? LPG_PGCONN_ODOO_VERSION_SQL : "NULL",
                  db->listen);
@@ -445,6 +502,12 @@ lpg_fetch_done(lpg_pgasync_t *a)
         return;
 
     case LPG_FETCH_CURSOR:
+        if (db->snap_oid != db->table_oid) {
+            /* reconnected to another bus_bus: the database was created
+             * again, or the table restored */
+            lpg_fetch_resync(db);
+        }
+
         atomic_store(&sdb->cursor, db->gap.cursor);
         atomic_store(&sdb->ready, 1);
         db->state = LPG_FETCH_READY;
@@ -464,7 +527,15 @@ lpg_fetch_done(lpg_pgasync_t *a)
     }
 
     db->state = LPG_FETCH_READY;
-    lpg_fetch_publish(db);
+
+    if (db->snap_seen && lpg_fetch_backwards(db)) {
+        /* the rows fetched (id > the old cursor) are dropped: the next
+         * fetch reads the new table from id 0 */
+        lpg_fetch_resync(db);
+
+    } else {
+        lpg_fetch_publish(db);
+    }
 
     if (db->dirty) {
         lpg_fetch_run(db);
@@ -500,6 +571,10 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
     }
 
     old = db->gap.cursor;
+
+    /* before any record it covers is in the ring */
+    lpg_fetch_set_high(db, db->snap_high);
+
     npub = (int) lpg_gap_scan(&db->gap, ids, n, lpg_time_mono_ms(), db->xmin,
                               db->xmax, LPG_FETCH_GAP_TIMEOUT, &held, &closed);
 
@@ -577,17 +652,8 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
     db->rows = NULL;
 
     atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
-
-    {
-        int      k;
-        uint64_t holding = 0;
-
-        for (k = 0; k < lpg_fetch.ndbs; k++) {
-            holding += lpg_fetch.dbs[k].gap.since != 0;
-        }
-
-        atomic_store(&lpg_fetch.shm->header->gaps_held, holding);
-    }
+    lpg_fetch_set_high(db, db->gap.cursor);
+    lpg_fetch_count_held();
 
     if (lpg_fetch.pending_doorbell) {
         lpg_fetch_ring();
@@ -599,6 +665,130 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
     } else if (held && !ev_is_active(&db->again)) {
         ev_timer_set(&db->again, LPG_FETCH_GAP_RETRY, 0.);
         ev_timer_start(lpg_fetch.loop, &db->again);
+    }
+}
+
+
+static void
+lpg_fetch_count_held(void)
+{
+    int      k;
+    uint64_t holding = 0;
+
+    for (k = 0; k < lpg_fetch.ndbs; k++) {
+        holding += lpg_fetch.dbs[k].gap.since != 0;
+    }
+
+    atomic_store(&lpg_fetch.shm->header->gaps_held, holding);
+}
+
+
+/*
+ * Did the ids go backwards?  bus_bus is another table than the one the
+ * cursor counts in, or the largest id allocated is below the cursor.
+ * Without a readable sequence the largest id is max(id), which Odoo's
+ * garbage collection can bring down to 0 (every row deleted): only a
+ * largest id between 0 and the cursor counts then.
+ */
+static bool
+lpg_fetch_backwards(const lpg_fetch_db_t *db)
+{
+    if (db->snap_oid != db->table_oid) {
+        return true;
+    }
+
+    if (db->snap_high >= db->gap.cursor) {
+        return false;
+    }
+
+    return db->has_seq || db->snap_high > 0;
+}
+
+
+/*
+ * The ids went backwards: said at WARN with the numbers, the cursor goes
+ * back to 0, the workers are told by a reset marker in the ring (they
+ * drop their history of the database and start its parked polls again
+ * from 0, so the new rows wake them), and the next fetch publishes the
+ * rows of the new table, every one of which was committed after the
+ * reset.
+ */
+static void
+lpg_fetch_resync(lpg_fetch_db_t *db)
+{
+    size_t        len;
+    lpg_record_t  rec;
+    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
+
+    if (db->snap_oid != db->table_oid) {
+        lpg_log(LPG_LOG_WARN, 0,
+                "database \"%s\": bus_bus was recreated (table oid %u, was "
+                "%u: a restore, or the database created again): cursor "
+                "%lld, largest id now %lld; re-syncing from 0, workers drop "
+                "their history of it and its parked polls start again",
+                sdb->name, db->snap_oid, db->table_oid,
+                (long long) db->gap.cursor, (long long) db->snap_high);
+
+    } else {
+        lpg_log(LPG_LOG_WARN, 0,
+                "database \"%s\": bus_bus ids went backwards (TRUNCATE ... "
+                "RESTART IDENTITY, or a restore): cursor %lld, largest id now "
+                "%lld; re-syncing from 0, workers drop their history of it "
+                "and its parked polls start again",
+                sdb->name, (long long) db->gap.cursor,
+                (long long) db->snap_high);
+    }
+
+    PQclear(db->rows);
+    db->rows = NULL;
+    db->table_oid = db->snap_oid;
+    db->gap.cursor = 0;
+    db->gap.since = 0;
+    db->gap.xmax_ref = 0;
+    lpg_fetch_count_held();
+
+    /* high and cursor first: a worker that reads the marker sees them */
+    atomic_store(&sdb->high, db->snap_high > 0 ? db->snap_high : 0);
+    atomic_store(&sdb->cursor, 0);
+    atomic_store(&sdb->start, 0);
+    atomic_fetch_add(&sdb->resets, 1);
+    atomic_fetch_add(&lpg_fetch.shm->header->bus_resets, 1);
+
+    memset(&rec, 0, sizeof(rec));
+    rec.id = 0;
+    rec.database = sdb->name;
+    rec.database_len = strlen(sdb->name);
+    rec.channel = "";
+    rec.message = "";
+    rec.notify_us = lpg_time_mono_us();
+
+    if (lpg_record_encode(&rec, lpg_fetch.buf, lpg_fetch.buf_cap, &len)
+            != LPG_OK
+        || lpg_ring_push(lpg_fetch.ring, lpg_fetch.buf, len) != LPG_OK)
+    {
+        /* cannot happen (a few bytes); the workers still see resets
+         * change the next time the ring laps them */
+        lpg_log(LPG_LOG_ALERT, 0,
+                "database \"%s\": the reset marker does not fit the ring",
+                sdb->name);
+
+    } else {
+        lpg_fetch_ring();
+    }
+
+    /* the new table's rows, from id 0 */
+    db->dirty = true;
+}
+
+
+/* high only grows, except in lpg_fetch_resync */
+static void
+lpg_fetch_set_high(lpg_fetch_db_t *db, int64_t high)
+{
+    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
+
+    if (high > atomic_load_explicit(&sdb->high, memory_order_relaxed)) {
+        atomic_store_explicit(&sdb->high, high, memory_order_release);
     }
 }
 

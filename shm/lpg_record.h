@@ -11,6 +11,12 @@
  * (for the delivery latency histogram).  Decoding never copies nor
  * allocates: the strings point into the buffer.  The JSON is not checked
  * here (the master checks it before encoding).
+ *
+ * A record with an empty channel is not a notification but a reset
+ * marker (lpg_record_is_reset): the database's bus ids went backwards, id
+ * is the master's new cursor, and every later record of that database
+ * belongs to the new table.  A real record never has an empty channel:
+ * the master publishes only channels that are JSON text.
  */
 
 #ifndef LPG_RECORD_H
@@ -31,6 +37,9 @@ typedef struct {
     const char *message;
     size_t      message_len;
 } lpg_record_t;
+
+
+#define lpg_record_is_reset(rec) ((rec)->channel_len == 0)
 
 
 /*

@@ -20,7 +20,7 @@
 
 
 #define LPG_SHM_MAGIC   0x4c504754u /* "LPGT" */
-#define LPG_SHM_VERSION 1
+#define LPG_SHM_VERSION 2
 
 /* databases one gateway serves (-d db1,db2,...) */
 #define LPG_SHM_MAX_DBS 16
@@ -72,6 +72,7 @@ typedef struct {
     _Atomic uint64_t gaps_held; /* databases holding rows back now */
     _Atomic uint64_t ring_bytes;
     _Atomic uint64_t listen_reconnects;
+    _Atomic uint64_t bus_resets; /* re-syncs after ids went backwards */
     _Atomic int32_t  cron_pids[LPG_SHM_CRON_SLOTS]; /* 0: free */
     /* per database, what serves its sessions (lpg_session.c: 0 not known
      * yet, 1 the addon's route, 2 the built-in SQL); written by the worker
@@ -80,13 +81,38 @@ typedef struct {
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 
-/* what the master knows of one database; written by the master only */
+/*
+ * What the master knows of one database; written by the master only.
+ *
+ * Ids that go backwards (TRUNCATE bus_bus RESTART IDENTITY, a restore, the
+ * database dropped and created again): the master re-syncs its cursor to
+ * 0, stores the new high and cursor here, adds one to resets, and then
+ * pushes a reset marker into the ring (lpg_record.h) before the rows of
+ * the new table.  The marker tells each worker, in ring order, to drop
+ * its history of the database and start its parked polls of it again
+ * from the new cursor (the new table's rows wake them); resets lets a
+ * worker that the ring lapped (and that may have missed the marker)
+ * notice it all the same.
+ *
+ * high is an upper bound of every id the master has handed out: it is
+ * stored before the records it covers are pushed, so a worker that reads
+ * a record also sees a high at least as large.  A poll whose last is
+ * above it comes from before a reset (or from a client that kept an old
+ * last), and is served from the cursor: it gets every later row.  Odoo
+ * 16+ serves it as last = 0, but its client then adopts the lower ids;
+ * an 8-15 client keeps max(last, ids) and would get the same rows of
+ * the last timeout seconds again and again.
+ */
 typedef struct {
-    char            name[LPG_SHM_DBNAME];
-    _Atomic int32_t ready;   /* cursor and version are known */
-    _Atomic int32_t version; /* Odoo major version, 14 if none */
-    _Atomic int64_t cursor;  /* highest bus id published */
-    _Atomic int64_t start;   /* the cursor when the master first connected */
+    char             name[LPG_SHM_DBNAME];
+    _Atomic int32_t  ready;   /* cursor and version are known */
+    _Atomic int32_t  version; /* Odoo major version, 14 if none */
+    _Atomic int64_t  cursor;  /* highest bus id published */
+    _Atomic int64_t  start;   /* the cursor when the master first connected
+                               * (or re-synced) */
+    _Atomic int64_t  high;    /* the largest id known to exist or have been
+                               * allocated (the id sequence's last value) */
+    _Atomic uint64_t resets;  /* times the ids went backwards */
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_db_t;
 
 

@@ -164,6 +164,10 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
                        "lpgate_gaps_closed_total{reason=\"timeout\"} %llu\n",
                        (unsigned long long) atomic_load(&h->gaps_final),
                        (unsigned long long) atomic_load(&h->gaps_forced));
+    lpg_metrics_family(&b, &failed, "lpgate_bus_resets_total", "counter",
+                       "re-syncs after bus_bus ids went backwards");
+    lpg_metrics_printf(&b, &failed, "lpgate_bus_resets_total %llu\n",
+                       (unsigned long long) atomic_load(&h->bus_resets));
 
     lpg_metrics_family(&b, &failed, "lpgate_delivery_seconds", "histogram",
                        "NOTIFY receipt by the master to the reply written");

@@ -260,6 +260,15 @@ lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
 static void
 lpg_poll_start(lpg_poll_t *p)
 {
+    if (lpg_bus_stale(p->sub.db, p->sub.last)) {
+        /* above every id of the database (a reset, or a client that kept
+         * an old last): served from what the master has published so far,
+         * so it gets every later row.  Not as last = 0 (Odoo 16+): an 8-15
+         * client keeps max(last, ids), would come back with the same last
+         * and get the same rows again, in a loop, for timeout seconds */
+        p->sub.last = lpg_bus_cursor(p->sub.db);
+    }
+
     if (p->sub.last == 0) {
         /* Odoo: the notifications of the last timeout seconds */
         p->sub.since_us = (int64_t) time(NULL) * 1000000
@@ -310,6 +319,15 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
 {
     lpg_buf_t       list;
     lpg_odoo_list_t l;
+
+    if (lpg_bus_stale(p->sub.db, p->sub.last)) {
+        /* the ids went backwards while it was looked up: the rows are of
+         * the old table; the new table's come from the history */
+        p->sub.last = 0;
+        p->sub.since_us = 0;
+        n = 0;
+        bound = 0;
+    }
 
     memset(&list, 0, sizeof(list));
     lpg_odoo_list_init(&l, &list, p->sub.version);

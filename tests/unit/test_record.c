@@ -183,6 +183,42 @@ test_empty_strings(void **state)
 }
 
 
+/* the master's reset marker: an empty channel, the new cursor as id */
+static void
+test_reset_marker(void **state)
+{
+    char         buf[64];
+    size_t       len;
+    lpg_record_t in, out;
+
+    LPG_UNUSED(state);
+
+    memset(&in, 0, sizeof(in));
+    in.id = 0;
+    in.database = "db1";
+    in.database_len = 3;
+    in.channel = "";
+    in.message = "";
+    in.notify_us = 123456789;
+
+    assert_int_equal(lpg_record_encode(&in, buf, sizeof(buf), &len), LPG_OK);
+    assert_int_equal(lpg_record_decode(buf, len, &out), LPG_OK);
+    assert_true(lpg_record_is_reset(&out));
+    assert_int_equal(out.id, 0);
+    assert_int_equal(out.database_len, 3);
+    assert_memory_equal(out.database, "db1", 3);
+
+    /* a notification's channel is JSON text, never empty */
+    in.channel = "\"c\"";
+    in.channel_len = 3;
+    in.message = "1";
+    in.message_len = 1;
+    assert_int_equal(lpg_record_encode(&in, buf, sizeof(buf), &len), LPG_OK);
+    assert_int_equal(lpg_record_decode(buf, len, &out), LPG_OK);
+    assert_false(lpg_record_is_reset(&out));
+}
+
+
 static void
 test_long_strings(void **state)
 {
@@ -510,6 +546,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_empty_strings),
+        cmocka_unit_test(test_reset_marker),
         cmocka_unit_test(test_long_strings),
         cmocka_unit_test(test_buffer_too_small),
         cmocka_unit_test(test_truncated_and_trailing),
