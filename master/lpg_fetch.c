@@ -12,20 +12,14 @@
  * Records whose channel or message is not valid JSON are skipped and
  * logged: workers copy that text into their answers verbatim.
  *
- * Ids that go backwards: TRUNCATE bus_bus RESTART IDENTITY, a restore, or
- * the database dropped and created again give new rows ids below the
- * cursor, which "id > cursor" would never see.  The fetch's first
- * statement also reads bus_bus's oid and the largest id allocated (the
- * id sequence's last value; max(id) when there is no readable sequence),
- * and the connect query reads the oid again.  A largest id below the
- * cursor, or another oid, is a reset (lpg_fetch_resync): logged at WARN
- * with the numbers, the cursor goes back to 0, a reset marker goes into
- * the ring (the workers drop their history of the database and start its
- * parked polls again from 0), and the rows of the new table are fetched
- * from id 0.
+ * Ids that go backwards (TRUNCATE ... RESTART IDENTITY, a restore, the
+ * database created again): the fetch's first statement also reads
+ * bus_bus's oid and the largest id allocated; lpg_fetch_reset decides and
+ * tells the workers, and the cursor goes back to 0.
  */
 
 #include "lpg_fetch.h"
+#include "lpg_fetch_reset.h"
 #include "lpg_gap.h"
 #include "lpg_pgasync.h"
 #include "lpg_record.h"
@@ -683,61 +677,34 @@ lpg_fetch_count_held(void)
 }
 
 
-/*
- * Did the ids go backwards?  bus_bus is another table than the one the
- * cursor counts in, or the largest id allocated is below the cursor.
- * Without a readable sequence the largest id is max(id), which Odoo's
- * garbage collection can bring down to 0 (every row deleted): only a
- * largest id between 0 and the cursor counts then.
- */
+/* did the ids go backwards? (lpg_fetch_reset.h) */
 static bool
 lpg_fetch_backwards(const lpg_fetch_db_t *db)
 {
-    if (db->snap_oid != db->table_oid) {
-        return true;
-    }
-
-    if (db->snap_high >= db->gap.cursor) {
-        return false;
-    }
-
-    return db->has_seq || db->snap_high > 0;
+    return lpg_fetch_reset_seen(db->table_oid, db->snap_oid, db->snap_high,
+                                db->gap.cursor, db->has_seq);
 }
 
 
 /*
- * The ids went backwards: said at WARN with the numbers, the cursor goes
- * back to 0, the workers are told by a reset marker in the ring (they
- * drop their history of the database and start its parked polls again
- * from 0, so the new rows wake them), and the next fetch publishes the
- * rows of the new table, every one of which was committed after the
- * reset.
+ * The ids went backwards: the cursor goes back to 0, the workers are told
+ * (lpg_fetch_reset_publish), and the next fetch publishes the rows of the
+ * new table, every one of which was committed after the reset.
  */
 static void
 lpg_fetch_resync(lpg_fetch_db_t *db)
 {
-    size_t        len;
-    lpg_record_t  rec;
-    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
+    lpg_fetch_reset_t r;
 
-    if (db->snap_oid != db->table_oid) {
-        lpg_log(LPG_LOG_WARN, 0,
-                "database \"%s\": bus_bus was recreated (table oid %u, was "
-                "%u: a restore, or the database created again): cursor "
-                "%lld, largest id now %lld; re-syncing from 0, workers drop "
-                "their history of it and its parked polls start again",
-                sdb->name, db->snap_oid, db->table_oid,
-                (long long) db->gap.cursor, (long long) db->snap_high);
-
-    } else {
-        lpg_log(LPG_LOG_WARN, 0,
-                "database \"%s\": bus_bus ids went backwards (TRUNCATE ... "
-                "RESTART IDENTITY, or a restore): cursor %lld, largest id now "
-                "%lld; re-syncing from 0, workers drop their history of it "
-                "and its parked polls start again",
-                sdb->name, (long long) db->gap.cursor,
-                (long long) db->snap_high);
-    }
+    r.shm = lpg_fetch.shm;
+    r.ring = lpg_fetch.ring;
+    r.buf = lpg_fetch.buf;
+    r.buf_cap = lpg_fetch.buf_cap;
+    r.idx = db->idx;
+    r.old_oid = db->table_oid;
+    r.new_oid = db->snap_oid;
+    r.cursor = db->gap.cursor;
+    r.high = db->snap_high;
 
     PQclear(db->rows);
     db->rows = NULL;
@@ -747,32 +714,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
     db->gap.xmax_ref = 0;
     lpg_fetch_count_held();
 
-    /* high and cursor first: a worker that reads the marker sees them */
-    atomic_store(&sdb->high, db->snap_high > 0 ? db->snap_high : 0);
-    atomic_store(&sdb->cursor, 0);
-    atomic_store(&sdb->start, 0);
-    atomic_fetch_add(&sdb->resets, 1);
-    atomic_fetch_add(&lpg_fetch.shm->header->bus_resets, 1);
-
-    memset(&rec, 0, sizeof(rec));
-    rec.id = 0;
-    rec.database = sdb->name;
-    rec.database_len = strlen(sdb->name);
-    rec.channel = "";
-    rec.message = "";
-    rec.notify_us = lpg_time_mono_us();
-
-    if (lpg_record_encode(&rec, lpg_fetch.buf, lpg_fetch.buf_cap, &len)
-            != LPG_OK
-        || lpg_ring_push(lpg_fetch.ring, lpg_fetch.buf, len) != LPG_OK)
-    {
-        /* cannot happen (a few bytes); the workers still see resets
-         * change the next time the ring laps them */
-        lpg_log(LPG_LOG_ALERT, 0,
-                "database \"%s\": the reset marker does not fit the ring",
-                sdb->name);
-
-    } else {
+    if (lpg_fetch_reset_publish(&r) == LPG_OK) {
         lpg_fetch_ring();
     }
 
