@@ -555,8 +555,7 @@ lpg_imstatus_note_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
         }
 
         if (item == NULL
-            || json_array_append_new(type[0] == 'p' ? ps : gs, item) != 0)
-        {
+            || json_array_append_new(type[0] == 'p' ? ps : gs, item) != 0) {
             break;
         }
     }
@@ -585,9 +584,7 @@ lpg_imstatus_note_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
         ? json_pack("[ssI]", db, "res.partner", (json_int_t) partner)
         : json_pack("[ssI]", db, "mail.guest", (json_int_t) t->guest);
 
-    if ((t->uid > 0 && partner == 0)
-        || nrows <= (t->uid > 0 ? 1 : 0))
-    {
+    if ((t->uid > 0 && partner == 0) || nrows <= (t->uid > 0 ? 1 : 0)) {
         /* a user without a partner row, or no id known: nothing said */
         json_decref(msg);
         json_decref(item);
@@ -598,16 +595,19 @@ lpg_imstatus_note_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
     rc = msg != NULL && item != NULL ? LPG_OK : LPG_ERROR;
     rc = rc ?: lpg_json_dump(&text, msg);
     rc = rc ?: lpg_json_dump(&ch, item);
-    rc = rc ?: lpg_buf_append_str(&q, "WITH i AS (INSERT INTO bus_bus "
-                                      "(channel, message, create_date, "
-                                      "write_date) VALUES (");
+    rc = rc
+        ?: lpg_buf_append_str(&q,
+                              "WITH i AS (INSERT INTO bus_bus "
+                              "(channel, message, create_date, "
+                              "write_date) VALUES (");
     rc = rc ?: lpg_imstatus_literal(&q, ch.data, ch.len);
     rc = rc ?: lpg_buf_append_str(&q, ", ");
     rc = rc ?: lpg_imstatus_literal(&q, text.data, text.len);
     rc = rc
-        ?: lpg_buf_append_str(&q, ", now() AT TIME ZONE 'UTC', now() AT TIME "
-                                  "ZONE 'UTC') RETURNING id) SELECT id, "
-                                  "pg_notify(");
+        ?: lpg_buf_append_str(&q,
+                              ", now() AT TIME ZONE 'UTC', now() AT TIME "
+                              "ZONE 'UTC') RETURNING id) SELECT id, "
+                              "pg_notify(");
     rc = rc
         ?: lpg_imstatus_literal(&q, lpg_http_conf()->listen_channel,
                                 strlen(lpg_http_conf()->listen_channel));

@@ -34,7 +34,7 @@ typedef struct {
     lpg_sub_t          sub; /* first: the peek's records */
     lpg_session_wait_t swait;
     lpg_http_conn_t   *conn;
-    char              *id;     /* JSON text, owned */
+    char              *id;      /* JSON text, owned */
     char             **strings; /* the client's channels, owned */
     size_t             nstrings;
     json_t            *ids; /* update: im_status_ids_by_model, owned */
@@ -89,8 +89,8 @@ lpg_odoo_wsroutes_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     const char *name, *allow;
     bool        get;
 
-    if (r->path_len <= plen
-        || memcmp(r->path, LPG_WSROUTES_PREFIX, plen) != 0) {
+    if (r->path_len <= plen || memcmp(r->path, LPG_WSROUTES_PREFIX, plen) != 0)
+    {
         return false;
     }
 
@@ -161,8 +161,8 @@ lpg_wsroutes_health(lpg_http_conn_t *c)
     bool ok;
     char why[512], body[700];
 
-    ok = lpg_shm_healthy(lpg_wsroutes.shm, lpg_time_mono_ms(), why,
-                         sizeof(why));
+    ok =
+        lpg_shm_healthy(lpg_wsroutes.shm, lpg_time_mono_ms(), why, sizeof(why));
 
     if (ok) {
         len = snprintf(body, sizeof(body), "{\"status\": \"pass\"}");
@@ -259,7 +259,7 @@ lpg_wsroutes_json(lpg_http_conn_t *c, const lpg_http_request_t *r, bool peek)
                                   strlen(q->strings[i]))
             && lpg_wsroutes_key(&q->sub, lpg_odoo_db_name(q->sub.db),
                                 q->strings[i])
-                   != LPG_OK)
+                != LPG_OK)
         {
             lpg_odoo_rpc_error(c, q->sub.version, q->id, "builtins.Exception",
                                "a channel is too long");
@@ -270,7 +270,7 @@ lpg_wsroutes_json(lpg_http_conn_t *c, const lpg_http_request_t *r, bool peek)
 
     if (peek
         && lpg_wsroutes_key(&q->sub, lpg_odoo_db_name(q->sub.db), "broadcast")
-               != LPG_OK)
+            != LPG_OK)
     {
         lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
         lpg_wsroutes_free(q);
@@ -444,8 +444,8 @@ lpg_wsroutes_go(lpg_odoo_wsreq_t *q, const lpg_session_info_t *info)
 
     if (lpg_sub_needs_fill(&q->sub)) {
         if (lpg_sub_fill(&q->sub, lpg_wsroutes_filled) != LPG_OK) {
-            lpg_http_respond(q->conn, 503, NULL, "Retry-After: 5\r\n",
-                             "busy\n", 5);
+            lpg_http_respond(q->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n",
+                             5);
             lpg_wsroutes_free(q);
             return;
         }
@@ -474,24 +474,23 @@ lpg_wsroutes_update(lpg_odoo_wsreq_t *q, const lpg_session_info_t *info)
         uid = info->uid;
         guest = info->uid > 0 ? 0 : info->guest_id;
         /* one presence mark, written with the next batch */
-        lpg_presence_release(
-            lpg_presence_hold(db, uid, guest, q->inactivity));
+        lpg_presence_release(lpg_presence_hold(db, uid, guest, q->inactivity));
     }
 
     if (lpg_imstatus_notify(db, lpg_odoo_version(db), uid, guest, q->ids,
                             q->inactivity, &why)
         != LPG_OK)
     {
-        lpg_odoo_rpc_error(q->conn, q->sub.version, q->id,
-                           "builtins.TypeError", why);
+        lpg_odoo_rpc_error(q->conn, q->sub.version, q->id, "builtins.TypeError",
+                           why);
         lpg_wsroutes_free(q);
         return;
     }
 
     len = snprintf(body, sizeof(body),
                    "{\"jsonrpc\": \"2.0\", \"id\": %s, \"result\": {}}", q->id);
-    lpg_http_respond(q->conn, 200, "application/json", lpg_wsroutes_cors,
-                     body, len > 0 && (size_t) len < sizeof(body) ? len : 0);
+    lpg_http_respond(q->conn, 200, "application/json", lpg_wsroutes_cors, body,
+                     len > 0 && (size_t) len < sizeof(body) ? len : 0);
     lpg_wsroutes_free(q);
 }
 
@@ -545,8 +544,7 @@ lpg_wsroutes_answer(lpg_odoo_wsreq_t *q, const lpg_bus_rec_t *rows, size_t n,
     rc = rc ?: lpg_buf_append_str(&out, "]}}");
 
     if (rc != LPG_OK) {
-        lpg_http_respond(q->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n",
-                         5);
+        lpg_http_respond(q->conn, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
 
     } else {
         lpg_http_respond(q->conn, 200, "application/json", lpg_wsroutes_cors,

@@ -30,8 +30,7 @@ void lpg_odoo_wsroutes_init(const lpg_http_ctx_t *ctx);
 
 /* true when r is one of the routes under /websocket/ (answered now or
  * later); false for anything else, /websocket itself included */
-bool lpg_odoo_wsroutes_request(lpg_http_conn_t          *c,
-                               const lpg_http_request_t *r);
+bool lpg_odoo_wsroutes_request(lpg_http_conn_t *c, const lpg_http_request_t *r);
 
 
 #endif /* LPG_ODOO_WSROUTES_H */

@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 
-static bool lpg_session_cookie(const char *h, size_t len, const char *name,
-                               const char **v, size_t *vlen);
-static bool lpg_session_token(const char *s, size_t len);
+static bool  lpg_session_cookie(const char *h, size_t len, const char *name,
+                                const char **v, size_t *vlen);
+static bool  lpg_session_token(const char *s, size_t len);
 static char *lpg_session_requested(const char *const *channels, size_t n,
                                    uint64_t *hash, bool *selectors);
 static int   lpg_session_cmp(const void *a, const void *b);
@@ -358,9 +358,7 @@ lpg_session_requested(const char *const *channels, size_t n, uint64_t *hash,
             return NULL;
         }
 
-        if (selectors != NULL
-            && lpg_session_selector(17, v[i], strlen(v[i])))
-        {
+        if (selectors != NULL && lpg_session_selector(17, v[i], strlen(v[i]))) {
             *selectors = true;
         }
     }

@@ -31,8 +31,8 @@ static int  lpg_session_query17(lpg_session_t *e, int64_t uid, lpg_buf_t *b);
 static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                              size_t n, int64_t bound, bool ok);
 static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
-static int  lpg_session_add_rec(lpg_session_t *e, const char *model,
-                                int64_t id, const char *sub);
+static int  lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id,
+                                const char *sub);
 static void lpg_session_source(int db, bool addon);
 
 
@@ -65,8 +65,9 @@ lpg_session_ask(lpg_session_t *e)
     e->odoo.cb = lpg_session_answer;
     memset(&b, 0, sizeof(b));
 
-    rc = lpg_buf_append_str(&b, "{\"jsonrpc\":\"2.0\",\"method\":\"call\","
-                                "\"id\":null,\"params\":{");
+    rc = lpg_buf_append_str(&b,
+                            "{\"jsonrpc\":\"2.0\",\"method\":\"call\","
+                            "\"id\":null,\"params\":{");
     if (e->step == LPG_SESSION_ADDON && e->version >= 16) {
         rc = rc ?: lpg_buf_append_str(&b, "\"channels\":");
         rc = rc ?: lpg_buf_append_str(&b, list);
@@ -74,12 +75,11 @@ lpg_session_ask(lpg_session_t *e)
     rc = rc ?: lpg_buf_append_str(&b, "}}");
 
     rc = rc
-        ?: lpg_odoo_post(&e->odoo,
-                         e->step == LPG_SESSION_ADDON
-                             ? "/lpgate/session"
-                             : "/web/session/get_session_info",
-                         e->host, e->host_len, e->cookie, strlen(e->cookie),
-                         b.data, b.len);
+        ?: lpg_odoo_post(
+            &e->odoo,
+            e->step == LPG_SESSION_ADDON ? "/lpgate/session"
+                                         : "/web/session/get_session_info",
+            e->host, e->host_len, e->cookie, strlen(e->cookie), b.data, b.len);
     lpg_buf_free(&b);
 
     return rc;
@@ -332,9 +332,8 @@ lpg_session_query(lpg_session_t *e, int64_t uid)
                           (long long) e->guest, e->guest_token);
         }
 
-        rc = rc < 0 || (size_t) rc >= sizeof(sql)
-            ? LPG_ERROR
-            : lpg_buf_append_str(&b, sql);
+        rc = rc < 0 || (size_t) rc >= sizeof(sql) ? LPG_ERROR
+                                                  : lpg_buf_append_str(&b, sql);
     }
 
     rc = rc ?: lpg_buf_append(&b, "", 1);
