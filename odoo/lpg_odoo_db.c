@@ -174,3 +174,17 @@ lpg_odoo_version(int db)
 
     return lpg_odoo_db.conf->odoo_version ? lpg_odoo_db.conf->odoo_version : 14;
 }
+
+
+const char *
+lpg_odoo_db_name(int db)
+{
+    return lpg_odoo_db.shm->dbs[db].name;
+}
+
+
+int64_t
+lpg_odoo_db_cursor(int db)
+{
+    return atomic_load(&lpg_odoo_db.shm->dbs[db].cursor);
+}

@@ -21,8 +21,15 @@ void lpg_odoo_db_init(const lpg_conf_t *conf, lpg_shm_t *shm);
  * -1 when none */
 int lpg_odoo_pick_db(const lpg_http_request_t *r);
 
-/* the Odoo version whose shapes database db gets */
+/* the Odoo version whose shapes database db gets (8 to 18: 15's poll
+ * answers for 16+; 16+ also have /websocket) */
 int lpg_odoo_version(int db);
+
+/* the name of database db (served by lpgate: db >= 0) */
+const char *lpg_odoo_db_name(int db);
+
+/* the largest bus_bus id the master published for db (0: none yet) */
+int64_t lpg_odoo_db_cursor(int db);
 
 
 #endif /* LPG_ODOO_DB_H */

@@ -21,6 +21,7 @@
 
 
 static int lpg_odoo_add_key(lpg_sub_t *s, const char *db, json_t *channel);
+static int lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch);
 
 
 static lpg_http_ctx_t lpg_odoo_poll;
@@ -64,6 +65,21 @@ lpg_odoo_poll_parse(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *body,
 
     json_array_foreach(rp.channels, i, ch)
     {
+        if (json_is_string(ch) && s->version >= 16
+            && lpg_odoo_poll_string(q, ch) != LPG_OK)
+        {
+            *why = "out of memory";
+            lpg_rpc_poll_free(&rp);
+            return LPG_ERROR;
+        }
+
+        if (json_is_string(ch)
+            && lpg_session_selector(s->version, json_string_value(ch),
+                                    json_string_length(ch)))
+        {
+            continue;
+        }
+
         if (lpg_odoo_add_key(s, db, ch) != LPG_OK) {
             *why = "a channel is not valid UTF-8 or too long";
             lpg_rpc_poll_free(&rp);
@@ -92,8 +108,46 @@ lpg_odoo_poll_parse(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *body,
 void
 lpg_odoo_poll_free(lpg_odoo_poll_t *q)
 {
+    size_t i;
+
+    for (i = 0; i < q->nstrings; i++) {
+        free(q->strings[i]);
+    }
+
+    free(q->strings);
     free(q->id);
     q->id = NULL;
+    q->strings = NULL;
+    q->nstrings = 0;
+}
+
+
+/* keeps a copy of the string channel ch for the session lookup */
+static int
+lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch)
+{
+    char  *copy, **a;
+    size_t len = json_string_length(ch);
+
+    if (memchr(json_string_value(ch), '\0', len) != NULL) {
+        /* "\u0000": not a string Odoo could match anyway */
+        return LPG_OK;
+    }
+
+    a = realloc(q->strings, (q->nstrings + 1) * sizeof(*a));
+    if (a == NULL) {
+        return LPG_ERROR;
+    }
+
+    q->strings = a;
+    copy = strndup(json_string_value(ch), len);
+    if (copy == NULL) {
+        return LPG_ERROR;
+    }
+
+    q->strings[q->nstrings++] = copy;
+
+    return LPG_OK;
 }
 
 

@@ -28,6 +28,9 @@ typedef struct {
     char   *id;         /* JSON text of the request id, owned (or NULL) */
     int64_t inactivity; /* options.bus_inactivity, -1: none */
     bool    peek;       /* answer at once, with the channels */
+    char  **strings;    /* 16+: the client's string channels, each owned,
+                         * for the session lookup (lpg_session_get_for) */
+    size_t  nstrings;
 } lpg_odoo_poll_t;
 
 
@@ -46,7 +49,8 @@ void lpg_odoo_poll_init(const lpg_http_ctx_t *ctx);
 
 /*
  * Fills q and s (whose db and version the caller set) from a JSON-RPC
- * body: s gets the channel keys and last.  With s->db < 0 only the id is
+ * body: s gets the channel keys and last (17+: not the strings that
+ * select records, lpg_session_selector), q the strings on 16+.  With s->db < 0 only the id is
  * read.  On error *why says what is wrong; q->id may be set either way
  * (the error answer wants it), freed by lpg_odoo_poll_free().
  */

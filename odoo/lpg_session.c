@@ -23,9 +23,12 @@
 #include <unistd.h>
 
 
-static bool lpg_session_cookie(const char *h, size_t len, const char *name,
-                               const char **v, size_t *vlen);
-static bool lpg_session_token(const char *s, size_t len);
+static bool  lpg_session_cookie(const char *h, size_t len, const char *name,
+                                const char **v, size_t *vlen);
+static bool  lpg_session_token(const char *s, size_t len);
+static char *lpg_session_requested(const char *const *channels, size_t n,
+                                   uint64_t *hash, bool *selectors);
+static int   lpg_session_cmp(const void *a, const void *b);
 static lpg_session_t *lpg_session_find(const char *key, size_t len,
                                        uint32_t hash);
 static lpg_session_t *lpg_session_new(const char *key, size_t len,
@@ -82,30 +85,61 @@ int
 lpg_session_get(const lpg_http_request_t *r, int db, int version,
                 lpg_session_wait_t *w, const lpg_session_info_t **info)
 {
+    return lpg_session_get_for(r, db, version, NULL, 0, w, info);
+}
+
+
+int
+lpg_session_get_for(const lpg_http_request_t *r, int db, int version,
+                    const char *const *channels, size_t nchannels,
+                    lpg_session_wait_t *w, const lpg_session_info_t **info)
+{
     int            n;
     char           key[LPG_SESSION_KEY_MAX];
+    char          *requested = NULL;
     size_t         sid_len, dgid_len, i;
     int64_t        now;
     uint32_t       hash;
+    uint64_t       rhash = 0;
     const char    *sid, *dgid, *bar = NULL;
     lpg_session_t *e;
+    bool           selectors = false;
+
+    if (!lpg_sess.enabled || db < 0) {
+        return LPG_DONE;
+    }
+
+    if (version >= 16 && nchannels > 0) {
+        requested = lpg_session_requested(channels, nchannels, &rhash,
+                                          version >= 17 ? &selectors : NULL);
+        if (requested == NULL) {
+            /* out of memory: asked without the strings */
+            rhash = 0;
+        }
+    }
+
+    if (r->cookie == NULL && !selectors) {
+        free(requested);
+        return LPG_DONE;
+    }
 
     if (!lpg_sess.enabled || r->cookie == NULL || db < 0) {
         return LPG_DONE;
     }
 
-    if (!lpg_session_cookie(r->cookie, r->cookie_len, "session_id", &sid,
-                            &sid_len)
+    if (r->cookie == NULL
+        || !lpg_session_cookie(r->cookie, r->cookie_len, "session_id", &sid,
+                               &sid_len)
         || !lpg_session_token(sid, sid_len))
     {
         sid = "";
         sid_len = 0;
     }
 
-    /* 15's guest cookie: "<id>|<access_token>" */
+    /* 15+'s guest cookie: "<id>|<access_token>" */
     dgid_len = 0;
     dgid = "";
-    if (version >= 15
+    if (version >= 15 && r->cookie != NULL
         && lpg_session_cookie(r->cookie, r->cookie_len, "dgid", &dgid,
                               &dgid_len))
     {
@@ -119,13 +153,16 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         }
     }
 
-    if (sid_len == 0 && dgid_len == 0) {
+    if (sid_len == 0 && dgid_len == 0 && !selectors) {
+        free(requested);
         return LPG_DONE;
     }
 
-    n = snprintf(key, sizeof(key), "%d|%.*s|%.*s", db, (int) sid_len, sid,
-                 (int) dgid_len, dgid);
+    /* 16+: the same session with other strings is another answer */
+    n = snprintf(key, sizeof(key), "%d|%.*s|%.*s|%016llx", db, (int) sid_len,
+                 sid, (int) dgid_len, dgid, (unsigned long long) rhash);
     if (n < 0 || (size_t) n >= sizeof(key)) {
+        free(requested);
         return LPG_DONE;
     }
 
@@ -139,6 +176,7 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
     e = lpg_session_find(key, (size_t) n, hash);
 
     if (e != NULL && !e->pending && e->expires > now) {
+        free(requested);
         *info = &e->info;
         return LPG_OK;
     }
@@ -146,6 +184,7 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
     if (e == NULL) {
         e = lpg_session_new(key, (size_t) n, hash);
         if (e == NULL) {
+            free(requested);
             return LPG_DONE;
         }
 
@@ -157,6 +196,7 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
     if (!e->pending && lpg_session_shared(e, now)) {
         lpg_log(LPG_LOG_DEBUG, 0,
                 "session %s: answered by another worker's lookup", key);
+        free(requested);
         *info = &e->info;
         return LPG_OK;
     }
@@ -177,6 +217,8 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
         e->guest = dgid_len ? atoll(dgid) : 0;
         e->guest_token =
             dgid_len ? strndup(bar + 1, dgid + dgid_len - bar - 1) : NULL;
+        e->requested = requested;
+        requested = NULL;
         e->step = now < lpg_sess.addon_off_until[db] ? LPG_SESSION_INFO
                                                      : LPG_SESSION_ADDON;
 
@@ -206,6 +248,8 @@ lpg_session_get(const lpg_http_request_t *r, int db, int version,
 
         e->pending = true;
     }
+
+    free(requested);
 
     w->entry = e;
     w->prev = NULL;
@@ -245,6 +289,105 @@ lpg_session_cancel(lpg_session_wait_t *w)
 }
 
 
+bool
+lpg_session_selector(int version, const char *s, size_t len)
+{
+    static const char dc[] = "discuss.channel_", mg[] = "mail.guest_";
+    size_t            i;
+
+    if (version < 17) {
+        return false;
+    }
+
+    if (len > sizeof(mg) - 1 && memcmp(s, mg, sizeof(mg) - 1) == 0) {
+        return true;
+    }
+
+    if (len <= sizeof(dc) - 1 || len > sizeof(dc) - 1 + 18
+        || memcmp(s, dc, sizeof(dc) - 1) != 0)
+    {
+        return false;
+    }
+
+    for (i = sizeof(dc) - 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+
+    return true;
+}
+
+
+/*
+ * The client's strings as the JSON array sent to the addon: sorted and
+ * unique, so that the same set gives the same text and *hash (FNV-1a 64,
+ * never 0); *selectors (17+, may be NULL) tells whether one selects a
+ * record.  NULL when out of memory or when a string is not valid UTF-8;
+ * caller frees.
+ */
+static char *
+lpg_session_requested(const char *const *channels, size_t n, uint64_t *hash,
+                      bool *selectors)
+{
+    char        *text;
+    size_t       i;
+    json_t      *a;
+    const char **v;
+    uint64_t     h = 14695981039346656037ull;
+
+    v = malloc(n * sizeof(*v));
+    a = json_array();
+    if (v == NULL || a == NULL) {
+        free(v);
+        json_decref(a);
+        return NULL;
+    }
+
+    memcpy(v, channels, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), lpg_session_cmp);
+
+    for (i = 0; i < n; i++) {
+        if (i > 0 && strcmp(v[i], v[i - 1]) == 0) {
+            continue;
+        }
+
+        if (json_array_append_new(a, json_string(v[i])) != 0) {
+            free(v);
+            json_decref(a);
+            return NULL;
+        }
+
+        if (selectors != NULL && lpg_session_selector(17, v[i], strlen(v[i]))) {
+            *selectors = true;
+        }
+    }
+
+    free(v);
+    text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+
+    if (text == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; text[i] != '\0'; i++) {
+        h = (h ^ (unsigned char) text[i]) * 1099511628211ull;
+    }
+
+    *hash = h ? h : 1;
+
+    return text;
+}
+
+
+static int
+lpg_session_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+
 /* the value of cookie name in a Cookie header ("a=1; b=2") */
 static bool
 lpg_session_cookie(const char *h, size_t len, const char *name, const char **v,
@@ -278,6 +421,13 @@ lpg_session_cookie(const char *h, size_t len, const char *name, const char **v,
     }
 
     return false;
+}
+
+
+bool
+lpg_session_token_ok(const char *s, size_t len)
+{
+    return lpg_session_token(s, len);
 }
 
 
@@ -407,10 +557,12 @@ lpg_session_forget_lookup(lpg_session_t *e)
     free(e->cookie);
     free(e->host);
     free(e->guest_token);
+    free(e->requested);
     free(e->sql);
     e->cookie = NULL;
     e->host = NULL;
     e->guest_token = NULL;
+    e->requested = NULL;
     e->sql = NULL;
 }
 

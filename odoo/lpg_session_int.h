@@ -58,6 +58,8 @@ struct lpg_session_s {
     size_t             host_len;
     int64_t            guest; /* from dgid "<id>|<token>", 0: none */
     char              *guest_token;
+    char              *requested; /* 16+: the client's strings, a JSON
+                                   * array (sorted, unique), or NULL */
     char              *sql;
     lpg_odoo_req_t     odoo;
     lpg_backfill_req_t bf;
@@ -101,6 +103,7 @@ void lpg_session_tell(lpg_session_t *e);
 int  lpg_session_push(lpg_session_t *e, char *text, size_t len);
 void lpg_session_free_keys(lpg_session_t *e);
 void lpg_session_forget_lookup(lpg_session_t *e);
+bool lpg_session_token_ok(const char *s, size_t len);
 
 /* lpg_session_lookup.c */
 int lpg_session_lookup(lpg_session_t *e);

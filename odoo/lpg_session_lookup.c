@@ -25,11 +25,14 @@ static void lpg_session_answer(lpg_odoo_req_t *req, int status,
 static int  lpg_session_addon(lpg_session_t *e, json_t *result);
 static int  lpg_session_info(lpg_session_t *e, json_t *root);
 static bool lpg_session_db(lpg_session_t *e, const char *dbname);
+static bool lpg_session_public(const lpg_session_t *e);
 static int  lpg_session_query(lpg_session_t *e, int64_t uid);
+static int  lpg_session_query17(lpg_session_t *e, int64_t uid, lpg_buf_t *b);
 static void lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows,
                              size_t n, int64_t bound, bool ok);
 static int  lpg_session_add_key(lpg_session_t *e, const json_t *channel);
-static int lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id);
+static int  lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id,
+                                const char *sub);
 static void lpg_session_source(int db, bool addon);
 
 
@@ -51,22 +54,35 @@ lpg_session_lookup(lpg_session_t *e)
 }
 
 
-/* sends the request of e's step */
+/* sends the request of e's step; 16+'s addon gets the client's strings */
 static int
 lpg_session_ask(lpg_session_t *e)
 {
-    static const char body[] =
-        "{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":null,"
-        "\"params\":{}}";
+    int         rc;
+    lpg_buf_t   b;
+    const char *list = e->requested != NULL ? e->requested : "[]";
 
     e->odoo.cb = lpg_session_answer;
+    memset(&b, 0, sizeof(b));
 
-    return lpg_odoo_post(&e->odoo,
-                         e->step == LPG_SESSION_ADDON
-                             ? "/lpgate/session"
-                             : "/web/session/get_session_info",
-                         e->host, e->host_len, e->cookie, strlen(e->cookie),
-                         body, sizeof(body) - 1);
+    rc = lpg_buf_append_str(&b,
+                            "{\"jsonrpc\":\"2.0\",\"method\":\"call\","
+                            "\"id\":null,\"params\":{");
+    if (e->step == LPG_SESSION_ADDON && e->version >= 16) {
+        rc = rc ?: lpg_buf_append_str(&b, "\"channels\":");
+        rc = rc ?: lpg_buf_append_str(&b, list);
+    }
+    rc = rc ?: lpg_buf_append_str(&b, "}}");
+
+    rc = rc
+        ?: lpg_odoo_post(
+            &e->odoo,
+            e->step == LPG_SESSION_ADDON ? "/lpgate/session"
+                                         : "/web/session/get_session_info",
+            e->host, e->host_len, e->cookie, strlen(e->cookie), b.data, b.len);
+    lpg_buf_free(&b);
+
+    return rc;
 }
 
 
@@ -193,7 +209,7 @@ lpg_session_info(lpg_session_t *e, json_t *root)
             /* "Odoo Session Expired" and the like: not logged in, maybe
              * a guest */
             e->info.db = e->db;
-            return e->guest != 0 && lpg_session_query(e, 0) == LPG_OK
+            return lpg_session_public(e) && lpg_session_query(e, 0) == LPG_OK
                 ? LPG_AGAIN
                 : LPG_OK;
         }
@@ -214,7 +230,7 @@ lpg_session_info(lpg_session_t *e, json_t *root)
         e->info.db = e->db;
     }
 
-    if (u <= 0 && e->guest == 0) {
+    if (u <= 0 && !lpg_session_public(e)) {
         return LPG_OK;
     }
 
@@ -257,43 +273,77 @@ lpg_session_db(lpg_session_t *e, const char *dbname)
 }
 
 
+/* not logged in: a guest (dgid), or on 17+ strings that select records
+ * (a guest token, public channels) */
+static bool
+lpg_session_public(const lpg_session_t *e)
+{
+    return e->guest != 0 || (e->version >= 17 && e->requested != NULL);
+}
+
+
 /*
- * The built-in recipe: the user's partner and the channels it is a member
- * of, or (15, not logged in) the guest whose token matches and its
- * channels.  Values are integers and a checked token: no quoting issue.
+ * The built-in recipe, per series: the user's partner and the channels it
+ * is a member of, or (15+, not logged in) the guest whose token matches
+ * and its channels; 17+ as mail's ir.websocket: discuss.channel members
+ * and the channels asked for by discuss.channel_<id>, under mail's record
+ * rule (a private channel for its members only, a public one for the
+ * members of its group_public_id), the "members" sub-channel of those not
+ * asked for, the guest of dgid or of a mail.guest_<token> string; 18 adds
+ * the user's groups.  Rows are (model, id[, sub]).  Values are integers
+ * and checked tokens: no quoting issue.
  */
 static int
 lpg_session_query(lpg_session_t *e, int64_t uid)
 {
-    int  n;
-    char sql[1024];
+    int       rc;
+    char      sql[2048];
+    lpg_buf_t b;
 
-    if (uid > 0) {
-        n = snprintf(sql, sizeof(sql),
-                     "SELECT 'res.partner', partner_id FROM res_users "
-                     "WHERE id = %lld UNION ALL "
-                     "SELECT 'mail.channel', m.channel_id "
-                     "FROM mail_channel_partner m JOIN res_users u "
-                     "ON u.partner_id = m.partner_id "
-                     "WHERE u.id = %lld AND m.channel_id IS NOT NULL",
-                     (long long) uid, (long long) uid);
+    memset(&b, 0, sizeof(b));
+
+    if (e->version >= 17) {
+        rc = lpg_session_query17(e, uid, &b);
 
     } else {
-        n = snprintf(sql, sizeof(sql),
-                     "SELECT 'mail.guest', id FROM mail_guest "
-                     "WHERE id = %lld AND access_token = '%s' UNION ALL "
-                     "SELECT 'mail.channel', m.channel_id "
-                     "FROM mail_channel_partner m JOIN mail_guest g "
-                     "ON g.id = m.guest_id WHERE g.id = %lld "
-                     "AND g.access_token = '%s' AND m.channel_id IS NOT NULL",
-                     (long long) e->guest, e->guest_token, (long long) e->guest,
-                     e->guest_token);
+        const char *mem =
+            e->version >= 16 ? "mail_channel_member" : "mail_channel_partner";
+
+        if (uid > 0) {
+            rc = snprintf(sql, sizeof(sql),
+                          "SELECT 'res.partner', partner_id FROM res_users "
+                          "WHERE id = %lld UNION ALL "
+                          "SELECT 'mail.channel', m.channel_id "
+                          "FROM %s m JOIN res_users u "
+                          "ON u.partner_id = m.partner_id "
+                          "WHERE u.id = %lld AND m.channel_id IS NOT NULL",
+                          (long long) uid, mem, (long long) uid);
+
+        } else {
+            rc = snprintf(sql, sizeof(sql),
+                          "SELECT 'mail.guest', id FROM mail_guest "
+                          "WHERE id = %lld AND access_token = '%s' UNION ALL "
+                          "SELECT 'mail.channel', m.channel_id "
+                          "FROM %s m JOIN mail_guest g "
+                          "ON g.id = m.guest_id WHERE g.id = %lld "
+                          "AND g.access_token = '%s' "
+                          "AND m.channel_id IS NOT NULL",
+                          (long long) e->guest, e->guest_token, mem,
+                          (long long) e->guest, e->guest_token);
+        }
+
+        rc = rc < 0 || (size_t) rc >= sizeof(sql) ? LPG_ERROR
+                                                  : lpg_buf_append_str(&b, sql);
     }
 
-    if (n < 0 || (size_t) n >= sizeof(sql) || (e->sql = strdup(sql)) == NULL) {
+    rc = rc ?: lpg_buf_append(&b, "", 1);
+
+    if (rc != LPG_OK) {
+        lpg_buf_free(&b);
         return LPG_ERROR;
     }
 
+    e->sql = b.data;
     e->info.uid = uid;
     e->step = LPG_SESSION_SQL;
     memset(&e->bf, 0, sizeof(e->bf));
@@ -306,13 +356,106 @@ lpg_session_query(lpg_session_t *e, int64_t uid)
 }
 
 
+/* 17+'s statement (see lpg_session_query) into b */
+static int
+lpg_session_query17(lpg_session_t *e, int64_t uid, lpg_buf_t *b)
+{
+    int         rc;
+    char        num[64], *sql;
+    size_t      i, len, cap;
+    json_t     *req, *v;
+    int64_t     sg = 0;
+    const char *str, *st = "", *bar;
+    lpg_buf_t   wanted;
+
+    memset(&wanted, 0, sizeof(wanted));
+    rc = lpg_buf_append_str(&wanted, "'{0");
+
+    req = e->requested != NULL ? json_loads(e->requested, 0, NULL) : NULL;
+
+    json_array_foreach(req, i, v)
+    {
+        str = json_string_value(v);
+        len = str != NULL ? strlen(str) : 0;
+
+        if (str == NULL || !lpg_session_selector(17, str, len)) {
+            continue;
+        }
+
+        if (str[0] == 'd') {
+            snprintf(num, sizeof(num), ",%s", str + 16);
+            rc = rc ?: lpg_buf_append_str(&wanted, num);
+            continue;
+        }
+
+        /* mail.guest_<id>|<token>, the token checked as the cookie's */
+        str += 11;
+        bar = strchr(str, '|');
+        if (bar != NULL && bar > str && bar - str <= 18
+            && strspn(str, "0123456789") == (size_t) (bar - str)
+            && lpg_session_token_ok(bar + 1, strlen(bar + 1)))
+        {
+            sg = atoll(str);
+            st = bar + 1;
+        }
+    }
+
+    rc = rc ?: lpg_buf_append(&wanted, "}'::int[]", 10);
+
+    cap = 3072 + 2 * wanted.len;
+    sql = rc == LPG_OK ? malloc(cap) : NULL;
+
+    if (sql == NULL) {
+        rc = LPG_ERROR;
+
+    } else {
+        rc = snprintf(
+            sql, cap,
+            "WITH g AS (SELECT id FROM (SELECT id, 1 AS o FROM mail_guest "
+            "WHERE id = %lld AND access_token = '%s' UNION ALL SELECT id, 2 "
+            "FROM mail_guest WHERE id = %lld AND access_token = '%s') x "
+            "ORDER BY o LIMIT 1), "
+            "u AS (SELECT id, partner_id FROM res_users WHERE id = %lld), "
+            "mine AS (SELECT m.channel_id AS id FROM discuss_channel_member m "
+            "WHERE m.partner_id = (SELECT partner_id FROM u) UNION "
+            "SELECT m.channel_id FROM discuss_channel_member m WHERE NOT "
+            "EXISTS (SELECT 1 FROM u) AND m.guest_id = (SELECT id FROM g)), "
+            "grp AS (SELECT gid FROM res_groups_users_rel WHERE uid = %lld), "
+            "found AS (SELECT c.id FROM discuss_channel c WHERE (c.id IN "
+            "(SELECT id FROM mine) OR c.id = ANY(%s)) AND ((c.channel_type "
+            "<> 'channel' AND c.id IN (SELECT id FROM mine)) OR "
+            "(c.channel_type = 'channel' AND (c.group_public_id IS NULL OR "
+            "c.group_public_id IN (SELECT gid FROM grp))))) "
+            "SELECT 'res.partner', partner_id, NULL FROM u UNION ALL "
+            "SELECT 'mail.guest', id, NULL FROM g UNION ALL "
+            "SELECT 'discuss.channel', id, NULL FROM found UNION ALL "
+            "SELECT 'discuss.channel', id, 'members' FROM found "
+            "WHERE NOT (id = ANY(%s))%s",
+            (long long) sg, st, (long long) e->guest,
+            e->guest_token != NULL ? e->guest_token : "", (long long) uid,
+            (long long) uid, wanted.data, wanted.data,
+            e->version >= 18 ? " UNION ALL SELECT 'res.groups', gid, NULL "
+                               "FROM grp"
+                             : "");
+        rc = rc < 0 || (size_t) rc >= cap ? LPG_ERROR
+                                          : lpg_buf_append_str(b, sql);
+        free(sql);
+    }
+
+    json_decref(req);
+    lpg_buf_free(&wanted);
+
+    return rc;
+}
+
+
 static void
 lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
                  int64_t bound, bool ok)
 {
     int            i, nrows;
     int64_t        id, partner = 0;
-    const char    *model;
+    const char    *model, *sub;
     lpg_session_t *e = lpg_session_of(req, bf);
 
     if (!ok || req->res == NULL) {
@@ -338,11 +481,15 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
         if (strcmp(model, "res.partner") == 0) {
             partner = id;
 
-        } else if (strcmp(model, "mail.guest") == 0) {
+        } else if (strcmp(model, "mail.guest") == 0 && e->info.uid == 0) {
             e->info.guest_id = id;
         }
 
-        if (lpg_session_add_rec(e, model, id) != LPG_OK) {
+        sub = PQnfields(req->res) > 2 && !PQgetisnull(req->res, i, 2)
+            ? PQgetvalue(req->res, i, 2)
+            : NULL;
+
+        if (lpg_session_add_rec(e, model, id, sub) != LPG_OK) {
             lpg_session_done(e, false);
             return;
         }
@@ -354,14 +501,15 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
     }
 
     if (e->version < 15 && partner > 0
-        && lpg_session_add_rec(e, "ir.needaction", partner) != LPG_OK)
+        && lpg_session_add_rec(e, "ir.needaction", partner, NULL) != LPG_OK)
     {
         lpg_session_done(e, false);
         return;
     }
 
-    if (e->info.uid == 0 && e->info.guest_id == 0) {
-        /* a guest token that does not match: the channels are not its */
+    if (e->info.uid == 0 && e->info.guest_id == 0 && e->version < 17) {
+        /* a guest token that does not match: the channels are not its
+         * (17+: public channels asked for are the public user's) */
         lpg_session_free_keys(e);
     }
 
@@ -369,15 +517,19 @@ lpg_session_rows(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
 }
 
 
-/* [db, model, id] as Odoo's channel_with_db and 8-14 tuples store it */
+/* [db, model, id] as Odoo's channel_with_db and 8-14 tuples store it, or
+ * 17's [db, model, id, sub] of (record, sub) */
 static int
-lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id)
+lpg_session_add_rec(lpg_session_t *e, const char *model, int64_t id,
+                    const char *sub)
 {
     int     rc;
     json_t *ch;
 
-    ch = json_pack("[ssI]", lpg_sess.shm->dbs[e->info.db].name, model,
-                   (json_int_t) id);
+    ch = sub != NULL ? json_pack("[ssIs]", lpg_sess.shm->dbs[e->info.db].name,
+                                 model, (json_int_t) id, sub)
+                     : json_pack("[ssI]", lpg_sess.shm->dbs[e->info.db].name,
+                                 model, (json_int_t) id);
     rc = ch != NULL ? lpg_session_add_key(e, ch) : LPG_ERROR;
     json_decref(ch);
 

@@ -193,7 +193,10 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     /* who the session is, in Odoo's words: its channels join the poll's */
     const lpg_session_info_t *info;
 
-    switch (lpg_session_get(r, p->sub.db, p->sub.version, &p->swait, &info)) {
+    switch (lpg_session_get_for(r, p->sub.db, p->sub.version,
+                                (const char *const *) p->q.strings,
+                                p->q.nstrings, &p->swait, &info))
+    {
     case LPG_OK:
         lpg_poll_session(p, info);
         break;

@@ -6,13 +6,15 @@
  * GET|HEAD <path>/health answers Odoo 15's {"status": "pass"} while the
  * master, every worker and the master's database connection are up (read
  * from the shared segment), else 503 with what is down.  POST <path>/poll,
- * <path>/im_status and <path>/send are Odoo's JSON routes.  Anything else
+ * <path>/im_status and <path>/send are Odoo's JSON routes; the routes
+ * under /websocket/ are odoo/lpg_odoo_wsroutes'.  Anything else
  * under or outside the path is 404; a known route with a wrong method 405.
  */
 
 #include "lpg_route.h"
 #include "lpg_imstatus.h"
 #include "lpg_metrics.h"
+#include "lpg_odoo_wsroutes.h"
 #include "lpg_poll.h"
 #include "lpg_send.h"
 
@@ -71,6 +73,7 @@ lpg_route_init(const lpg_http_ctx_t *ctx)
 {
     lpg_route_ctx = *ctx;
     lpg_metrics_init(ctx);
+    lpg_odoo_wsroutes_init(ctx);
 }
 
 
@@ -94,6 +97,12 @@ lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
             lpg_route_status(c, 404, NULL);
         }
 
+        return;
+    }
+
+    /* Odoo 16+'s /websocket/health, peek_notifications and
+     * update_bus_presence (odoo/lpg_odoo_wsroutes.h) */
+    if (lpg_odoo_wsroutes_request(c, r)) {
         return;
     }
 

@@ -192,6 +192,7 @@ class OdooStandin:
         self.sessions = {}
         self.counts = {}
         self.requests = []
+        self.request_bodies = []  # (path, body text), in order
         self.header_names = []  # per request, in the order received
         self.lock = threading.Lock()
         self.server = None
@@ -299,10 +300,16 @@ class OdooStandin:
         with self.lock:
             return self.counts.get(route, 0)
 
+    def bodies(self, route):
+        """The request bodies received on route, in order."""
+        with self.lock:
+            return [b for p, b in self.request_bodies if p == route]
+
     def reset_counts(self):
         with self.lock:
             self.counts.clear()
             self.requests.clear()
+            self.request_bodies.clear()
             self.header_names.clear()
 
     # -- server -----------------------------------------------------------
@@ -385,6 +392,7 @@ class OdooStandin:
         with self.lock:
             self.counts[path] = self.counts.get(path, 0) + 1
             self.requests.append((path, cookie_header, host))
+            self.request_bodies.append((path, (body or b"").decode()))
         if self.delay:
             time.sleep(self.delay)
         try:
