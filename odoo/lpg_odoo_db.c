@@ -181,10 +181,3 @@ lpg_odoo_db_name(int db)
 {
     return lpg_odoo_db.shm->dbs[db].name;
 }
-
-
-int64_t
-lpg_odoo_db_cursor(int db)
-{
-    return atomic_load(&lpg_odoo_db.shm->dbs[db].cursor);
-}

@@ -28,8 +28,5 @@ int lpg_odoo_version(int db);
 /* the name of database db (served by lpgate: db >= 0) */
 const char *lpg_odoo_db_name(int db);
 
-/* the largest bus_bus id the master published for db (0: none yet) */
-int64_t lpg_odoo_db_cursor(int db);
-
 
 #endif /* LPG_ODOO_DB_H */

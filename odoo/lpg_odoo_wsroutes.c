@@ -13,6 +13,7 @@
  */
 
 #include "lpg_odoo_wsroutes.h"
+#include "lpg_bus.h"
 #include "lpg_imstatus.h"
 #include "lpg_odoo_db.h"
 #include "lpg_odoo_poll.h"
@@ -405,8 +406,6 @@ lpg_wsroutes_session_cb(lpg_session_wait_t *w, const lpg_session_info_t *info)
 static void
 lpg_wsroutes_go(lpg_odoo_wsreq_t *q, const lpg_session_info_t *info)
 {
-    int64_t cursor;
-
     if (info != NULL && (!info->known || info->db < 0)) {
         info = NULL;
     }
@@ -426,13 +425,14 @@ lpg_wsroutes_go(lpg_odoo_wsreq_t *q, const lpg_session_info_t *info)
                 "added: served public");
     }
 
-    /* Odoo: a last above the largest bus_bus id is a new database's */
-    cursor = lpg_odoo_db_cursor(q->sub.db);
-    if (q->sub.last > cursor) {
+    /* Odoo 16+: a last above the largest bus_bus id (lpg_bus_stale: the
+     * largest id allocated, so a row committed but not fetched yet does
+     * not count) is a new database's */
+    if (lpg_bus_stale(q->sub.db, q->sub.last)) {
         lpg_log(LPG_LOG_DEBUG, 0,
                 "peek_notifications: last %lld is above the largest id "
                 "%lld: reset to 0",
-                (long long) q->sub.last, (long long) cursor);
+                (long long) q->sub.last, (long long) lpg_bus_cursor(q->sub.db));
         q->sub.last = 0;
     }
 
