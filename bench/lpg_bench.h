@@ -25,7 +25,11 @@
 #define LPG_BENCH_NORETURN __attribute__((noreturn))
 
 
-typedef enum { LPG_BENCH_ODOO, LPG_BENCH_NCHAN } lpg_bench_proto_e;
+typedef enum {
+    LPG_BENCH_ODOO,
+    LPG_BENCH_NCHAN,
+    LPG_BENCH_ODOO_WS /* Odoo 16+ /websocket */
+} lpg_bench_proto_e;
 
 typedef enum {
     LPG_BENCH_FANOUT,
@@ -129,7 +133,8 @@ typedef struct {
     bool    close;          /* Connection: close */
     char    last_modified[64];
     char    etag[64];
-    size_t  header_len; /* bytes up to and including the empty line */
+    char    ws_accept[32]; /* Sec-WebSocket-Accept */
+    size_t  header_len;    /* bytes up to and including the empty line */
 } lpg_bench_http_t;
 
 /* LPG_OK: headers complete; LPG_AGAIN: need more; LPG_ERROR: bad */

@@ -56,7 +56,7 @@ lpg_bench_usage(FILE *f)
     fprintf(
         f,
         "usage: lpgate-bench [options]\n"
-        "  --proto=odoo|nchan     protocol (odoo)\n"
+        "  --proto=odoo|odoo-ws|nchan   protocol (odoo)\n"
         "  --mode=fanout|private|throughput   (fanout)\n"
         "  --host=ADDR --port=N   server (127.0.0.1, 8072 odoo / 8080 nchan)\n"
         "  --path=P               poll path prefix (/longpolling, nchan /sub)\n"
@@ -72,7 +72,8 @@ lpg_bench_usage(FILE *f)
         "  --sources=N            loopback source addresses (auto)\n"
         "  --size=N               padding bytes per message (0)\n"
         "  --idle-seconds=S       sample the parked server's CPU (0: no)\n"
-        "  --timeout=S            wait per round / drain (30)\n"
+        "  --timeout=S            wait per round / drain (30), twice "
+        "that to connect\n"
         "  --pid=PID              server process (repeatable; children "
         "counted)\n"
         "  --label=TEXT           copied into the summary line\n"
@@ -125,6 +126,8 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         case 'P':
             if (strcmp(optarg, "odoo") == 0) {
                 o->proto = LPG_BENCH_ODOO;
+            } else if (strcmp(optarg, "odoo-ws") == 0) {
+                o->proto = LPG_BENCH_ODOO_WS;
             } else if (strcmp(optarg, "nchan") == 0) {
                 o->proto = LPG_BENCH_NCHAN;
             } else {
@@ -220,10 +223,12 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
     }
 
     if (o->port == 0) {
-        o->port = o->proto == LPG_BENCH_ODOO ? 8072 : 8080;
+        o->port = o->proto == LPG_BENCH_NCHAN ? 8080 : 8072;
     }
     if (o->path == NULL) {
-        o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling" : "/sub";
+        o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling"
+            : o->proto == LPG_BENCH_ODOO_WS  ? "/websocket"
+                                             : "/sub";
     }
     if (o->channels == 0) {
         o->channels = o->mode == LPG_BENCH_FANOUT ? 1
@@ -592,7 +597,9 @@ lpg_bench_print(lpg_bench_t *b)
     double                  p50, p90, p99, max, rate, cpu_per, rss_per;
     double                  rp50, rp99, rmax;
     int64_t                 deliveries;
-    const char *proto = o->proto == LPG_BENCH_ODOO ? "odoo" : "nchan";
+    const char             *proto = o->proto == LPG_BENCH_ODOO ? "odoo"
+                    : o->proto == LPG_BENCH_NCHAN              ? "nchan"
+                                                               : "odoo-ws";
 
     p50 = (double) lpg_bench_hist_pct(&b->hist, 50) / 1000.0;
     p90 = (double) lpg_bench_hist_pct(&b->hist, 90) / 1000.0;
@@ -672,7 +679,7 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
 
-    if (b.o.proto == LPG_BENCH_ODOO || b.o.mode != LPG_BENCH_THROUGHPUT) {
+    if (b.o.proto != LPG_BENCH_NCHAN || b.o.mode != LPG_BENCH_THROUGHPUT) {
         pub = lpg_bench_pub_open(&b.o);
         if (pub == NULL) {
             return 2;
@@ -691,7 +698,7 @@ main(int argc, char **argv)
     }
 
     ready = lpg_bench_gather(b.ctl, b.nclients, LPG_BENCH_MSG_READY,
-                             60 + b.o.polls / 1000.0, NULL);
+                             2 * b.o.timeout + b.o.polls / 1000.0, NULL);
     if (ready < b.nclients) {
         fprintf(stderr,
                 "lpgate-bench: only %d of %d clients got their polls "

@@ -8,7 +8,10 @@
  * one commit); n channels at once are one INSERT ... SELECT.  nchan: an
  * HTTP POST to the publisher location per channel, pipelined on one
  * keep-alive connection.  Every message carries {"s": seq, "t": time},
- * the wall clock in us taken just before the trigger is sent.
+ * the wall clock in us taken just before the trigger is sent.  The
+ * channel of the bus_bus row is "bench-N" for the long poll (8.0-15.0
+ * store a client's string channel as is), and ["db","bench-N"] for
+ * odoo-ws (16+ store it as (db, string), Odoo's channel_with_db).
  */
 
 #include "lpg_bench.h"
@@ -29,7 +32,50 @@ struct lpg_bench_pub_s {
     char                   *pad;
     char                   *buf; /* owned: requests or statement */
     size_t                  size;
+    char                    key_pre[160]; /* channel text before N */
+    const char             *key_post;     /* and after it */
 };
+
+
+/* the database of the channel keys: --db, or the dsn's database */
+static int
+lpg_bench_pub_keys(lpg_bench_pub_t *p)
+{
+    PGresult   *r = NULL;
+    const char *db = p->o->db_name;
+    int         rc = LPG_OK;
+
+    if (p->o->proto == LPG_BENCH_ODOO) {
+        snprintf(p->key_pre, sizeof(p->key_pre), "\"bench-");
+        p->key_post = "\"";
+        return LPG_OK;
+    }
+
+    if (db == NULL) {
+        r = PQexec(p->pg, "SELECT current_database()");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            fprintf(stderr, "lpgate-bench: current_database(): %s",
+                    PQerrorMessage(p->pg));
+            PQclear(r);
+            return LPG_ERROR;
+        }
+        db = PQgetvalue(r, 0, 0);
+    }
+
+    /* the name goes into SQL and JSON text as is */
+    if (strpbrk(db, "\"'\\") != NULL || strlen(db) > 120) {
+        fprintf(stderr, "lpgate-bench: database name \"%s\" not supported\n",
+                db);
+        rc = LPG_ERROR;
+    } else {
+        snprintf(p->key_pre, sizeof(p->key_pre), "[\"%s\",\"bench-", db);
+        p->key_post = "\"]";
+    }
+
+    PQclear(r);
+
+    return rc;
+}
 
 
 lpg_bench_pub_t *
@@ -66,6 +112,11 @@ lpg_bench_pub_open(const lpg_bench_opts_t *o)
     /* the bench's own commits need not wait for the disk */
     r = PQexec(p->pg, "SET synchronous_commit = off");
     PQclear(r);
+
+    if (lpg_bench_pub_keys(p) != LPG_OK) {
+        lpg_bench_pub_close(p);
+        return NULL;
+    }
 
     return p;
 }
@@ -144,7 +195,7 @@ lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
     int       rc = LPG_OK;
     bool      pad = p->o->size > 0;
 
-    if (lpg_bench_reserve(p, 512 + (size_t) p->o->size) != LPG_OK) {
+    if (lpg_bench_reserve(p, 768 + (size_t) p->o->size) != LPG_OK) {
         return LPG_ERROR;
     }
 
@@ -153,23 +204,24 @@ lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
     if (n == 1) {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
-                 "write_date) VALUES ('\"bench-%d\"', "
+                 "write_date) VALUES ('%s%d%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
                  "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'); "
                  "NOTIFY imbus, '[\"bench-%d\"]'",
-                 first, (long long) seq, (long long) t,
+                 p->key_pre, first, p->key_post, (long long) seq, (long long) t,
                  pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
                  first);
     } else {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
-                 "write_date) SELECT '\"bench-' || g || '\"', "
+                 "write_date) SELECT '%s' || g || '%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
                  "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
                  "FROM generate_series(%d, %d) g; "
                  "NOTIFY imbus, '[\"bench\"]'",
-                 (long long) seq, (long long) t, pad ? ", \"p\": \"" : "",
-                 pad ? p->pad : "", pad ? "\"" : "", first, first + n - 1);
+                 p->key_pre, p->key_post, (long long) seq, (long long) t,
+                 pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
+                 first, first + n - 1);
     }
 
     r = PQexec(p->pg, p->buf);
@@ -302,7 +354,7 @@ lpg_bench_pub_nchan(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 int
 lpg_bench_pub_send(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 {
-    if (p->o->proto == LPG_BENCH_ODOO) {
+    if (p->o->proto != LPG_BENCH_NCHAN) {
         return lpg_bench_pub_odoo(p, first, n, seq);
     }
 
