@@ -3,6 +3,8 @@
  *
  * lpg_bench_main.c: lpgate-bench's command line and coordinator.
  *
+ * A "poll" is a parked long poll, or with --proto=odoo-ws one subscribed
+ * WebSocket (lpg_bench_ws.c).
  * The coordinator forks the client processes (15,000 polls each at most,
  * since one process holds ~20,000 fds), waits until every poll is sent and
  * the server has gone quiet (its CPU time stops moving), then runs the
@@ -59,11 +61,14 @@ lpg_bench_usage(FILE *f)
         "  --proto=odoo|odoo-ws|nchan   protocol (odoo)\n"
         "  --mode=fanout|private|throughput   (fanout)\n"
         "  --host=ADDR --port=N   server (127.0.0.1, 8072 odoo / 8080 nchan)\n"
-        "  --path=P               poll path prefix (/longpolling, nchan /sub)\n"
+        "  --path=P               poll path prefix (/longpolling, nchan "
+        "/sub),\n"
+        "                         odoo-ws path (/websocket)\n"
         "  --pub-path=P           nchan publisher location (/pub)\n"
-        "  --db=NAME              odoo: ?db= on every poll\n"
+        "  --db=NAME              odoo: ?db= on every poll; odoo-ws: database\n"
+        "                         of the channel keys (the dsn's)\n"
         "  --dsn=CONNINFO         odoo: database to publish into (libpq)\n"
-        "  --polls=N              parked polls (1000)\n"
+        "  --polls=N              parked polls or websockets (1000)\n"
         "  --channels=N           fanout 1, private = polls, throughput 20\n"
         "  --rounds=N             fanout/private rounds (5)\n"
         "  --seconds=S            throughput publishing time (10)\n"

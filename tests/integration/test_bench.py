@@ -137,6 +137,18 @@ def test_bench_odoo_ws_counts_every_delivery(pg, ws_standin, mode, extra,
     assert s["rss_kib_after"] > 0
 
 
+def test_bench_odoo_ws_throughput_accounts_for_every_message(pg, ws_standin):
+    srv = ws_standin()
+    r, s = bench("--proto=odoo-ws", "--mode=throughput", "--polls=50",
+                 "--channels=5", "--seconds=2", "--publishers=2",
+                 "--port=%d" % srv.port, "--dsn=" + pg.dsn("lpgtest"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s["published"] > 0
+    assert s["expected"] == s["published"] * 50 // 5
+    assert s["received"] == s["expected"]
+    assert s["errors"] == 0 and s["duplicates"] == 0
+
+
 def test_bench_odoo_ws_resubscribes_after_close(pg, ws_standin):
     """The stand-in closes every socket with 4002 after each 2 frames;
     the client reconnects and resubscribes with its last id (no error),
