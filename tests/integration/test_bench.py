@@ -2,6 +2,7 @@
 right, or the benchmark numbers mean nothing.  Small runs against a real
 lpgate; a run whose messages cannot arrive must fail."""
 
+import importlib.util
 import json
 import os
 import re
@@ -87,9 +88,7 @@ def test_bench_fails_when_deliveries_are_missing(pg, gw):
 def ws_standin(pg):
     """Factory: a ws_standin.py (Odoo 16+'s /websocket bus in Python over
     the test PostgreSQL) on a free port; stopped at the end."""
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("websockets") is None:
         pytest.skip("python3-websockets is not installed "
                     "(apt-get install python3-websockets): no WebSocket "
                     "server to run lpgate-bench --proto=odoo-ws against")
