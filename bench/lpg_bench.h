@@ -41,12 +41,13 @@ typedef enum {
 typedef struct {
     lpg_bench_proto_e proto;
     lpg_bench_mode_e  mode;
-    const char       *host;     /* server address (IPv4), 127.0.0.1 */
-    int               port;     /* 8072 (odoo), 8080 (nchan) */
-    const char       *path;     /* /longpolling (odoo), /sub (nchan) */
-    const char       *pub_path; /* nchan publisher location, /pub */
-    const char       *db_name;  /* odoo: ?db= on polls, or NULL */
-    const char       *conninfo; /* odoo: libpq conninfo of the database */
+    const char       *host;       /* server address (IPv4), 127.0.0.1 */
+    int               port;       /* 8072 (odoo), 8080 (nchan) */
+    const char       *path;       /* /longpolling (odoo), /sub (nchan) */
+    const char       *pub_path;   /* nchan publisher location, /pub */
+    const char       *db_name;    /* odoo: ?db= on polls, or NULL */
+    const char       *conninfo;   /* odoo: libpq conninfo of the database */
+    const char       *notify_dsn; /* odoo: NOTIFY there, or NULL */
     int               polls;
     int               channels;
     int               rounds;

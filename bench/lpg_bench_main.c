@@ -68,6 +68,7 @@ lpg_bench_usage(FILE *f)
         "  --db=NAME              odoo: ?db= on every poll; odoo-ws: database\n"
         "                         of the channel keys (the dsn's)\n"
         "  --dsn=CONNINFO         odoo: database to publish into (libpq)\n"
+        "  --notify-dsn=CONNINFO  odoo: NOTIFY imbus there after the commit\n"
         "  --polls=N              parked polls or websockets (1000)\n"
         "  --channels=N           fanout 1, private = polls, throughput 20\n"
         "  --rounds=N             fanout/private rounds (5)\n"
@@ -98,6 +99,7 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         { "pub-path", required_argument, NULL, 'b' },
         { "db", required_argument, NULL, 'd' },
         { "dsn", required_argument, NULL, 'D' },
+        { "notify-dsn", required_argument, NULL, 'N' },
         { "polls", required_argument, NULL, 'n' },
         { "channels", required_argument, NULL, 'c' },
         { "rounds", required_argument, NULL, 'r' },
@@ -171,6 +173,9 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
             break;
         case 'D':
             o->conninfo = optarg;
+            break;
+        case 'N':
+            o->notify_dsn = optarg;
             break;
         case 'n':
             o->polls = atoi(optarg);

@@ -4,7 +4,8 @@
  * lpg_bench_pub.c: how lpgate-bench triggers messages.
  *
  * Odoo: as Odoo's bus does, INSERT into bus_bus and NOTIFY imbus, in one
- * transaction through libpq (one statement string, so one round trip and
+ * transaction through libpq (with --notify-dsn, the NOTIFY goes after the
+ * commit to another database, as Odoo 16+ notify on "postgres") (one statement string, so one round trip and
  * one commit); n channels at once are one INSERT ... SELECT.  nchan: an
  * HTTP POST to the publisher location per channel, pipelined on one
  * keep-alive connection.  Every message carries {"s": seq, "t": time},
@@ -27,8 +28,9 @@
 
 struct lpg_bench_pub_s {
     const lpg_bench_opts_t *o;
-    PGconn                 *pg; /* owned (odoo) */
-    int                     fd; /* owned (nchan), -1 */
+    PGconn                 *pg;     /* owned (odoo) */
+    PGconn                 *notify; /* owned: --notify-dsn, or NULL */
+    int                     fd;     /* owned (nchan), -1 */
     char                   *pad;
     char                   *buf; /* owned: requests or statement */
     size_t                  size;
@@ -118,6 +120,16 @@ lpg_bench_pub_open(const lpg_bench_opts_t *o)
         return NULL;
     }
 
+    if (o->notify_dsn != NULL) {
+        p->notify = PQconnectdb(o->notify_dsn);
+        if (PQstatus(p->notify) != CONNECTION_OK) {
+            fprintf(stderr, "lpgate-bench: --notify-dsn: %s",
+                    PQerrorMessage(p->notify));
+            lpg_bench_pub_close(p);
+            return NULL;
+        }
+    }
+
     return p;
 }
 
@@ -131,6 +143,9 @@ lpg_bench_pub_close(lpg_bench_pub_t *p)
 
     if (p->pg != NULL) {
         PQfinish(p->pg);
+    }
+    if (p->notify != NULL) {
+        PQfinish(p->notify);
     }
     if (p->fd != -1) {
         close(p->fd);
@@ -190,6 +205,7 @@ lpg_bench_reserve(lpg_bench_pub_t *p, size_t need)
 static int
 lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 {
+    char      note[256];
     PGresult *r;
     int64_t   t;
     int       rc = LPG_OK;
@@ -201,27 +217,34 @@ lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 
     t = lpg_bench_wall_us();
 
+    /* the payload lists the channel as Odoo does (16+'s dispatcher wakes
+     * the sockets of the listed channels only); many channels: "bench" */
+    if (n == 1) {
+        snprintf(note, sizeof(note), "NOTIFY imbus, '[%s%d%s]'", p->key_pre,
+                 first, p->key_post);
+    } else {
+        snprintf(note, sizeof(note), "NOTIFY imbus, '[\"bench\"]'");
+    }
+
     if (n == 1) {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
                  "write_date) VALUES ('%s%d%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
-                 "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'); "
-                 "NOTIFY imbus, '[\"bench-%d\"]'",
+                 "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'); %s",
                  p->key_pre, first, p->key_post, (long long) seq, (long long) t,
                  pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
-                 first);
+                 p->notify ? "" : note);
     } else {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
                  "write_date) SELECT '%s' || g || '%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
                  "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
-                 "FROM generate_series(%d, %d) g; "
-                 "NOTIFY imbus, '[\"bench\"]'",
+                 "FROM generate_series(%d, %d) g; %s",
                  p->key_pre, p->key_post, (long long) seq, (long long) t,
                  pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
-                 first, first + n - 1);
+                 first, first + n - 1, p->notify ? "" : note);
     }
 
     r = PQexec(p->pg, p->buf);
@@ -229,8 +252,19 @@ lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
         fprintf(stderr, "lpgate-bench: publish: %s", PQerrorMessage(p->pg));
         rc = LPG_ERROR;
     }
-
     PQclear(r);
+
+    /* --notify-dsn: after the commit, on the listener's database, as
+     * Odoo's postcommit hook does on "postgres" */
+    if (rc == LPG_OK && p->notify != NULL) {
+        r = PQexec(p->notify, note);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "lpgate-bench: notify: %s",
+                    PQerrorMessage(p->notify));
+            rc = LPG_ERROR;
+        }
+        PQclear(r);
+    }
 
     return rc;
 }
