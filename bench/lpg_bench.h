@@ -25,7 +25,11 @@
 #define LPG_BENCH_NORETURN __attribute__((noreturn))
 
 
-typedef enum { LPG_BENCH_ODOO, LPG_BENCH_NCHAN } lpg_bench_proto_e;
+typedef enum {
+    LPG_BENCH_ODOO,
+    LPG_BENCH_NCHAN,
+    LPG_BENCH_ODOO_WS /* Odoo 16+ /websocket */
+} lpg_bench_proto_e;
 
 typedef enum {
     LPG_BENCH_FANOUT,
@@ -37,12 +41,13 @@ typedef enum {
 typedef struct {
     lpg_bench_proto_e proto;
     lpg_bench_mode_e  mode;
-    const char       *host;     /* server address (IPv4), 127.0.0.1 */
-    int               port;     /* 8072 (odoo), 8080 (nchan) */
-    const char       *path;     /* /longpolling (odoo), /sub (nchan) */
-    const char       *pub_path; /* nchan publisher location, /pub */
-    const char       *db_name;  /* odoo: ?db= on polls, or NULL */
-    const char       *conninfo; /* odoo: libpq conninfo of the database */
+    const char       *host;       /* server address (IPv4), 127.0.0.1 */
+    int               port;       /* 8072 (odoo), 8080 (nchan) */
+    const char       *path;       /* /longpolling (odoo), /sub (nchan) */
+    const char       *pub_path;   /* nchan publisher location, /pub */
+    const char       *db_name;    /* odoo: ?db= on polls, or NULL */
+    const char       *conninfo;   /* odoo: libpq conninfo of the database */
+    const char       *notify_dsn; /* odoo: NOTIFY there, or NULL */
     int               polls;
     int               channels;
     int               rounds;
@@ -129,7 +134,8 @@ typedef struct {
     bool    close;          /* Connection: close */
     char    last_modified[64];
     char    etag[64];
-    size_t  header_len; /* bytes up to and including the empty line */
+    char    ws_accept[32]; /* Sec-WebSocket-Accept */
+    size_t  header_len;    /* bytes up to and including the empty line */
 } lpg_bench_http_t;
 
 /* LPG_OK: headers complete; LPG_AGAIN: need more; LPG_ERROR: bad */

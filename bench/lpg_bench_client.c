@@ -16,11 +16,12 @@
  * once on the same connection.  Both clocks are CLOCK_REALTIME, the one
  * socket timestamps use.
  * A closed connection is reopened and re-polls from where it was, as a
- * browser does.  The coordinator tells it what to expect (EXPECT, GO) and
+ * browser does.  odoo-ws connections are lpg_bench_ws.c's: the same
+ * checks and clocks, per WebSocket frame instead of per answer.  The coordinator tells it what to expect (EXPECT, GO) and
  * collects the result (REPORT).
  */
 
-#include "lpg_bench.h"
+#include "lpg_bench_client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,54 +31,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-
-#define LPG_BENCH_CONNECTING 512 /* connects in flight at most */
-#define LPG_BENCH_PER_SOURCE                                                   \
-    10000 /* connect()'s port search slows down as a source address fills up */
-
-
-typedef struct {
-    int     fd;
-    int     channel;
-    bool    connected;
-    bool    sent; /* the first poll was written once */
-    int64_t last; /* odoo: largest bus id seen */
-    int64_t seq;  /* largest sequence number seen */
-    int64_t got;  /* distinct deliveries */
-    int64_t retry_at;
-    char    etag[64];
-    char    lm[64];
-    char   *in; /* owned: bytes of the answer being read */
-    size_t  in_len;
-    size_t  in_size;
-    char    out[384];
-    size_t  out_len;
-    size_t  out_off;
-} lpg_bench_conn_t;
-
-
-typedef struct {
-    const lpg_bench_opts_t *o;
-    int                     ep;
-    int                     ctl;
-    int                     first;
-    int                     count;
-    lpg_bench_conn_t       *conns; /* owned */
-    int                     next_open;
-    int                     connecting;
-    int                     retries;
-    int                     sent;
-    bool                    ready_sent;
-    int64_t                *target; /* owned: per channel */
-    int                     pending;
-    bool                    go;
-    int64_t                 win_start;
-    int64_t                 win_end;
-    lpg_bench_result_t      res;
-    lpg_bench_hist_t        hist;      /* arrival latency */
-    lpg_bench_hist_t        hist_read; /* read latency */
-} lpg_bench_client_t;
 
 
 static void lpg_bench_open(lpg_bench_client_t *cl, lpg_bench_conn_t *c);
@@ -100,6 +53,11 @@ lpg_bench_build(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     const lpg_bench_opts_t *o = cl->o;
     char                    body[160];
     int                     n, blen;
+
+    if (o->proto == LPG_BENCH_ODOO_WS) {
+        lpg_bench_ws_upgrade(cl, c);
+        return;
+    }
 
     if (o->proto == LPG_BENCH_ODOO) {
         blen = snprintf(body, sizeof(body),
@@ -140,7 +98,7 @@ lpg_bench_events(lpg_bench_client_t *cl, lpg_bench_conn_t *c, uint32_t ev)
 }
 
 
-static void
+void
 lpg_bench_flush(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
 {
     ssize_t n;
@@ -158,14 +116,15 @@ lpg_bench_flush(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
         return; /* the read side sees the close */
     }
 
-    if (!c->sent) {
+    /* odoo-ws: ready once the subscribe frame (after the 101) is out */
+    if (!c->sent && (cl->o->proto != LPG_BENCH_ODOO_WS || c->ws_open)) {
         c->sent = true;
         cl->sent++;
     }
 }
 
 
-static void
+void
 lpg_bench_close(lpg_bench_client_t *cl, lpg_bench_conn_t *c, bool error)
 {
     if (c->fd != -1) {
@@ -178,7 +137,13 @@ lpg_bench_close(lpg_bench_client_t *cl, lpg_bench_conn_t *c, bool error)
     }
 
     c->connected = false;
+    c->ws_open = false;
     c->in_len = 0;
+    if (cl->o->proto == LPG_BENCH_ODOO_WS) {
+        free(c->in);
+        c->in = NULL;
+        c->in_size = 0;
+    }
     c->retry_at = lpg_bench_now_us() + (error ? 100000 : 0);
     cl->retries++;
 
@@ -267,8 +232,7 @@ lpg_bench_num(const char *p, const char *end)
 }
 
 
-/* now: monotonic, arrival and read times in us */
-static void
+void
 lpg_bench_parse(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
                 const char *end, const int64_t *now)
 {
@@ -276,7 +240,7 @@ lpg_bench_parse(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
     size_t      klen;
     int64_t     s, t, id;
 
-    if (cl->o->proto == LPG_BENCH_ODOO) {
+    if (cl->o->proto != LPG_BENCH_NCHAN) {
         skey = "\"s\":";
         tkey = "\"t\":";
         klen = 4;
@@ -316,9 +280,9 @@ lpg_bench_parse(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
 }
 
 
-/* reads once with the receive timestamp; *arrival_us stays when none */
-static ssize_t
-lpg_bench_recv(lpg_bench_conn_t *c, int64_t *arrival_us)
+/* *arrival_us stays when the kernel gave no timestamp */
+ssize_t
+lpg_bench_recv(lpg_bench_conn_t *c, char *buf, size_t size, int64_t *arrival_us)
 {
     struct msghdr   mh;
     struct iovec    iov;
@@ -326,8 +290,8 @@ lpg_bench_recv(lpg_bench_conn_t *c, int64_t *arrival_us)
     char            ctl[CMSG_SPACE(sizeof(struct timespec))];
     ssize_t         n;
 
-    iov.iov_base = c->in + c->in_len;
-    iov.iov_len = c->in_size - c->in_len;
+    iov.iov_base = buf;
+    iov.iov_len = size;
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
@@ -369,7 +333,8 @@ lpg_bench_read(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
             }
         }
 
-        n = lpg_bench_recv(c, &now[1]);
+        n = lpg_bench_recv(c, c->in + c->in_len, c->in_size - c->in_len,
+                           &now[1]);
         if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
             /* the server closed: an error unless it said it would */
             lpg_bench_close(cl, c, c->in_len > 0 || n == -1);
@@ -457,7 +422,11 @@ lpg_bench_io(lpg_bench_client_t *cl, lpg_bench_conn_t *c, uint32_t ev)
     }
 
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        lpg_bench_read(cl, c);
+        if (cl->o->proto == LPG_BENCH_ODOO_WS) {
+            lpg_bench_ws_read(cl, c);
+        } else {
+            lpg_bench_read(cl, c);
+        }
     }
 }
 
@@ -563,8 +532,15 @@ lpg_bench_client_run(const lpg_bench_opts_t *o, int ctl, int first, int count,
     cl.conns = calloc((size_t) count, sizeof(lpg_bench_conn_t));
     cl.target = calloc((size_t) o->channels, sizeof(int64_t));
     cl.ep = epoll_create1(0);
+    if (o->proto == LPG_BENCH_ODOO_WS) {
+        cl.rbuf = malloc(LPG_BENCH_WS_RBUF);
+        cl.rng = (uint64_t) lpg_bench_wall_us() * 2654435761u
+            ^ ((uint64_t) getpid() << 32) ^ (uint64_t) first;
+    }
 
-    if (cl.conns == NULL || cl.target == NULL || cl.ep == -1) {
+    if (cl.conns == NULL || cl.target == NULL || cl.ep == -1
+        || (o->proto == LPG_BENCH_ODOO_WS && cl.rbuf == NULL))
+    {
         fprintf(stderr, "lpgate-bench: client setup failed\n");
         _exit(1);
     }

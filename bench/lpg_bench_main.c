@@ -3,6 +3,8 @@
  *
  * lpg_bench_main.c: lpgate-bench's command line and coordinator.
  *
+ * A "poll" is a parked long poll, or with --proto=odoo-ws one subscribed
+ * WebSocket (lpg_bench_ws.c).
  * The coordinator forks the client processes (15,000 polls each at most,
  * since one process holds ~20,000 fds), waits until every poll is sent and
  * the server has gone quiet (its CPU time stops moving), then runs the
@@ -56,14 +58,18 @@ lpg_bench_usage(FILE *f)
     fprintf(
         f,
         "usage: lpgate-bench [options]\n"
-        "  --proto=odoo|nchan     protocol (odoo)\n"
+        "  --proto=odoo|odoo-ws|nchan   protocol (odoo)\n"
         "  --mode=fanout|private|throughput   (fanout)\n"
         "  --host=ADDR --port=N   server (127.0.0.1, 8072 odoo / 8080 nchan)\n"
-        "  --path=P               poll path prefix (/longpolling, nchan /sub)\n"
+        "  --path=P               poll path prefix (/longpolling, nchan "
+        "/sub),\n"
+        "                         odoo-ws path (/websocket)\n"
         "  --pub-path=P           nchan publisher location (/pub)\n"
-        "  --db=NAME              odoo: ?db= on every poll\n"
+        "  --db=NAME              odoo: ?db= on every poll; odoo-ws: database\n"
+        "                         of the channel keys (the dsn's)\n"
         "  --dsn=CONNINFO         odoo: database to publish into (libpq)\n"
-        "  --polls=N              parked polls (1000)\n"
+        "  --notify-dsn=CONNINFO  odoo: NOTIFY imbus there after the commit\n"
+        "  --polls=N              parked polls or websockets (1000)\n"
         "  --channels=N           fanout 1, private = polls, throughput 20\n"
         "  --rounds=N             fanout/private rounds (5)\n"
         "  --seconds=S            throughput publishing time (10)\n"
@@ -72,7 +78,8 @@ lpg_bench_usage(FILE *f)
         "  --sources=N            loopback source addresses (auto)\n"
         "  --size=N               padding bytes per message (0)\n"
         "  --idle-seconds=S       sample the parked server's CPU (0: no)\n"
-        "  --timeout=S            wait per round / drain (30)\n"
+        "  --timeout=S            wait per round / drain (30), twice "
+        "that to connect\n"
         "  --pid=PID              server process (repeatable; children "
         "counted)\n"
         "  --label=TEXT           copied into the summary line\n"
@@ -92,6 +99,7 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         { "pub-path", required_argument, NULL, 'b' },
         { "db", required_argument, NULL, 'd' },
         { "dsn", required_argument, NULL, 'D' },
+        { "notify-dsn", required_argument, NULL, 'N' },
         { "polls", required_argument, NULL, 'n' },
         { "channels", required_argument, NULL, 'c' },
         { "rounds", required_argument, NULL, 'r' },
@@ -125,6 +133,8 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         case 'P':
             if (strcmp(optarg, "odoo") == 0) {
                 o->proto = LPG_BENCH_ODOO;
+            } else if (strcmp(optarg, "odoo-ws") == 0) {
+                o->proto = LPG_BENCH_ODOO_WS;
             } else if (strcmp(optarg, "nchan") == 0) {
                 o->proto = LPG_BENCH_NCHAN;
             } else {
@@ -163,6 +173,9 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
             break;
         case 'D':
             o->conninfo = optarg;
+            break;
+        case 'N':
+            o->notify_dsn = optarg;
             break;
         case 'n':
             o->polls = atoi(optarg);
@@ -220,10 +233,12 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
     }
 
     if (o->port == 0) {
-        o->port = o->proto == LPG_BENCH_ODOO ? 8072 : 8080;
+        o->port = o->proto == LPG_BENCH_NCHAN ? 8080 : 8072;
     }
     if (o->path == NULL) {
-        o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling" : "/sub";
+        o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling"
+            : o->proto == LPG_BENCH_ODOO_WS  ? "/websocket"
+                                             : "/sub";
     }
     if (o->channels == 0) {
         o->channels = o->mode == LPG_BENCH_FANOUT ? 1
@@ -592,7 +607,9 @@ lpg_bench_print(lpg_bench_t *b)
     double                  p50, p90, p99, max, rate, cpu_per, rss_per;
     double                  rp50, rp99, rmax;
     int64_t                 deliveries;
-    const char *proto = o->proto == LPG_BENCH_ODOO ? "odoo" : "nchan";
+    const char             *proto = o->proto == LPG_BENCH_ODOO ? "odoo"
+                    : o->proto == LPG_BENCH_NCHAN              ? "nchan"
+                                                               : "odoo-ws";
 
     p50 = (double) lpg_bench_hist_pct(&b->hist, 50) / 1000.0;
     p90 = (double) lpg_bench_hist_pct(&b->hist, 90) / 1000.0;
@@ -672,7 +689,7 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
 
-    if (b.o.proto == LPG_BENCH_ODOO || b.o.mode != LPG_BENCH_THROUGHPUT) {
+    if (b.o.proto != LPG_BENCH_NCHAN || b.o.mode != LPG_BENCH_THROUGHPUT) {
         pub = lpg_bench_pub_open(&b.o);
         if (pub == NULL) {
             return 2;
@@ -691,7 +708,7 @@ main(int argc, char **argv)
     }
 
     ready = lpg_bench_gather(b.ctl, b.nclients, LPG_BENCH_MSG_READY,
-                             60 + b.o.polls / 1000.0, NULL);
+                             2 * b.o.timeout + b.o.polls / 1000.0, NULL);
     if (ready < b.nclients) {
         fprintf(stderr,
                 "lpgate-bench: only %d of %d clients got their polls "

@@ -4,11 +4,15 @@
  * lpg_bench_pub.c: how lpgate-bench triggers messages.
  *
  * Odoo: as Odoo's bus does, INSERT into bus_bus and NOTIFY imbus, in one
- * transaction through libpq (one statement string, so one round trip and
+ * transaction through libpq (with --notify-dsn, the NOTIFY goes after the
+ * commit to another database, as Odoo 16+ notify on "postgres") (one statement string, so one round trip and
  * one commit); n channels at once are one INSERT ... SELECT.  nchan: an
  * HTTP POST to the publisher location per channel, pipelined on one
  * keep-alive connection.  Every message carries {"s": seq, "t": time},
- * the wall clock in us taken just before the trigger is sent.
+ * the wall clock in us taken just before the trigger is sent.  The
+ * channel of the bus_bus row is "bench-N" for the long poll (8.0-15.0
+ * store a client's string channel as is), and ["db","bench-N"] for
+ * odoo-ws (16+ store it as (db, string), Odoo's channel_with_db).
  */
 
 #include "lpg_bench.h"
@@ -24,12 +28,56 @@
 
 struct lpg_bench_pub_s {
     const lpg_bench_opts_t *o;
-    PGconn                 *pg; /* owned (odoo) */
-    int                     fd; /* owned (nchan), -1 */
+    PGconn                 *pg;     /* owned (odoo) */
+    PGconn                 *notify; /* owned: --notify-dsn, or NULL */
+    int                     fd;     /* owned (nchan), -1 */
     char                   *pad;
     char                   *buf; /* owned: requests or statement */
     size_t                  size;
+    char                    key_pre[160]; /* channel text before N */
+    const char             *key_post;     /* and after it */
 };
+
+
+/* the database of the channel keys: --db, or the dsn's database */
+static int
+lpg_bench_pub_keys(lpg_bench_pub_t *p)
+{
+    PGresult   *r = NULL;
+    const char *db = p->o->db_name;
+    int         rc = LPG_OK;
+
+    if (p->o->proto == LPG_BENCH_ODOO) {
+        snprintf(p->key_pre, sizeof(p->key_pre), "\"bench-");
+        p->key_post = "\"";
+        return LPG_OK;
+    }
+
+    if (db == NULL) {
+        r = PQexec(p->pg, "SELECT current_database()");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            fprintf(stderr, "lpgate-bench: current_database(): %s",
+                    PQerrorMessage(p->pg));
+            PQclear(r);
+            return LPG_ERROR;
+        }
+        db = PQgetvalue(r, 0, 0);
+    }
+
+    /* the name goes into SQL and JSON text as is */
+    if (strpbrk(db, "\"'\\") != NULL || strlen(db) > 120) {
+        fprintf(stderr, "lpgate-bench: database name \"%s\" not supported\n",
+                db);
+        rc = LPG_ERROR;
+    } else {
+        snprintf(p->key_pre, sizeof(p->key_pre), "[\"%s\",\"bench-", db);
+        p->key_post = "\"]";
+    }
+
+    PQclear(r);
+
+    return rc;
+}
 
 
 lpg_bench_pub_t *
@@ -67,6 +115,21 @@ lpg_bench_pub_open(const lpg_bench_opts_t *o)
     r = PQexec(p->pg, "SET synchronous_commit = off");
     PQclear(r);
 
+    if (lpg_bench_pub_keys(p) != LPG_OK) {
+        lpg_bench_pub_close(p);
+        return NULL;
+    }
+
+    if (o->notify_dsn != NULL) {
+        p->notify = PQconnectdb(o->notify_dsn);
+        if (PQstatus(p->notify) != CONNECTION_OK) {
+            fprintf(stderr, "lpgate-bench: --notify-dsn: %s",
+                    PQerrorMessage(p->notify));
+            lpg_bench_pub_close(p);
+            return NULL;
+        }
+    }
+
     return p;
 }
 
@@ -80,6 +143,9 @@ lpg_bench_pub_close(lpg_bench_pub_t *p)
 
     if (p->pg != NULL) {
         PQfinish(p->pg);
+    }
+    if (p->notify != NULL) {
+        PQfinish(p->notify);
     }
     if (p->fd != -1) {
         close(p->fd);
@@ -139,37 +205,46 @@ lpg_bench_reserve(lpg_bench_pub_t *p, size_t need)
 static int
 lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 {
+    char      note[256];
     PGresult *r;
     int64_t   t;
     int       rc = LPG_OK;
     bool      pad = p->o->size > 0;
 
-    if (lpg_bench_reserve(p, 512 + (size_t) p->o->size) != LPG_OK) {
+    if (lpg_bench_reserve(p, 768 + (size_t) p->o->size) != LPG_OK) {
         return LPG_ERROR;
     }
 
     t = lpg_bench_wall_us();
 
+    /* the payload lists the channel as Odoo does (16+'s dispatcher wakes
+     * the sockets of the listed channels only); many channels: "bench" */
+    if (n == 1) {
+        snprintf(note, sizeof(note), "NOTIFY imbus, '[%s%d%s]'", p->key_pre,
+                 first, p->key_post);
+    } else {
+        snprintf(note, sizeof(note), "NOTIFY imbus, '[\"bench\"]'");
+    }
+
     if (n == 1) {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
-                 "write_date) VALUES ('\"bench-%d\"', "
+                 "write_date) VALUES ('%s%d%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
-                 "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'); "
-                 "NOTIFY imbus, '[\"bench-%d\"]'",
-                 first, (long long) seq, (long long) t,
+                 "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'); %s",
+                 p->key_pre, first, p->key_post, (long long) seq, (long long) t,
                  pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
-                 first);
+                 p->notify ? "" : note);
     } else {
         snprintf(p->buf, p->size,
                  "INSERT INTO bus_bus (channel, message, create_date, "
-                 "write_date) SELECT '\"bench-' || g || '\"', "
+                 "write_date) SELECT '%s' || g || '%s', "
                  "'{\"s\": %lld, \"t\": %lld%s%s%s}', "
                  "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
-                 "FROM generate_series(%d, %d) g; "
-                 "NOTIFY imbus, '[\"bench\"]'",
-                 (long long) seq, (long long) t, pad ? ", \"p\": \"" : "",
-                 pad ? p->pad : "", pad ? "\"" : "", first, first + n - 1);
+                 "FROM generate_series(%d, %d) g; %s",
+                 p->key_pre, p->key_post, (long long) seq, (long long) t,
+                 pad ? ", \"p\": \"" : "", pad ? p->pad : "", pad ? "\"" : "",
+                 first, first + n - 1, p->notify ? "" : note);
     }
 
     r = PQexec(p->pg, p->buf);
@@ -177,8 +252,19 @@ lpg_bench_pub_odoo(lpg_bench_pub_t *p, int first, int n, int64_t seq)
         fprintf(stderr, "lpgate-bench: publish: %s", PQerrorMessage(p->pg));
         rc = LPG_ERROR;
     }
-
     PQclear(r);
+
+    /* --notify-dsn: after the commit, on the listener's database, as
+     * Odoo's postcommit hook does on "postgres" */
+    if (rc == LPG_OK && p->notify != NULL) {
+        r = PQexec(p->notify, note);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "lpgate-bench: notify: %s",
+                    PQerrorMessage(p->notify));
+            rc = LPG_ERROR;
+        }
+        PQclear(r);
+    }
 
     return rc;
 }
@@ -302,7 +388,7 @@ lpg_bench_pub_nchan(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 int
 lpg_bench_pub_send(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 {
-    if (p->o->proto == LPG_BENCH_ODOO) {
+    if (p->o->proto != LPG_BENCH_NCHAN) {
         return lpg_bench_pub_odoo(p, first, n, seq);
     }
 

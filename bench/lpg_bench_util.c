@@ -229,6 +229,11 @@ lpg_bench_http_head(const char *buf, size_t len, lpg_bench_http_t *h)
             } else if (name == 4 && strncasecmp(line, "etag", 4) == 0) {
                 lpg_bench_copy_value(h->etag, sizeof(h->etag), colon + 1, eol);
 
+            } else if (name == 20
+                       && strncasecmp(line, "sec-websocket-accept", 20) == 0) {
+                lpg_bench_copy_value(h->ws_accept, sizeof(h->ws_accept),
+                                     colon + 1, eol);
+
             } else if (name == 17
                        && strncasecmp(line, "transfer-encoding", 17) == 0) {
                 return LPG_ERROR; /* servers under test send lengths */
