@@ -560,3 +560,79 @@ def test_sighup_4002_trickle_and_reconnect(gateway, odoo, pg):
     for codes, ids in results.values():
         assert set(codes) <= {4002}
         assert len(ids) == len(set(ids))
+
+
+# --- presence, metrics, limits ------------------------------------------
+
+def test_update_presence_and_metrics(gateway, odoo, pg):
+    from conftest import free_port
+    from test_metrics import scrape, value
+
+    admin = free_port()
+    gw = start(gateway, odoo, args=["--admin-port", str(admin),
+                                    "--presence-interval", "1"])
+    uid, pid = odoo.user(DB17, "erin")
+    sid = odoo.login(DB17, uid)
+
+    async def main():
+        async with connect(gw, sid) as ws:
+            await ws.send(subscribe((), last_id(pg)))
+            await ws.send(json.dumps({
+                "event_name": "update_presence",
+                "data": {"inactivity_period": 1000,
+                         "im_status_ids_by_model": {}}}))
+            # the batched presence writes of polls, for the socket's user
+            await await_until(lambda: pg.sql(
+                "SELECT count(*) FROM bus_presence WHERE user_id = %s",
+                (uid,), dbname=DB17)[0][0] == 1, 20, "a bus_presence row")
+            send(pg, DB17, ["res.partner", pid], {"type": "m", "payload": 0})
+            await recv(ws)
+            fams = scrape(admin)
+            assert value(fams, "lpgate_websockets_open") == 1
+            assert value(fams, "lpgate_websocket_messages_in_total") >= 2
+            # the 101 head is not a frame: the notification batch is
+            assert value(fams, "lpgate_websocket_frames_out_total") >= 1
+
+    run(main())
+
+    s = open_raw(gw)
+    s.sendall(frame(0x1, b"{}", mask=False))
+    assert close_code(s) == 1002
+    s.close()
+    wait_until(lambda: value(scrape(admin), "lpgate_websocket_closes_total",
+                             code="1002") == 1, what="the 1002 counted")
+    fams = scrape(admin)
+    assert value(fams, "lpgate_websocket_closes_total", code="1000") == 1
+    assert value(fams, "lpgate_websockets_open") == 0
+
+
+def test_fd_limit_503_before_exhaustion(gateway, odoo):
+    """Websockets count against the worker's connection margin like polls:
+    past it, an upgrade gets 503 (never EMFILE), and a socket still works."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    gw = gateway(workers=1, preexec_fn=limit, config="session_retry = 1;\n",
+                 extra_args=["-d", DB17, "--odoo-url", odoo.url,
+                             "--log-level", "debug"])
+    gw.wait_log('database "%s": Odoo' % DB17)
+
+    # 128 - 32 - 8 = 88 connections at most
+    socks = []
+    refused = None
+    for i in range(100):
+        s, status, text = handshake(gw)
+        if status != 101:
+            refused = (i, status, text)
+            s.close()
+            break
+        socks.append(s)
+    assert refused is not None and refused[1] == 503, refused
+    assert 80 <= refused[0] <= 88, refused
+    # the open sockets still answer
+    socks[0].sendall(frame(0x9, b"ok"))
+    assert read_frame(socks[0]) == (0xA, b"ok")
+    for s in socks:
+        s.close()
