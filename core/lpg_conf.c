@@ -162,6 +162,25 @@ static const lpg_conf_key_t lpg_conf_table[] = {
       "seconds between a worker's bus_presence writes (one statement per "
       "database, in a cron slot); 0: never written" },
 
+    { "websocket_same_origin", LPG_CONF_BOOL,
+      LPG_CONF_OFF(websocket_same_origin), "false", 0, 1, true,
+      "a /websocket whose Origin host or scheme differs from the request's "
+      "is served as public, without the cookie's session (Odoo's "
+      "ODOO_BUS_PUBLIC_SAMESITE_WS)" },
+
+    { "websocket_keep_alive", LPG_CONF_INT, LPG_CONF_OFF(websocket_keep_alive),
+      "3600", 1, 86400, true,
+      "seconds a websocket lives, plus up to half as much jitter, before it "
+      "is closed with 4002 (the client reconnects at once)" },
+
+    { "websocket_ping_interval", LPG_CONF_INT,
+      LPG_CONF_OFF(websocket_ping_interval), "45", 1, 3600, true,
+      "seconds without incoming traffic before a websocket is pinged" },
+
+    { "websocket_pong_timeout", LPG_CONF_INT,
+      LPG_CONF_OFF(websocket_pong_timeout), "15", 1, 3600, true,
+      "seconds a pinged websocket has to answer before it is cut" },
+
     { "timeout", LPG_CONF_INT, LPG_CONF_OFF(timeout), "50", 1, 3600, true,
       "seconds a poll is held before it is answered []" },
 

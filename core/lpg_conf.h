@@ -87,6 +87,10 @@ typedef struct {
     int     session_retry;
     int     max_sessions;
     int     presence_interval;
+    int     websocket_same_origin;
+    int     websocket_keep_alive;
+    int     websocket_ping_interval;
+    int     websocket_pong_timeout;
 } lpg_conf_t;
 
 

@@ -48,6 +48,7 @@ static void lpg_http_arm(lpg_http_conn_t *c, int events);
 lpg_http_ctx_t              lpg_http_ctx;
 static lpg_http_conn_t     *lpg_http_conns;
 static size_t               lpg_http_nconns;
+static size_t               lpg_http_ndetached; /* fds given away */
 static bool                 lpg_http_stopping;
 static http_parser_settings lpg_http_settings;
 
@@ -94,7 +95,7 @@ lpg_http_accept(int fd, bool admin)
 
     /* near the fd limit: answer 503 (health excepted), never run out;
      * such a connection gets a short time to say what it wants */
-    c->over = lpg_http_nconns >= lpg_http_ctx.max_conns;
+    c->over = lpg_http_nconns + lpg_http_ndetached >= lpg_http_ctx.max_conns;
     if (c->over && c->timer.repeat > 5.) {
         c->timer.repeat = 5.;
         ev_timer_again(lpg_http_ctx.loop, &c->timer);
@@ -109,7 +110,8 @@ lpg_http_accept(int fd, bool admin)
 
     atomic_fetch_add_explicit(&lpg_http_ctx.stats->connections, 1,
                               memory_order_relaxed);
-    atomic_store_explicit(&lpg_http_ctx.stats->active, lpg_http_nconns,
+    atomic_store_explicit(&lpg_http_ctx.stats->active,
+                          lpg_http_nconns + lpg_http_ndetached,
                           memory_order_relaxed);
 }
 
@@ -147,7 +149,60 @@ lpg_http_kick(void)
 size_t
 lpg_http_open(void)
 {
-    return lpg_http_nconns;
+    return lpg_http_nconns + lpg_http_ndetached;
+}
+
+
+int
+lpg_http_detach(lpg_http_conn_t *c, char **rest, size_t *rest_len)
+{
+    int    fd;
+    size_t n;
+
+    *rest = NULL;
+    *rest_len = 0;
+
+    n = c->in != NULL ? c->in_len - c->parsed : 0;
+    if (n > 0) {
+        *rest = malloc(n);
+        if (*rest == NULL) {
+            lpg_log(LPG_LOG_ERR, ENOMEM, "connection dropped");
+            lpg_http_close(c);
+            return -1;
+        }
+
+        memcpy(*rest, c->in + c->parsed, n);
+        *rest_len = n;
+    }
+
+    /* the fd leaves with the caller: close everything but it */
+    fd = c->fd;
+    c->fd = -1;
+    c->hold_cb = NULL;
+    lpg_http_ndetached++;
+    lpg_http_close(c);
+
+    return fd;
+}
+
+
+void
+lpg_http_detached_closed(void)
+{
+    if (lpg_http_ndetached > 0) {
+        lpg_http_ndetached--;
+    }
+
+    atomic_store_explicit(&lpg_http_ctx.stats->active,
+                          lpg_http_nconns + lpg_http_ndetached,
+                          memory_order_relaxed);
+}
+
+
+const char *
+lpg_http_client_addr(lpg_http_conn_t *c, char *buf, size_t len)
+{
+    return lpg_http_client(c, buf, len);
 }
 
 
@@ -167,7 +222,7 @@ lpg_http_shutdown(void)
         }
     }
 
-    return lpg_http_nconns;
+    return lpg_http_nconns + lpg_http_ndetached;
 }
 
 
@@ -428,6 +483,24 @@ lpg_http_dispatch(lpg_http_conn_t *c)
     r.cookie_len = c->cookies ? c->cookies_len : c->cookie.len;
     r.keep_alive = http_should_keep_alive(&c->parser);
     r.admin = c->admin;
+    r.http_major = c->parser.http_major;
+    r.http_minor = c->parser.http_minor;
+
+#define LPG_HTTP_SPAN(f, s)                                                    \
+    r.f = c->s.len ? c->in + c->s.off : NULL;                                  \
+    r.f##_len = c->s.len
+
+    LPG_HTTP_SPAN(upgrade, upgrade);
+    LPG_HTTP_SPAN(connection, connection);
+    LPG_HTTP_SPAN(ws_key, ws_key);
+    LPG_HTTP_SPAN(ws_version, ws_version);
+
+    if (lpg_http_proxied(c)) {
+        LPG_HTTP_SPAN(fwd_host, xfh);
+        LPG_HTTP_SPAN(fwd_proto, xfp);
+    }
+
+#undef LPG_HTTP_SPAN
 
     c->busy = true;
 
@@ -472,12 +545,7 @@ lpg_http_release(lpg_http_conn_t *c)
     c->in_len = 0;
     c->in_cap = 0;
     c->parsed = 0;
-    memset(&c->url, 0, sizeof(c->url));
-    memset(&c->field, 0, sizeof(c->field));
-    memset(&c->host, 0, sizeof(c->host));
-    memset(&c->origin, 0, sizeof(c->origin));
-    memset(&c->xff, 0, sizeof(c->xff));
-    memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_spans_reset(c);
     lpg_http_cookie_free(c);
 
     free(c->body);
@@ -541,11 +609,7 @@ lpg_http_next(lpg_http_conn_t *c)
     c->complete = false;
     c->headers_done = false;
     c->body_len = 0;
-    memset(&c->url, 0, sizeof(c->url));
-    memset(&c->host, 0, sizeof(c->host));
-    memset(&c->origin, 0, sizeof(c->origin));
-    memset(&c->xff, 0, sizeof(c->xff));
-    memset(&c->cookie, 0, sizeof(c->cookie));
+    lpg_http_spans_reset(c);
     lpg_http_cookie_free(c);
 
     /* a big request buffer is not kept for an idle connection */
@@ -656,7 +720,9 @@ lpg_http_close(lpg_http_conn_t *c)
 
     ev_io_stop(lpg_http_ctx.loop, &c->io);
     ev_timer_stop(lpg_http_ctx.loop, &c->timer);
-    close(c->fd);
+    if (c->fd != -1) {
+        close(c->fd);
+    }
 
     if (c->prev != NULL) {
         c->prev->next = c->next;
@@ -670,7 +736,8 @@ lpg_http_close(lpg_http_conn_t *c)
     }
 
     lpg_http_nconns--;
-    atomic_store_explicit(&lpg_http_ctx.stats->active, lpg_http_nconns,
+    atomic_store_explicit(&lpg_http_ctx.stats->active,
+                          lpg_http_nconns + lpg_http_ndetached,
                           memory_order_relaxed);
 
     free(c->in);

@@ -43,6 +43,22 @@ typedef struct {
     size_t      cookie_len;
     bool        admin; /* came in on the admin listener */
     bool        keep_alive;
+    unsigned    http_major;
+    unsigned    http_minor;
+    /* the websocket handshake's headers (NULL: absent) */
+    const char *upgrade;
+    size_t      upgrade_len;
+    const char *connection;
+    size_t      connection_len;
+    const char *ws_key;
+    size_t      ws_key_len;
+    const char *ws_version;
+    size_t      ws_version_len;
+    /* X-Forwarded-Host and -Proto, only from a trusted proxy (else NULL) */
+    const char *fwd_host;
+    size_t      fwd_host_len;
+    const char *fwd_proto;
+    size_t      fwd_proto_len;
 } lpg_http_request_t;
 
 
@@ -84,6 +100,25 @@ void lpg_http_respond_iov(lpg_http_conn_t *c, int status, const char *type,
  * here on the request's pointers (lpg_http_request_t) are invalid: its
  * buffers are freed, so a parked request costs little memory */
 void lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data);
+
+/*
+ * Takes the connection's socket from this layer for another protocol (a
+ * websocket after its 101, which the caller writes): returns the
+ * non-blocking fd and, in *rest (malloc'd, the caller's to free; NULL
+ * when none), the *rest_len bytes the client sent after the request's
+ * head.  c is freed; the fd still counts as an open connection (the
+ * max_conns limit, lpg_http_open) until lpg_http_detached_closed().
+ * Returns -1 when out of memory (c is closed then).  Call it while the
+ * router holds the request (from the route callback or after
+ * lpg_http_hold).
+ */
+int lpg_http_detach(lpg_http_conn_t *c, char **rest, size_t *rest_len);
+
+/* the caller closed a detached fd */
+void lpg_http_detached_closed(void);
+
+/* the client's address, as lpgate logs it (trusted proxies followed) */
+const char *lpg_http_client_addr(lpg_http_conn_t *c, char *buf, size_t len);
 
 /* the worker's configuration (the master's copy, read-only) */
 const lpg_conf_t *lpg_http_conf(void);

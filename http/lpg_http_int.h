@@ -21,6 +21,12 @@ typedef enum {
     LPG_HTTP_H_ORIGIN,
     LPG_HTTP_H_XFF,
     LPG_HTTP_H_COOKIE,
+    LPG_HTTP_H_UPGRADE,
+    LPG_HTTP_H_CONNECTION,
+    LPG_HTTP_H_WS_KEY,
+    LPG_HTTP_H_WS_VERSION,
+    LPG_HTTP_H_XFH,
+    LPG_HTTP_H_XFP,
     LPG_HTTP_H_OTHER
 } lpg_http_header_e;
 
@@ -50,6 +56,12 @@ struct lpg_http_conn_s {
     lpg_http_span_t   origin;
     lpg_http_span_t   xff;
     lpg_http_span_t   cookie;  /* the first Cookie header */
+    lpg_http_span_t   upgrade; /* the websocket handshake's headers */
+    lpg_http_span_t   connection;
+    lpg_http_span_t   ws_key;
+    lpg_http_span_t   ws_version;
+    lpg_http_span_t   xfh; /* X-Forwarded-Host, -Proto */
+    lpg_http_span_t   xfp;
     char             *cookies; /* several: all of them, "; "-joined */
     size_t            cookies_len;
     size_t            cookies_cap;
@@ -95,6 +107,12 @@ void lpg_http_cookie_free(lpg_http_conn_t *c);
 
 /* the socket peer's address, as text ("" when unknown) */
 void lpg_http_peer(int fd, char *buf, size_t len);
+
+/* true when the socket peer is one of trusted_proxies */
+bool lpg_http_proxied(lpg_http_conn_t *c);
+
+/* forgets the header spans of the request */
+void lpg_http_spans_reset(lpg_http_conn_t *c);
 
 /* the client's address (the peer or, behind a trusted proxy, from
  * X-Forwarded-For), into buf */

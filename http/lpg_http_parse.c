@@ -4,7 +4,9 @@
  * lpg_http_parse.c: what a connection learns from its bytes.
  *
  * The http-parser callbacks of every connection: the URL, the headers
- * lpgate reads (Host, Origin, X-Forwarded-For, Cookie) as spans of the
+ * lpgate reads (Host, Origin, X-Forwarded-For/-Host/-Proto, Cookie, and
+ * the websocket handshake's Upgrade, Connection, Sec-WebSocket-Key and
+ * -Version) as spans of the
  * input buffer, the body (copied, max_body_size at most: 413) and the
  * pause at the end of each message; plus the status line's reason, the
  * socket peer and the client's address behind trusted proxies.
@@ -22,8 +24,10 @@
 #include <strings.h>
 
 
-static bool lpg_http_trusted(const char *addr, size_t len);
-static int  lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n);
+static bool              lpg_http_trusted(const char *addr, size_t len);
+static lpg_http_header_e lpg_http_header_kind(const char *name, size_t len);
+static lpg_http_span_t  *lpg_http_span(lpg_http_conn_t *c, lpg_http_header_e h);
+static int lpg_http_cookie_add(lpg_http_conn_t *c, const char *s, size_t n);
 
 static int lpg_http_on_message_begin(http_parser *p);
 static int lpg_http_on_url(http_parser *p, const char *at, size_t len);
@@ -143,7 +147,12 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
             }
 
         } else {
-            c->header = LPG_HTTP_H_OTHER;
+            c->header = lpg_http_header_kind(name, c->field.len);
+            v = lpg_http_span(c, c->header);
+            if (v != NULL) {
+                v->off = at - c->in;
+                v->len = 0;
+            }
         }
     }
 
@@ -156,16 +165,90 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
         return 0;
     }
 
-    v = c->header == LPG_HTTP_H_HOST     ? &c->host
-        : c->header == LPG_HTTP_H_ORIGIN ? &c->origin
-        : c->header == LPG_HTTP_H_XFF    ? &c->xff
-        : c->header == LPG_HTTP_H_COOKIE ? &c->cookie
-                                         : NULL;
+    v = lpg_http_span(c, c->header);
     if (v != NULL) {
         v->len += len;
     }
 
     return 0;
+}
+
+
+/* the headers of the websocket handshake and of a proxy's forwarding */
+static lpg_http_header_e
+lpg_http_header_kind(const char *name, size_t len)
+{
+    size_t i;
+
+    static const struct {
+        const char       *name;
+        lpg_http_header_e kind;
+    } known[] = {
+        { "upgrade", LPG_HTTP_H_UPGRADE },
+        { "connection", LPG_HTTP_H_CONNECTION },
+        { "sec-websocket-key", LPG_HTTP_H_WS_KEY },
+        { "sec-websocket-version", LPG_HTTP_H_WS_VERSION },
+        { "x-forwarded-host", LPG_HTTP_H_XFH },
+        { "x-forwarded-proto", LPG_HTTP_H_XFP },
+    };
+
+    for (i = 0; i < LPG_NELEMS(known); i++) {
+        if (strlen(known[i].name) == len
+            && strncasecmp(name, known[i].name, len) == 0) {
+            return known[i].kind;
+        }
+    }
+
+    return LPG_HTTP_H_OTHER;
+}
+
+
+/* where the value of a header of kind h is kept, NULL: not kept */
+static lpg_http_span_t *
+lpg_http_span(lpg_http_conn_t *c, lpg_http_header_e h)
+{
+    switch (h) {
+    case LPG_HTTP_H_HOST:
+        return &c->host;
+    case LPG_HTTP_H_ORIGIN:
+        return &c->origin;
+    case LPG_HTTP_H_XFF:
+        return &c->xff;
+    case LPG_HTTP_H_COOKIE:
+        return &c->cookie;
+    case LPG_HTTP_H_UPGRADE:
+        return &c->upgrade;
+    case LPG_HTTP_H_CONNECTION:
+        return &c->connection;
+    case LPG_HTTP_H_WS_KEY:
+        return &c->ws_key;
+    case LPG_HTTP_H_WS_VERSION:
+        return &c->ws_version;
+    case LPG_HTTP_H_XFH:
+        return &c->xfh;
+    case LPG_HTTP_H_XFP:
+        return &c->xfp;
+    default:
+        return NULL;
+    }
+}
+
+
+void
+lpg_http_spans_reset(lpg_http_conn_t *c)
+{
+    memset(&c->url, 0, sizeof(c->url));
+    memset(&c->field, 0, sizeof(c->field));
+    memset(&c->host, 0, sizeof(c->host));
+    memset(&c->origin, 0, sizeof(c->origin));
+    memset(&c->xff, 0, sizeof(c->xff));
+    memset(&c->cookie, 0, sizeof(c->cookie));
+    memset(&c->upgrade, 0, sizeof(c->upgrade));
+    memset(&c->connection, 0, sizeof(c->connection));
+    memset(&c->ws_key, 0, sizeof(c->ws_key));
+    memset(&c->ws_version, 0, sizeof(c->ws_version));
+    memset(&c->xfh, 0, sizeof(c->xfh));
+    memset(&c->xfp, 0, sizeof(c->xfp));
 }
 
 
@@ -288,6 +371,8 @@ lpg_http_reason(int status)
         return "OK";
     case 204:
         return "No Content";
+    case 101:
+        return "Switching Protocols";
     case 400:
         return "Bad Request";
     case 404:
@@ -300,12 +385,16 @@ lpg_http_reason(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
     case 503:
         return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Unknown";
     }
@@ -360,6 +449,13 @@ lpg_http_trusted(const char *addr, size_t len)
     }
 
     return false;
+}
+
+
+bool
+lpg_http_proxied(lpg_http_conn_t *c)
+{
+    return c->peer[0] != '\0' && lpg_http_trusted(c->peer, strlen(c->peer));
 }
 
 

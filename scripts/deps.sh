@@ -8,8 +8,7 @@ LPG_PACKAGES=(
     libpq-dev libev-dev libmsgpack-dev libconfig-dev libjansson-dev
     libhttp-parser-dev libcmocka-dev libcurl4-openssl-dev libwslay-dev nettle-dev
     postgresql postgresql-contrib
-    python3 python3-pytest python3-psycopg python3-prometheus-client
-    python3-websockets
+    python3 python3-pytest python3-psycopg python3-prometheus-client python3-websockets
     curl clang-format nginx libnginx-mod-nchan apache2 chromium clang libclang-rt-14-dev
 )
 

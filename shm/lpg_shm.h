@@ -27,6 +27,14 @@
 #define LPG_SHM_DBNAME  64
 
 /* delivery latency histogram bounds, seconds (the last is +Inf) */
+/* the close codes a websocket's closes are counted by (1006: the TCP
+ * connection ended without a close frame), then "other" */
+#define LPG_SHM_WS_CODES                                                       \
+    {                                                                          \
+        1000, 1001, 1002, 1007, 1009, 1011, 1013, 4001, 4002, 1006             \
+    }
+#define LPG_SHM_WS_NCODES 11
+
 #define LPG_SHM_LAT_BUCKETS 12
 #define LPG_SHM_LAT_BOUNDS                                                     \
     {                                                                          \
@@ -138,6 +146,12 @@ typedef struct {
     _Atomic uint64_t lat_count;
     _Atomic uint64_t lat_sum_us;
     _Atomic uint64_t lat[LPG_SHM_LAT_BUCKETS];
+    /* /websocket: open sockets, messages and frames, closes by code
+     * (LPG_SHM_WS_CODES; the last slot counts any other code) */
+    _Atomic uint64_t ws_open;
+    _Atomic uint64_t ws_in;
+    _Atomic uint64_t ws_out;
+    _Atomic uint64_t ws_closes[LPG_SHM_WS_NCODES];
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_worker_t;
 
 

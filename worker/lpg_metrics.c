@@ -141,6 +141,42 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     lpg_metrics_per_worker(&b, &failed, "lpgate_presence_writes_total", NULL,
                            "counter", "bus_presence statements a worker ran",
                            LPG_W(presence_flushes));
+    lpg_metrics_per_worker(&b, &failed, "lpgate_websockets_open", NULL, "gauge",
+                           "websockets open (/websocket)", LPG_W(ws_open));
+    lpg_metrics_per_worker(
+        &b, &failed, "lpgate_websocket_messages_in_total", NULL, "counter",
+        "websocket messages and PONGs received", LPG_W(ws_in));
+    lpg_metrics_per_worker(&b, &failed, "lpgate_websocket_frames_out_total",
+                           NULL, "counter",
+                           "websocket frames queued: notification batches, "
+                           "PINGs, CLOSEs",
+                           LPG_W(ws_out));
+
+    lpg_metrics_family(&b, &failed, "lpgate_websocket_closes_total", "counter",
+                       "websockets closed, by the code lpgate sent (1006: "
+                       "the connection ended without a close frame)");
+    for (i = 0; i < n; i++) {
+        static const unsigned codes[] = LPG_SHM_WS_CODES;
+
+        w = &shm->workers[i];
+        for (k = 0; k < LPG_SHM_WS_NCODES; k++) {
+            char code[16];
+
+            if (k < (int) LPG_NELEMS(codes)) {
+                snprintf(code, sizeof(code), "%u", codes[k]);
+
+            } else {
+                snprintf(code, sizeof(code), "other");
+            }
+
+            lpg_metrics_printf(
+                &b, &failed,
+                "lpgate_websocket_closes_total{worker=\"%d\",code=\"%s\"} "
+                "%llu\n",
+                i, code, (unsigned long long) atomic_load(&w->ws_closes[k]));
+        }
+    }
+
     lpg_metrics_per_worker(&b, &failed, "lpgate_db_connections", NULL, "gauge",
                            "a worker's database connections up",
                            LPG_W(db_conns));

@@ -6,8 +6,9 @@
  * GET|HEAD <path>/health answers Odoo 15's {"status": "pass"} while the
  * master, every worker and the master's database connection are up (read
  * from the shared segment), else 503 with what is down.  POST <path>/poll,
- * <path>/im_status and <path>/send are Odoo's JSON routes; the routes
- * under /websocket/ are odoo/lpg_odoo_wsroutes'.  Anything else
+ * <path>/im_status and <path>/send are Odoo's JSON routes.  GET /websocket
+ * is Odoo 16+'s bus (lpg_websocket.h); the routes under /websocket/ are
+ * odoo/lpg_odoo_wsroutes'.  Anything else
  * under or outside the path is 404; a known route with a wrong method 405.
  */
 
@@ -17,6 +18,7 @@
 #include "lpg_odoo_wsroutes.h"
 #include "lpg_poll.h"
 #include "lpg_send.h"
+#include "lpg_websocket.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -97,6 +99,12 @@ lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
             lpg_route_status(c, 404, NULL);
         }
 
+        return;
+    }
+
+    if (r->path_len == 10 && memcmp(r->path, "/websocket", 10) == 0) {
+        /* Odoo 16+: the bus on one socket (?version= is ignored) */
+        lpg_websocket_request(c, r);
         return;
     }
 

@@ -19,6 +19,7 @@
 #include "lpg_poll.h"
 #include "lpg_route.h"
 #include "lpg_sub.h"
+#include "lpg_websocket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,7 +137,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     if (lpg_sub_init(loop, args->conf, args->shm, lpg_worker.stats, args->ring,
                      args->doorbell)
             != LPG_OK
-        || lpg_poll_init(&ctx) != LPG_OK)
+        || lpg_poll_init(&ctx) != LPG_OK || lpg_websocket_init(&ctx) != LPG_OK)
     {
         exit(LPG_EXIT_FATAL);
     }
@@ -270,6 +271,7 @@ lpg_worker_quit(double timeout, bool retire)
         /* a real stop while retiring: parked polls get [] now */
         lpg_worker.retiring = false;
         lpg_poll_shutdown();
+        lpg_websocket_shutdown(false, 0);
     }
 
     if (lpg_worker.quitting) {
@@ -299,9 +301,14 @@ lpg_worker_quit(double timeout, bool retire)
          * ring on a short timer instead (lpg_worker_drain_cb) */
         lpg_bus_retire();
 
+        /* websockets: 4002 as a trickle, well within the deadline */
+        lpg_websocket_shutdown(true, (int64_t) (timeout * 1000) - 2000);
+
     } else {
-        /* parked polls get [] now: their clients re-poll another worker */
+        /* parked polls get [] now: their clients re-poll another worker;
+         * websockets get 1001 */
         lpg_poll_shutdown();
+        lpg_websocket_shutdown(false, 0);
     }
 
     if (lpg_http_shutdown() == 0) {
