@@ -42,10 +42,13 @@ def nginx(tmp_path, app):
     if not os.path.exists(NGINX):
         pytest.skip("nginx is not installed")
 
-    def start(lpgate_port):
+    def start(lpgate_port, edit=None):
+        """edit(site) -> site: a variant of the shipped file"""
         port = free_port()
         with open(os.path.join(SRCDIR, "contrib", "nginx", "lpgate.conf")) as f:
             site = f.read()
+        if edit is not None:
+            site = edit(site)
         # the shipped file, moved to this test's ports
         site = (site.replace("127.0.0.1:8069", "127.0.0.1:%d" % app)
                 .replace("127.0.0.1:8072", "127.0.0.1:%d" % lpgate_port)
