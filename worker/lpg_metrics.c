@@ -295,3 +295,32 @@ lpg_metrics_per_worker(lpg_buf_t *b, bool *failed, const char *name,
                            (unsigned long long) atomic_load(v));
     }
 }
+
+
+void
+lpg_metrics_delivered(lpg_shm_worker_t *st, int64_t notify_us)
+{
+    int                 i;
+    int64_t             us;
+    static const double bounds[] = LPG_SHM_LAT_BOUNDS;
+
+    if (notify_us == 0) {
+        return;
+    }
+
+    us = lpg_time_mono_us() - notify_us;
+    if (us < 0) {
+        us = 0;
+    }
+
+    for (i = 0; i < LPG_SHM_LAT_BUCKETS - 1; i++) {
+        if ((double) us / 1e6 <= bounds[i]) {
+            break;
+        }
+    }
+
+    atomic_fetch_add_explicit(&st->lat[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->lat_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->lat_sum_us, (uint64_t) us,
+                              memory_order_relaxed);
+}

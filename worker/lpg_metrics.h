@@ -17,5 +17,9 @@
 void lpg_metrics_init(const lpg_http_ctx_t *ctx);
 void lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r);
 
+/* one delivery of any transport into the latency histogram: from the
+ * master's NOTIFY receipt (notify_us, monotonic; 0: unknown) to now */
+void lpg_metrics_delivered(lpg_shm_worker_t *st, int64_t notify_us);
+
 
 #endif /* LPG_METRICS_H */

@@ -17,6 +17,7 @@
  */
 
 #include "lpg_poll.h"
+#include "lpg_metrics.h"
 #include "lpg_odoo_db.h"
 #include "lpg_odoo_poll.h"
 #include "lpg_plain.h"
@@ -666,10 +667,7 @@ lpg_poll_shutdown(void)
 static void
 lpg_poll_count(lpg_poll_t *p, bool failed, bool message)
 {
-    int                 i;
-    int64_t             us;
-    lpg_shm_worker_t   *st = lpg_poll.ctx.stats;
-    static const double bounds[] = LPG_SHM_LAT_BOUNDS;
+    lpg_shm_worker_t *st = lpg_poll.ctx.stats;
 
     if (failed) {
         atomic_fetch_add_explicit(&st->answered_refused, 1,
@@ -681,23 +679,7 @@ lpg_poll_count(lpg_poll_t *p, bool failed, bool message)
                                       : &st->answered_timeout,
                               1, memory_order_relaxed);
 
-    if (!message || p->sub.notify_us == 0) {
-        return;
+    if (message) {
+        lpg_metrics_delivered(st, p->sub.notify_us);
     }
-
-    us = lpg_time_mono_us() - p->sub.notify_us;
-    if (us < 0) {
-        us = 0;
-    }
-
-    for (i = 0; i < LPG_SHM_LAT_BUCKETS - 1; i++) {
-        if ((double) us / 1e6 <= bounds[i]) {
-            break;
-        }
-    }
-
-    atomic_fetch_add_explicit(&st->lat[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->lat_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->lat_sum_us, (uint64_t) us,
-                              memory_order_relaxed);
 }

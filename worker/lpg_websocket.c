@@ -24,6 +24,7 @@
 #include "lpg_odoo_poll.h"
 #include "lpg_odoo_ws.h"
 #include "lpg_imstatus.h"
+#include "lpg_metrics.h"
 #include "lpg_ws_handshake.h"
 
 #include <errno.h>
@@ -605,7 +606,7 @@ lpg_wsc_max_id(const lpg_bus_rec_t *r, void *arg)
 static void
 lpg_wsc_deliver(lpg_sub_t *s)
 {
-    int64_t         max;
+    int64_t         max, before;
     lpg_buf_t      *shared;
     lpg_wsc_t      *w = (lpg_wsc_t *) s;
     lpg_wsc_batch_t b;
@@ -619,6 +620,8 @@ lpg_wsc_deliver(lpg_sub_t *s)
         lpg_sub_rearm(s);
         return;
     }
+
+    before = s->last;
 
     if (lpg_sub_matched(s) && s->last > 0) {
         shared = lpg_sub_shared_find(s, LPG_ODOO_WS_SHAPE(s->version));
@@ -661,6 +664,11 @@ lpg_wsc_deliver(lpg_sub_t *s)
         (void) lpg_sub_history(s, 0, lpg_wsc_batch_add, &b);
         lpg_wsc_batch_flush(&b);
         lpg_buf_free(&b.list);
+    }
+
+    if (s->last > before) {
+        /* the same latency histogram as polls */
+        lpg_metrics_delivered(lpg_wsc.ctx.stats, s->notify_us);
     }
 
     lpg_sub_rearm(s);

@@ -631,9 +631,13 @@ def test_update_presence_and_metrics(gateway, odoo, pg):
             await await_until(lambda: pg.sql(
                 "SELECT count(*) FROM bus_presence WHERE user_id = %s",
                 (uid,), dbname=DB17)[0][0] == 1, 20, "a bus_presence row")
+            # no poll in this gateway: the histogram counts socket deliveries
+            assert value(scrape(admin), "lpgate_delivery_seconds_count") == 0
             send(pg, DB17, ["res.partner", pid], {"type": "m", "payload": 0})
             await recv(ws)
             fams = scrape(admin)
+            # the same delivery histogram as polls
+            assert value(fams, "lpgate_delivery_seconds_count") == 1
             assert value(fams, "lpgate_websockets_open") == 1
             assert value(fams, "lpgate_websocket_messages_in_total") >= 2
             # the 101 head is not a frame: the notification batch is
