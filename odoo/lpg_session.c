@@ -123,10 +123,6 @@ lpg_session_get_for(const lpg_http_request_t *r, int db, int version,
         return LPG_DONE;
     }
 
-    if (!lpg_sess.enabled || r->cookie == NULL || db < 0) {
-        return LPG_DONE;
-    }
-
     if (r->cookie == NULL
         || !lpg_session_cookie(r->cookie, r->cookie_len, "session_id", &sid,
                                &sid_len)

@@ -48,7 +48,6 @@ typedef struct {
 
 
 static void lpg_wsc_gone(void *data);
-static void lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info);
 static void lpg_wsc_session_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
 static void lpg_wsc_recheck_cb(lpg_session_wait_t       *sw,
@@ -224,7 +223,7 @@ lpg_wsc_session_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 
 
 /* what Odoo said of the socket's session: its user and channels */
-static void
+void
 lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info)
 {
     size_t i;
@@ -309,6 +308,9 @@ lpg_wsc_upgrade(lpg_wsc_t *w)
 void
 lpg_wsc_recheck(lpg_wsc_t *w)
 {
+    int                       rc;
+    size_t                    n;
+    const char              **v;
     lpg_http_request_t        r;
     const lpg_session_info_t *info;
 
@@ -316,13 +318,15 @@ lpg_wsc_recheck(lpg_wsc_t *w)
         return;
     }
 
-    memset(&r, 0, sizeof(r));
-    r.cookie = w->cookie;
-    r.cookie_len = w->cookie_len;
-    r.host = w->host;
-    r.host_len = w->host_len;
+    lpg_wsc_session_request(w, &r);
 
-    switch (lpg_session_get(&r, w->sub.db, w->sub.version, &w->swait, &info)) {
+    /* with the last subscribe's strings: the same cached answer */
+    v = lpg_wsc_strings(w->strings, &n);
+    rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
+                             &info);
+    free(v);
+
+    switch (rc) {
     case LPG_OK:
         lpg_wsc_recheck_cb(&w->swait, info);
         break;
@@ -407,9 +411,19 @@ lpg_wsc_message(void *data, const uint8_t *msg, size_t len, bool binary)
 }
 
 
-/* Odoo's _subscribe: the channel set is replaced, then a replay */
+/* Odoo's _subscribe; 17+'s selector strings ask Odoo first */
 static void
 lpg_wsc_subscribe(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
+{
+    if (lpg_wsc_select(w, ev) == LPG_OK) {
+        lpg_wsc_subscribe_now(w, ev);
+    }
+}
+
+
+/* the channel set is replaced, then a replay */
+void
+lpg_wsc_subscribe_now(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
 {
     size_t      i;
     int64_t     last;
@@ -753,6 +767,10 @@ lpg_wsc_forget(lpg_wsc_t *w)
     free(w->skey_lens);
     free(w->cookie);
     free(w->host);
+    json_decref(w->strings);
+    json_decref(w->pending);
+    w->strings = NULL;
+    w->pending = NULL;
     w->skeys = NULL;
     w->skey_lens = NULL;
     w->cookie = NULL;

@@ -12,6 +12,7 @@
 
 
 #include "lpg_websocket.h"
+#include "lpg_odoo_ws.h"
 #include "lpg_presence.h"
 #include "lpg_session.h"
 #include "lpg_sub.h"
@@ -85,6 +86,13 @@ struct lpg_wsc_s {
     lpg_presence_t    *presence;
     int64_t            keep_alive_at; /* monotonic ms: 4002 */
 
+    /* 17+: the last subscribe's strings (asked with at each re-check),
+     * and a subscribe that waits for Odoo's answer (lpg_websocket_select);
+     * both owned (json_decref) */
+    json_t *strings;
+    json_t *pending;
+    int64_t pending_last;
+
     lpg_wsc_link_t link[LPG_WSC_SLOTS];
 
     lpg_wsc_t *next; /* every open socket */
@@ -131,6 +139,13 @@ int64_t lpg_wsc_check_period(void);
 void lpg_wsc_message(void *data, const uint8_t *msg, size_t len, bool binary);
 void lpg_wsc_recheck(lpg_wsc_t *w);
 void lpg_wsc_forget(lpg_wsc_t *w);
+void lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info);
+void lpg_wsc_subscribe_now(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev);
+
+/* lpg_websocket_select.c */
+int          lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev);
+const char **lpg_wsc_strings(const json_t *channels, size_t *n);
+void         lpg_wsc_session_request(const lpg_wsc_t *w, lpg_http_request_t *r);
 
 
 #endif /* LPG_WEBSOCKET_INT_H */

@@ -699,3 +699,61 @@ def test_fd_limit_503_before_exhaustion(gateway, odoo):
     assert read_frame(socks[0]) == (0xA, b"ok")
     for s in socks:
         s.close()
+
+
+@pytest.mark.parametrize("addon", [True, False], ids=["addon", "builtin-sql"])
+def test_17_subscribe_selects_discuss_channels(gateway, pg, addon):
+    """Odoo 17's subscribe builds the channel list from its strings:
+    `discuss.channel_<id>` asks for a channel the user may read (a public
+    one even without a session).  The socket is keyed with what Odoo (or
+    the built-in SQL) says for those strings; a private channel of another
+    user is not, and the selector string is no channel itself."""
+    import secrets
+
+    db = "lpgtest17sel"
+    odoo = OdooStandin({db: (create_database(pg, db, 17), 17)}).start()
+    try:
+        odoo.addon = addon
+        tag = secrets.token_hex(3)
+        uid, _ = odoo.user(db, "alice" + tag, groups=[42])
+        _, bob = odoo.user(db, "bob" + tag)
+        staff = odoo.discuss_channel(db, "staff" + tag, group_public_id=42)
+        priv = odoo.discuss_channel(db, "priv" + tag, partners=[bob],
+                                    channel_type="group")
+        lobby = odoo.discuss_channel(db, "lobby" + tag)
+        sid = odoo.login(db, uid)
+        gw = start(gateway, odoo, db=db)
+        asked = ["discuss.channel_%d" % staff, "discuss.channel_%d" % priv]
+
+        async def main():
+            async with connect(gw, sid) as a, connect(gw) as anon:
+                last = last_id(pg, db)
+                await a.send(subscribe(asked, last))
+                # no cookie: a public channel asked for by its string
+                await anon.send(subscribe(
+                    ["discuss.channel_%d" % lobby,
+                     "discuss.channel_%d" % staff], last))
+                await await_until(
+                    lambda: gw.log().count("websocket subscribed") >= 2)
+                pg.send(db, [db, "discuss.channel", priv], {"priv": 1})
+                pg.send(db, [db, "discuss.channel_%d" % staff],
+                        {"string": 1})
+                t = pg.send(db, [db, "discuss.channel", staff], {"staff": 1})
+                got = json.loads(await recv(a))
+                while got[-1]["id"] < t:
+                    got += json.loads(await recv(a))
+                # readable and asked for: delivered; bob's private group
+                # and the selector string itself: not
+                assert [x["message"] for x in got] == [{"staff": 1}]
+                u = pg.send(db, [db, "discuss.channel", lobby], {"lobby": 1})
+                got = json.loads(await recv(anon))
+                # the public one only (staff is group 42's)
+                assert [x["id"] for x in got] == [u], got
+
+        run(main())
+        if addon:
+            bodies = [json.loads(b)["params"]["channels"]
+                      for b in odoo.bodies("/lpgate/session")]
+            assert sorted(asked) in bodies, bodies
+    finally:
+        odoo.stop()

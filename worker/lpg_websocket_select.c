@@ -1,0 +1,168 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_websocket_select.c: the strings of a websocket's subscribe that
+ * select records for its session (Odoo 17+).
+ *
+ * Odoo builds a socket's channel list from the subscribe's strings:
+ * `discuss.channel_<id>` asks for a channel the user may read (a public
+ * one, even without a session), `mail.guest_<token>` names a guest.  Such
+ * a subscribe is looked up through the session cache with its strings
+ * (lpg_session_get_for: one answer per session and set of strings), and
+ * the subscribe waits for the answer when Odoo must be asked; the
+ * periodic re-check asks with the same strings.  Other subscribes use the
+ * session's answer from the upgrade.
+ */
+
+#include "lpg_websocket_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+static void lpg_wsc_select_cb(lpg_session_wait_t       *sw,
+                              const lpg_session_info_t *info);
+
+
+/*
+ * The channel strings of ev (borrowed from it) as an array the caller
+ * frees; *n is their number.  NULL when there are none or no memory.
+ */
+const char **
+lpg_wsc_strings(const json_t *channels, size_t *n)
+{
+    size_t       i;
+    json_t      *ch;
+    const char **v;
+
+    *n = json_is_array(channels) ? json_array_size(channels) : 0;
+    if (*n == 0) {
+        return NULL;
+    }
+
+    v = calloc(*n, sizeof(*v));
+    if (v == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        *n = 0;
+        return NULL;
+    }
+
+    json_array_foreach(channels, i, ch)
+    {
+        v[i] = json_string_value(ch);
+    }
+
+    return v;
+}
+
+
+/* the session's request, from what the upgrade left (borrowed from w) */
+void
+lpg_wsc_session_request(const lpg_wsc_t *w, lpg_http_request_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->cookie = w->cookie;
+    r->cookie_len = w->cookie_len;
+    r->host = w->host;
+    r->host_len = w->host_len;
+}
+
+
+/*
+ * LPG_OK: go on with ev now (the session's keys are the ones for its
+ * strings); LPG_AGAIN: Odoo is asked, the subscribe goes on from the
+ * answer (ev's channels are kept).
+ */
+int
+lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
+{
+    int                       rc;
+    size_t                    i, n;
+    const char              **v;
+    lpg_http_request_t        r;
+    const lpg_session_info_t *info;
+
+    json_decref(w->strings);
+    w->strings = json_incref(ev->channels);
+
+    if (w->sub.version < 17) {
+        return LPG_OK;
+    }
+
+    v = lpg_wsc_strings(ev->channels, &n);
+
+    for (i = 0; i < n; i++) {
+        if (lpg_session_selector(w->sub.version, v[i], strlen(v[i]))) {
+            break;
+        }
+    }
+
+    if (i == n) {
+        /* nothing to select: the upgrade's answer holds */
+        free(v);
+        return LPG_OK;
+    }
+
+    if (w->session_wait) {
+        if (w->pending != NULL) {
+            /* a later subscribe replaces the one that waits */
+            json_decref(w->pending);
+            w->pending = json_incref(ev->channels);
+            w->pending_last = ev->last;
+            free(v);
+            return LPG_AGAIN;
+        }
+
+        /* a re-check: this lookup answers it too */
+        lpg_session_cancel(&w->swait);
+        w->session_wait = false;
+    }
+
+    lpg_wsc_session_request(w, &r);
+
+    rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
+                             &info);
+    free(v);
+
+    switch (rc) {
+    case LPG_OK:
+        lpg_wsc_session(w, info);
+        return LPG_OK;
+
+    case LPG_AGAIN:
+        w->swait.cb = lpg_wsc_select_cb;
+        w->session_wait = true;
+        w->pending = json_incref(ev->channels);
+        w->pending_last = ev->last;
+        return LPG_AGAIN;
+
+    default:
+        /* no session and nothing Odoo would select: public */
+        return LPG_OK;
+    }
+}
+
+
+static void
+lpg_wsc_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
+{
+    lpg_wsc_t *w = (lpg_wsc_t *) ((char *) sw - offsetof(lpg_wsc_t, swait));
+    lpg_odoo_ws_event_t ev;
+
+    w->session_wait = false;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = LPG_ODOO_WS_SUBSCRIBE;
+    ev.channels = w->pending;
+    ev.last = w->pending_last;
+    w->pending = NULL;
+
+    if (!w->closing && !w->dead) {
+        lpg_wsc_session(w, info);
+        lpg_wsc_subscribe_now(w, &ev);
+        lpg_wsc_flush(w);
+    }
+
+    json_decref(ev.channels);
+}
