@@ -757,3 +757,53 @@ def test_17_subscribe_selects_discuss_channels(gateway, pg, addon):
             assert sorted(asked) in bodies, bodies
     finally:
         odoo.stop()
+
+
+@pytest.mark.parametrize("how", ["max_answer_size", "send_timeout"])
+def test_client_that_stops_reading_is_cut(gateway, odoo, pg, how):
+    """A client that never reads: its output queue past max_answer_size
+    cuts it, and so does output blocked for send_timeout (the other limit
+    set out of reach each time)."""
+    config = ("max_answer_size = 65536;\nsend_timeout = 3600;\n"
+              if how == "max_answer_size" else
+              "max_answer_size = 268435456;\nsend_timeout = 1;\n")
+    gw = start(gateway, odoo, config=config)
+    want = ("client too slow" if how == "max_answer_size"
+            else "client stopped reading")
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", gw.port))
+    s.sendall(("GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+               "Origin: %s\r\n\r\n" % (key, origin(gw))).encode())
+    s.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        assert c, head
+        head += c
+    assert head.startswith(b"HTTP/1.1 101"), head
+    s.sendall(frame(0x1, subscribe(["slow"], last_id(pg)).encode()))
+    wait_until(lambda: gw.log_contains("websocket subscribed"))
+
+    # 30 KB notifications until lpgate cuts the reader (the kernel's socket
+    # buffers take some first); never read
+    conns = (pg.connect(DB17), pg.connect("postgres"))
+    big = "x" * 30000
+    for i in range(2000):
+        send(pg, DB17, ["slow"], {"type": "t", "payload": [i, big]}, conns)
+        if gw.log_contains(want):
+            break
+    wait_until(lambda: gw.log_contains(want), 30, what=want)
+
+    # the connection is gone: draining it ends in EOF or a reset
+    s.settimeout(10)
+    try:
+        while s.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
