@@ -14,9 +14,6 @@
 #include <strings.h>
 
 
-static int lpg_odoo_ws_add(lpg_sub_t *s, const char *db, const char *ch);
-
-
 int
 lpg_odoo_ws_parse(const uint8_t *msg, size_t len, lpg_odoo_ws_event_t *ev,
                   const char **why)
@@ -130,18 +127,17 @@ lpg_odoo_ws_keys(lpg_sub_t *s, const char *db, const json_t *channels)
             continue;
         }
 
-        if (lpg_odoo_ws_add(s, db, str) != LPG_OK) {
+        if (lpg_odoo_ws_key(s, db, str) != LPG_OK) {
             return LPG_ERROR;
         }
     }
 
-    return lpg_odoo_ws_add(s, db, "broadcast");
+    return lpg_odoo_ws_key(s, db, "broadcast");
 }
 
 
-/* json_dump([db, ch]), as channel_with_db and bus_bus store it */
-static int
-lpg_odoo_ws_add(lpg_sub_t *s, const char *db, const char *ch)
+int
+lpg_odoo_ws_key(lpg_sub_t *s, const char *db, const char *ch)
 {
     int       rc;
     json_t   *pair;

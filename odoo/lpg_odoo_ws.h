@@ -55,6 +55,10 @@ void lpg_odoo_ws_event_free(lpg_odoo_ws_event_t *ev);
 
 /* adds the client's channels ([db, str]; 17+'s record selectors left
  * out) and "broadcast" to s, whose db and version are set */
+/* adds json_dump([db, ch]) to s, as Odoo's channel_with_db and bus_bus
+ * store a client's string channel */
+int lpg_odoo_ws_key(lpg_sub_t *s, const char *db, const char *ch) LPG_MUSTCHECK;
+
 int lpg_odoo_ws_keys(lpg_sub_t *s, const char *db,
                      const json_t *channels) LPG_MUSTCHECK;
 

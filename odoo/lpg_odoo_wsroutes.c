@@ -17,6 +17,7 @@
 #include "lpg_imstatus.h"
 #include "lpg_odoo_db.h"
 #include "lpg_odoo_poll.h"
+#include "lpg_odoo_ws.h"
 #include "lpg_presence.h"
 #include "lpg_session.h"
 #include "lpg_sub.h"
@@ -50,7 +51,6 @@ static void lpg_wsroutes_json(lpg_http_conn_t *c, const lpg_http_request_t *r,
                               bool peek);
 static int  lpg_wsroutes_parse(lpg_odoo_wsreq_t *q, json_t *params,
                                const char **why);
-static int  lpg_wsroutes_key(lpg_sub_t *s, const char *db, const char *str);
 static void lpg_wsroutes_session_cb(lpg_session_wait_t       *w,
                                     const lpg_session_info_t *info);
 static void lpg_wsroutes_go(lpg_odoo_wsreq_t         *q,
@@ -258,8 +258,8 @@ lpg_wsroutes_json(lpg_http_conn_t *c, const lpg_http_request_t *r, bool peek)
     for (i = 0; peek && i < q->nstrings; i++) {
         if (!lpg_session_selector(q->sub.version, q->strings[i],
                                   strlen(q->strings[i]))
-            && lpg_wsroutes_key(&q->sub, lpg_odoo_db_name(q->sub.db),
-                                q->strings[i])
+            && lpg_odoo_ws_key(&q->sub, lpg_odoo_db_name(q->sub.db),
+                               q->strings[i])
                 != LPG_OK)
         {
             lpg_odoo_rpc_error(c, q->sub.version, q->id, "builtins.Exception",
@@ -270,7 +270,7 @@ lpg_wsroutes_json(lpg_http_conn_t *c, const lpg_http_request_t *r, bool peek)
     }
 
     if (peek
-        && lpg_wsroutes_key(&q->sub, lpg_odoo_db_name(q->sub.db), "broadcast")
+        && lpg_odoo_ws_key(&q->sub, lpg_odoo_db_name(q->sub.db), "broadcast")
             != LPG_OK)
     {
         lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
@@ -365,28 +365,6 @@ lpg_wsroutes_parse(lpg_odoo_wsreq_t *q, json_t *params, const char **why)
     q->sub.last = json_integer_value(last) > 0 ? json_integer_value(last) : 0;
 
     return LPG_OK;
-}
-
-
-/* [db, str] as Odoo's channel_with_db stores it */
-static int
-lpg_wsroutes_key(lpg_sub_t *s, const char *db, const char *str)
-{
-    int       rc;
-    json_t   *pair;
-    lpg_buf_t b;
-
-    memset(&b, 0, sizeof(b));
-    pair = json_pack("[ss]", db, str);
-    rc = pair != NULL ? lpg_json_dump(&b, pair) : LPG_ERROR;
-    json_decref(pair);
-
-    if (rc != LPG_OK || b.len > LPG_SUB_KEY_MAX) {
-        lpg_buf_free(&b);
-        return LPG_ERROR;
-    }
-
-    return lpg_sub_add_key(s, &b);
 }
 
 
