@@ -54,6 +54,7 @@ static void lpg_wsc_recheck_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
 static void lpg_wsc_upgrade(lpg_wsc_t *w);
 static void lpg_wsc_subscribe(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev);
+static void lpg_wsc_free_skeys(lpg_wsc_t *w);
 static void lpg_wsc_presence(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev);
 static void lpg_wsc_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows,
                                size_t n, int64_t bound, bool ok);
@@ -242,15 +243,7 @@ lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info)
     w->guest_id = info->guest_id;
     w->logged = info->uid > 0 || info->guest_id > 0;
 
-    for (i = 0; i < w->nskeys; i++) {
-        free(w->skeys[i]);
-    }
-
-    free(w->skeys);
-    free(w->skey_lens);
-    w->nskeys = 0;
-    w->skeys = NULL;
-    w->skey_lens = NULL;
+    lpg_wsc_free_skeys(w);
 
     if (info->nkeys == 0) {
         return;
@@ -748,8 +741,6 @@ lpg_wsc_presence(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
 void
 lpg_wsc_forget(lpg_wsc_t *w)
 {
-    size_t i;
-
     if (w->session_wait) {
         lpg_session_cancel(&w->swait);
         w->session_wait = false;
@@ -759,21 +750,31 @@ lpg_wsc_forget(lpg_wsc_t *w)
     lpg_presence_release(w->presence);
     w->presence = NULL;
 
-    for (i = 0; i < w->nskeys; i++) {
-        free(w->skeys[i]);
-    }
-
-    free(w->skeys);
-    free(w->skey_lens);
+    lpg_wsc_free_skeys(w);
     free(w->cookie);
     free(w->host);
     json_decref(w->strings);
     json_decref(w->pending);
     w->strings = NULL;
     w->pending = NULL;
-    w->skeys = NULL;
-    w->skey_lens = NULL;
     w->cookie = NULL;
     w->host = NULL;
+}
+
+
+/* the session's channels go */
+static void
+lpg_wsc_free_skeys(lpg_wsc_t *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->nskeys; i++) {
+        free(w->skeys[i]);
+    }
+
+    free(w->skeys);
+    free(w->skey_lens);
     w->nskeys = 0;
+    w->skeys = NULL;
+    w->skey_lens = NULL;
 }
