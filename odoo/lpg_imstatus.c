@@ -53,7 +53,7 @@ typedef struct {
 
 static int  lpg_imstatus_sql(lpg_imstatus_t *s, json_t *ids, const char **why);
 static int  lpg_imstatus_partner_sql(lpg_buf_t *q, const char *ids,
-                                     const char *own);
+                                     const char *order, const char *own);
 static void lpg_imstatus_session(lpg_session_wait_t       *w,
                                  const lpg_session_info_t *info);
 static void lpg_imstatus_go(lpg_imstatus_t *s, const lpg_session_info_t *info);
@@ -179,7 +179,10 @@ lpg_imstatus_sql(lpg_imstatus_t *s, json_t *ids, const char **why)
     }
 
     rc = rc ?: lpg_buf_append(&list, "", 1);
-    rc = rc ?: lpg_imstatus_partner_sql(&q, list.data, "");
+    /* 14/15: res.partner's order (display_name is stored there) */
+    rc = rc
+        ?: lpg_imstatus_partner_sql(&q, list.data, "P.display_name, P.id DESC",
+                                    "");
     rc = rc ?: lpg_buf_append(&q, "", 1);
 
     lpg_buf_free(&list);
@@ -200,10 +203,12 @@ lpg_imstatus_sql(lpg_imstatus_t *s, json_t *ids, const char **why)
  * Odoo's im_status of the partners ids ("0,3,7": SQL integers), the
  * partners without a user (im_partner) and OdooBot (mail's "bot"); own:
  * "" or a "WHEN P.id = ... THEN '<status>' " case put first (the caller's
- * own status, fresher than its batched presence row).  Rows (id, status).
+ * own status, fresher than its batched presence row), ordered by order
+ * (SQL).  Rows (id, status).
  */
 static int
-lpg_imstatus_partner_sql(lpg_buf_t *q, const char *ids, const char *own)
+lpg_imstatus_partner_sql(lpg_buf_t *q, const char *ids, const char *order,
+                         const char *own)
 {
     int rc;
 
@@ -230,7 +235,8 @@ lpg_imstatus_partner_sql(lpg_buf_t *q, const char *ids, const char *own)
                               "U.partner_id) S ON S.id = P.id WHERE P.id "
                               "IN (");
     rc = rc ?: lpg_buf_append_str(q, ids);
-    rc = rc ?: lpg_buf_append_str(q, ") ORDER BY P.display_name, P.id DESC");
+    rc = rc ?: lpg_buf_append_str(q, ") ORDER BY ");
+    rc = rc ?: lpg_buf_append_str(q, order);
 
     return rc;
 }
@@ -422,7 +428,8 @@ lpg_imstatus_notify(int db, int version, int64_t uid, int64_t guest,
     }
 
     rc = lpg_buf_append_str(&q, "SELECT 'partner', p.* FROM (");
-    rc = rc ?: lpg_imstatus_partner_sql(&q, plist.data, own);
+    /* 16+: no order to keep (17's res_partner has no display_name) */
+    rc = rc ?: lpg_imstatus_partner_sql(&q, plist.data, "P.id", own);
     rc = rc ?: lpg_buf_append_str(&q, ") p");
 
     if (guests != NULL) {

@@ -162,6 +162,11 @@ def prepare(dsn, version):
         c.execute(CHANNEL_SCHEMA.format(ch=ch, mem=mem))
         if version >= 17:
             c.execute(GROUPS_SCHEMA)
+            # 17's res.partner computes display_name (no column) and
+            # stores complete_name
+            c.execute("ALTER TABLE res_partner "
+                      "DROP COLUMN IF EXISTS display_name, "
+                      "ADD COLUMN IF NOT EXISTS complete_name varchar")
         if version >= 16:
             c.execute(MODULE_SCHEMA.format(version=int(version)))
 
@@ -215,8 +220,10 @@ class OdooStandin:
         """A partner, its user, memberships of discuss channels (by name,
         created as needed) and, 17, of res.groups ids; returns
         (uid, partner_id)."""
-        pid = self.sql(db, "INSERT INTO res_partner (name, display_name) "
-                           "VALUES (%s, %s) RETURNING id", (name, name))[0][0]
+        col = "complete_name" if self.dbs[db][1] >= 17 else "display_name"
+        pid = self.sql(db, "INSERT INTO res_partner (name, %s) "
+                           "VALUES (%%s, %%s) RETURNING id" % col,
+                       (name, name))[0][0]
         uid = self.sql(db, "INSERT INTO res_users (login, partner_id) VALUES "
                            "(%s, %s) RETURNING id",
                        (name + secrets.token_hex(4), pid))[0][0]

@@ -311,8 +311,8 @@ def test_update_bus_presence_answers_on_the_bus(pg, gateway, odoo, addon):
     uid, pid = odoo.user(db, "alice" + tag)
     uid_b, bob = odoo.user(db, "bob" + tag)
     _, lonely = odoo.user(db, "carol" + tag)
-    nouser = odoo.sql(db, "INSERT INTO res_partner (name, display_name) "
-                          "VALUES ('x', 'x') RETURNING id")[0][0]
+    nouser = odoo.sql(db, "INSERT INTO res_partner (name) "
+                          "VALUES ('x') RETURNING id")[0][0]
     gid, dgid = odoo.guest(db, "visitor" + tag)
     sid, sid_b = odoo.login(db, uid), odoo.login(db, uid_b)
     # bob polled a minute ago: offline; carol never
