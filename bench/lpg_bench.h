@@ -24,12 +24,23 @@
 
 #define LPG_BENCH_NORETURN __attribute__((noreturn))
 
+#define LPG_BENCH_PER_PROC  15000 /* connections per client process */
+#define LPG_BENCH_MAX_PROCS 64
+
 
 typedef enum {
     LPG_BENCH_ODOO,
     LPG_BENCH_NCHAN,
-    LPG_BENCH_ODOO_WS /* Odoo 16+ /websocket */
+    LPG_BENCH_ODOO_WS, /* Odoo 16+ /websocket */
+    LPG_BENCH_WS,      /* lpgate's plain WebSocket API, <path>/ws */
+    LPG_BENCH_SSE,     /* Server-Sent Events, <path>/sse */
+    LPG_BENCH_SOCKETIO /* Socket.IO v4 over engine.io's websocket */
 } lpg_bench_proto_e;
+
+/* the protocols whose connections are WebSockets (lpg_bench_ws.c) */
+#define LPG_BENCH_IS_WS(p)                                                     \
+    ((p) == LPG_BENCH_ODOO_WS || (p) == LPG_BENCH_WS                           \
+     || (p) == LPG_BENCH_SOCKETIO)
 
 typedef enum {
     LPG_BENCH_FANOUT,
@@ -41,6 +52,7 @@ typedef enum {
 typedef struct {
     lpg_bench_proto_e proto;
     lpg_bench_mode_e  mode;
+    bool              nchan;      /* the server is nginx+nchan (--peer) */
     const char       *host;       /* server address (IPv4), 127.0.0.1 */
     int               port;       /* 8072 (odoo), 8080 (nchan) */
     const char       *path;       /* /longpolling (odoo), /sub (nchan) */
@@ -111,6 +123,10 @@ typedef struct {
 } lpg_bench_result_t;
 
 
+/* the command line (lpg_bench_args.c) */
+int         lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o);
+const char *lpg_bench_proto_name(const lpg_bench_opts_t *o);
+
 /* the client process: never returns */
 void lpg_bench_client_run(const lpg_bench_opts_t *o, int ctl, int first,
                           int count, int64_t start_last) LPG_BENCH_NORETURN;
@@ -135,6 +151,8 @@ typedef struct {
     char    last_modified[64];
     char    etag[64];
     char    ws_accept[32]; /* Sec-WebSocket-Accept */
+    bool    chunked;       /* Transfer-Encoding: chunked */
+    bool    event_stream;  /* Content-Type: text/event-stream */
     size_t  header_len;    /* bytes up to and including the empty line */
 } lpg_bench_http_t;
 

@@ -16,9 +16,10 @@
  * once on the same connection.  Both clocks are CLOCK_REALTIME, the one
  * socket timestamps use.
  * A closed connection is reopened and re-polls from where it was, as a
- * browser does.  odoo-ws connections are lpg_bench_ws.c's: the same
- * checks and clocks, per WebSocket frame instead of per answer.  The coordinator tells it what to expect (EXPECT, GO) and
- * collects the result (REPORT).
+ * browser does.  WebSockets (odoo-ws, ws, socketio) are lpg_bench_ws.c's
+ * and event streams (sse) lpg_bench_sse.c's: the same checks and clocks,
+ * per frame or event instead of per answer.  The coordinator tells it
+ * what to expect (EXPECT, GO) and collects the result (REPORT).
  */
 
 #include "lpg_bench_client.h"
@@ -54,8 +55,13 @@ lpg_bench_build(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     char                    body[160];
     int                     n, blen;
 
-    if (o->proto == LPG_BENCH_ODOO_WS) {
+    if (LPG_BENCH_IS_WS(o->proto)) {
         lpg_bench_ws_upgrade(cl, c);
+        return;
+    }
+
+    if (o->proto == LPG_BENCH_SSE) {
+        lpg_bench_sse_request(cl, c);
         return;
     }
 
@@ -116,8 +122,11 @@ lpg_bench_flush(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
         return; /* the read side sees the close */
     }
 
-    /* odoo-ws: ready once the subscribe frame (after the 101) is out */
-    if (!c->sent && (cl->o->proto != LPG_BENCH_ODOO_WS || c->ws_open)) {
+    /* websockets: ready once the subscribe frame (after the 101) is out;
+     * event streams once their 200 was checked (lpg_bench_sse.c) */
+    if (!c->sent && cl->o->proto != LPG_BENCH_SSE
+        && (!LPG_BENCH_IS_WS(cl->o->proto) || c->subscribed))
+    {
         c->sent = true;
         cl->sent++;
     }
@@ -137,9 +146,15 @@ lpg_bench_close(lpg_bench_client_t *cl, lpg_bench_conn_t *c, bool error)
     }
 
     c->connected = false;
-    c->ws_open = false;
+    c->open = false;
+    c->subscribed = false;
+    c->sio = LPG_BENCH_SIO_OPENING;
+    c->chunked = false;
+    c->chunk_crlf = 0;
+    c->chunk_hex = 0;
+    c->chunk_left = 0;
     c->in_len = 0;
-    if (cl->o->proto == LPG_BENCH_ODOO_WS) {
+    if (cl->rbuf != NULL) {
         free(c->in);
         c->in = NULL;
         c->in_size = 0;
@@ -240,7 +255,7 @@ lpg_bench_parse(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
     size_t      klen;
     int64_t     s, t, id;
 
-    if (cl->o->proto != LPG_BENCH_NCHAN) {
+    if (!cl->o->nchan) {
         skey = "\"s\":";
         tkey = "\"t\":";
         klen = 4;
@@ -276,6 +291,65 @@ lpg_bench_parse(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
         q += klen;
         t = lpg_bench_num(q, end);
         lpg_bench_deliver(cl, c, s, t, now);
+    }
+}
+
+
+void
+lpg_bench_arrived(lpg_bench_client_t *cl, int64_t *now)
+{
+    now[0] = lpg_bench_now_us();
+    now[2] = lpg_bench_wall_us();
+    if (now[1] == 0) {
+        now[1] = now[2];
+    }
+    cl->res.replies++;
+}
+
+
+void
+lpg_bench_reserve(lpg_bench_conn_t *c, size_t need)
+{
+    char  *in;
+    size_t size = c->in_size ? c->in_size : 1024;
+
+    while (size < need) {
+        size *= 2;
+    }
+    if (size == c->in_size) {
+        return;
+    }
+
+    in = realloc(c->in, size);
+    if (in == NULL) {
+        fprintf(stderr, "lpgate-bench: out of memory\n");
+        _exit(1);
+    }
+
+    c->in = in;
+    c->in_size = size;
+}
+
+
+void
+lpg_bench_keep(lpg_bench_conn_t *c, const char *p, size_t used, size_t len)
+{
+    len -= used;
+
+    if (len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_size = 0;
+        c->in_len = 0;
+
+    } else if (p == c->in) {
+        memmove(c->in, c->in + used, len);
+        c->in_len = len;
+
+    } else {
+        lpg_bench_reserve(c, len);
+        memcpy(c->in, p + used, len);
+        c->in_len = len;
     }
 }
 
@@ -360,12 +434,7 @@ lpg_bench_read(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
                 break;
             }
 
-            now[0] = lpg_bench_now_us();
-            now[2] = lpg_bench_wall_us();
-            if (now[1] == 0) {
-                now[1] = now[2];
-            }
-            cl->res.replies++;
+            lpg_bench_arrived(cl, now);
 
             if (h.status == 200) {
                 lpg_bench_parse(cl, c, c->in + h.header_len, c->in + total,
@@ -422,8 +491,10 @@ lpg_bench_io(lpg_bench_client_t *cl, lpg_bench_conn_t *c, uint32_t ev)
     }
 
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (cl->o->proto == LPG_BENCH_ODOO_WS) {
+        if (LPG_BENCH_IS_WS(cl->o->proto)) {
             lpg_bench_ws_read(cl, c);
+        } else if (cl->o->proto == LPG_BENCH_SSE) {
+            lpg_bench_sse_read(cl, c);
         } else {
             lpg_bench_read(cl, c);
         }
@@ -532,14 +603,15 @@ lpg_bench_client_run(const lpg_bench_opts_t *o, int ctl, int first, int count,
     cl.conns = calloc((size_t) count, sizeof(lpg_bench_conn_t));
     cl.target = calloc((size_t) o->channels, sizeof(int64_t));
     cl.ep = epoll_create1(0);
-    if (o->proto == LPG_BENCH_ODOO_WS) {
+    if (LPG_BENCH_IS_WS(o->proto) || o->proto == LPG_BENCH_SSE) {
         cl.rbuf = malloc(LPG_BENCH_WS_RBUF);
         cl.rng = (uint64_t) lpg_bench_wall_us() * 2654435761u
             ^ ((uint64_t) getpid() << 32) ^ (uint64_t) first;
     }
 
     if (cl.conns == NULL || cl.target == NULL || cl.ep == -1
-        || (o->proto == LPG_BENCH_ODOO_WS && cl.rbuf == NULL))
+        || ((LPG_BENCH_IS_WS(o->proto) || o->proto == LPG_BENCH_SSE)
+            && cl.rbuf == NULL))
     {
         fprintf(stderr, "lpgate-bench: client setup failed\n");
         _exit(1);

@@ -3,8 +3,9 @@
  *
  * lpg_bench_main.c: lpgate-bench's command line and coordinator.
  *
- * A "poll" is a parked long poll, or with --proto=odoo-ws one subscribed
- * WebSocket (lpg_bench_ws.c).
+ * A "poll" is a parked long poll, one subscribed WebSocket (odoo-ws, ws,
+ * socketio: lpg_bench_ws.c, lpg_bench_sio.c) or one event stream (sse:
+ * lpg_bench_sse.c).  The command line is lpg_bench_args.c's.
  * The coordinator forks the client processes (15,000 polls each at most,
  * since one process holds ~20,000 fds), waits until every poll is sent and
  * the server has gone quiet (its CPU time stops moving), then runs the
@@ -19,7 +20,6 @@
 #include "lpg_bench.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,10 +28,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-
-#define LPG_BENCH_PER_PROC  15000
-#define LPG_BENCH_MAX_PROCS 64
 
 
 typedef struct {
@@ -50,224 +46,6 @@ typedef struct {
     int64_t            published;
     bool               timed_out;
 } lpg_bench_t;
-
-
-static void
-lpg_bench_usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: lpgate-bench [options]\n"
-        "  --proto=odoo|odoo-ws|nchan   protocol (odoo)\n"
-        "  --mode=fanout|private|throughput   (fanout)\n"
-        "  --host=ADDR --port=N   server (127.0.0.1, 8072 odoo / 8080 nchan)\n"
-        "  --path=P               poll path prefix (/longpolling, nchan "
-        "/sub),\n"
-        "                         odoo-ws path (/websocket)\n"
-        "  --pub-path=P           nchan publisher location (/pub)\n"
-        "  --db=NAME              odoo: ?db= on every poll; odoo-ws: database\n"
-        "                         of the channel keys (the dsn's)\n"
-        "  --dsn=CONNINFO         odoo: database to publish into (libpq)\n"
-        "  --notify-dsn=CONNINFO  odoo: NOTIFY imbus there after the commit\n"
-        "  --polls=N              parked polls or websockets (1000)\n"
-        "  --channels=N           fanout 1, private = polls, throughput 20\n"
-        "  --rounds=N             fanout/private rounds (5)\n"
-        "  --seconds=S            throughput publishing time (10)\n"
-        "  --publishers=N         throughput publisher processes (2)\n"
-        "  --procs=N              client processes, at least (polls/15000)\n"
-        "  --sources=N            loopback source addresses (auto)\n"
-        "  --size=N               padding bytes per message (0)\n"
-        "  --idle-seconds=S       sample the parked server's CPU (0: no)\n"
-        "  --timeout=S            wait per round / drain (30), twice "
-        "that to connect\n"
-        "  --pid=PID              server process (repeatable; children "
-        "counted)\n"
-        "  --label=TEXT           copied into the summary line\n"
-        "  --help                 print this help and exit\n");
-}
-
-
-static int
-lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
-{
-    static const struct option opts[] = {
-        { "proto", required_argument, NULL, 'P' },
-        { "mode", required_argument, NULL, 'm' },
-        { "host", required_argument, NULL, 'h' },
-        { "port", required_argument, NULL, 'p' },
-        { "path", required_argument, NULL, 'a' },
-        { "pub-path", required_argument, NULL, 'b' },
-        { "db", required_argument, NULL, 'd' },
-        { "dsn", required_argument, NULL, 'D' },
-        { "notify-dsn", required_argument, NULL, 'N' },
-        { "polls", required_argument, NULL, 'n' },
-        { "channels", required_argument, NULL, 'c' },
-        { "rounds", required_argument, NULL, 'r' },
-        { "seconds", required_argument, NULL, 's' },
-        { "publishers", required_argument, NULL, 'u' },
-        { "procs", required_argument, NULL, 'j' },
-        { "sources", required_argument, NULL, 'S' },
-        { "size", required_argument, NULL, 'z' },
-        { "idle-seconds", required_argument, NULL, 'i' },
-        { "timeout", required_argument, NULL, 't' },
-        { "pid", required_argument, NULL, 'k' },
-        { "label", required_argument, NULL, 'l' },
-        { "help", no_argument, NULL, 'H' },
-        { NULL, 0, NULL, 0 }
-    };
-    int ch;
-
-    memset(o, 0, sizeof(*o));
-    o->host = "127.0.0.1";
-    o->pub_path = "/pub";
-    o->conninfo = "";
-    o->polls = 1000;
-    o->rounds = 5;
-    o->seconds = 10;
-    o->publishers = 2;
-    o->timeout = 30;
-    o->label = "";
-
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'P':
-            if (strcmp(optarg, "odoo") == 0) {
-                o->proto = LPG_BENCH_ODOO;
-            } else if (strcmp(optarg, "odoo-ws") == 0) {
-                o->proto = LPG_BENCH_ODOO_WS;
-            } else if (strcmp(optarg, "nchan") == 0) {
-                o->proto = LPG_BENCH_NCHAN;
-            } else {
-                fprintf(stderr, "lpgate-bench: unknown --proto \"%s\"\n",
-                        optarg);
-                return LPG_ERROR;
-            }
-            break;
-        case 'm':
-            if (strcmp(optarg, "fanout") == 0) {
-                o->mode = LPG_BENCH_FANOUT;
-            } else if (strcmp(optarg, "private") == 0) {
-                o->mode = LPG_BENCH_PRIVATE;
-            } else if (strcmp(optarg, "throughput") == 0) {
-                o->mode = LPG_BENCH_THROUGHPUT;
-            } else {
-                fprintf(stderr, "lpgate-bench: unknown --mode \"%s\"\n",
-                        optarg);
-                return LPG_ERROR;
-            }
-            break;
-        case 'h':
-            o->host = optarg;
-            break;
-        case 'p':
-            o->port = atoi(optarg);
-            break;
-        case 'a':
-            o->path = optarg;
-            break;
-        case 'b':
-            o->pub_path = optarg;
-            break;
-        case 'd':
-            o->db_name = optarg;
-            break;
-        case 'D':
-            o->conninfo = optarg;
-            break;
-        case 'N':
-            o->notify_dsn = optarg;
-            break;
-        case 'n':
-            o->polls = atoi(optarg);
-            break;
-        case 'c':
-            o->channels = atoi(optarg);
-            break;
-        case 'r':
-            o->rounds = atoi(optarg);
-            break;
-        case 's':
-            o->seconds = atof(optarg);
-            break;
-        case 'u':
-            o->publishers = atoi(optarg);
-            break;
-        case 'j':
-            o->procs = atoi(optarg);
-            break;
-        case 'S':
-            o->sources = atoi(optarg);
-            break;
-        case 'z':
-            o->size = atoi(optarg);
-            break;
-        case 'i':
-            o->idle_seconds = atof(optarg);
-            break;
-        case 't':
-            o->timeout = atof(optarg);
-            break;
-        case 'k':
-            if (o->npids == (int) LPG_NELEMS(o->pids) || atoi(optarg) <= 0) {
-                fprintf(stderr, "lpgate-bench: bad --pid \"%s\"\n", optarg);
-                return LPG_ERROR;
-            }
-            o->pids[o->npids++] = (pid_t) atoi(optarg);
-            break;
-        case 'l':
-            o->label = optarg;
-            break;
-        case 'H':
-            lpg_bench_usage(stdout);
-            exit(0);
-        default:
-            lpg_bench_usage(stderr);
-            return LPG_ERROR;
-        }
-    }
-
-    if (optind != argc) {
-        fprintf(stderr, "lpgate-bench: unexpected argument \"%s\"\n",
-                argv[optind]);
-        return LPG_ERROR;
-    }
-
-    if (o->port == 0) {
-        o->port = o->proto == LPG_BENCH_NCHAN ? 8080 : 8072;
-    }
-    if (o->path == NULL) {
-        o->path = o->proto == LPG_BENCH_ODOO ? "/longpolling"
-            : o->proto == LPG_BENCH_ODOO_WS  ? "/websocket"
-                                             : "/sub";
-    }
-    if (o->channels == 0) {
-        o->channels = o->mode == LPG_BENCH_FANOUT ? 1
-            : o->mode == LPG_BENCH_PRIVATE        ? o->polls
-                                                  : 20;
-    }
-
-    if (o->polls < 1 || o->polls > LPG_BENCH_MAX_PROCS * LPG_BENCH_PER_PROC
-        || o->channels < 1 || o->channels > o->polls || o->rounds < 1
-        || o->seconds <= 0 || o->publishers < 1 || o->publishers > 64
-        || (o->mode == LPG_BENCH_THROUGHPUT && o->publishers > o->channels)
-        || o->size < 0 || o->size > 65536 || o->sources < 0 || o->sources > 250
-        || o->timeout <= 0 || o->port < 1 || o->port > 65535)
-    {
-        fprintf(stderr,
-                "lpgate-bench: an option is out of range "
-                "(see --help)\n");
-        return LPG_ERROR;
-    }
-
-    if (o->mode == LPG_BENCH_PRIVATE && o->channels != o->polls) {
-        fprintf(stderr,
-                "lpgate-bench: private mode has one channel per "
-                "poll\n");
-        return LPG_ERROR;
-    }
-
-    return LPG_OK;
-}
 
 
 static void
@@ -607,9 +385,7 @@ lpg_bench_print(lpg_bench_t *b)
     double                  p50, p90, p99, max, rate, cpu_per, rss_per;
     double                  rp50, rp99, rmax;
     int64_t                 deliveries;
-    const char             *proto = o->proto == LPG_BENCH_ODOO ? "odoo"
-                    : o->proto == LPG_BENCH_NCHAN              ? "nchan"
-                                                               : "odoo-ws";
+    const char             *proto = lpg_bench_proto_name(o);
 
     p50 = (double) lpg_bench_hist_pct(&b->hist, 50) / 1000.0;
     p90 = (double) lpg_bench_hist_pct(&b->hist, 90) / 1000.0;
@@ -650,7 +426,8 @@ lpg_bench_print(lpg_bench_t *b)
     printf("  %.0f deliveries/s; server CPU %.1f ms, %.2f us per delivery\n",
            rate, (double) b->cpu_us / 1000.0, cpu_per);
 
-    printf("SUMMARY {\"label\": \"%s\", \"proto\": \"%s\", \"mode\": \"%s\", "
+    printf("SUMMARY {\"label\": \"%s\", \"proto\": \"%s\", \"peer\": \"%s\", "
+           "\"mode\": \"%s\", "
            "\"polls\": %d, \"channels\": %d, \"rounds\": %d, "
            "\"expected\": %lld, \"received\": %lld, \"errors\": %lld, "
            "\"duplicates\": %lld, \"replies\": %lld, \"published\": %lld, "
@@ -661,7 +438,8 @@ lpg_bench_print(lpg_bench_t *b)
            "\"rss_kib_before\": %lld, \"rss_kib_after\": %lld, "
            "\"rss_kib_per_poll\": %.3f, \"idle_cpu_pct\": %.3f, "
            "\"park_s\": %.2f, \"complete\": %s}\n",
-           o->label, proto, lpg_bench_mode_name(o->mode), o->polls, o->channels,
+           o->label, proto, o->nchan ? "nchan" : "lpgate",
+           lpg_bench_mode_name(o->mode), o->polls, o->channels,
            o->mode == LPG_BENCH_THROUGHPUT ? 0 : o->rounds,
            (long long) b->res.expected, (long long) b->res.received,
            (long long) b->res.errors, (long long) b->res.duplicates,
@@ -689,7 +467,7 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
 
-    if (b.o.proto != LPG_BENCH_NCHAN || b.o.mode != LPG_BENCH_THROUGHPUT) {
+    if (!b.o.nchan || b.o.mode != LPG_BENCH_THROUGHPUT) {
         pub = lpg_bench_pub_open(&b.o);
         if (pub == NULL) {
             return 2;

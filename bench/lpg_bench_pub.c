@@ -11,8 +11,11 @@
  * keep-alive connection.  Every message carries {"s": seq, "t": time},
  * the wall clock in us taken just before the trigger is sent.  The
  * channel of the bus_bus row is "bench-N" for the long poll (8.0-15.0
- * store a client's string channel as is), and ["db","bench-N"] for
- * odoo-ws (16+ store it as (db, string), Odoo's channel_with_db).
+ * store a client's string channel as is) and for lpgate's own transports
+ * (ws, sse, socketio: the plain poll API's keys, as lpgate_send() writes
+ * them), and ["db","bench-N"] for odoo-ws (16+ store it as (db, string),
+ * Odoo's channel_with_db).  nchan (--proto=nchan, --peer=nchan) is
+ * published to over HTTP, for every protocol.
  */
 
 #include "lpg_bench.h"
@@ -47,7 +50,7 @@ lpg_bench_pub_keys(lpg_bench_pub_t *p)
     const char *db = p->o->db_name;
     int         rc = LPG_OK;
 
-    if (p->o->proto == LPG_BENCH_ODOO) {
+    if (p->o->proto != LPG_BENCH_ODOO_WS) {
         snprintf(p->key_pre, sizeof(p->key_pre), "\"bench-");
         p->key_post = "\"";
         return LPG_OK;
@@ -100,7 +103,7 @@ lpg_bench_pub_open(const lpg_bench_opts_t *o)
     memset(p->pad, 'x', (size_t) o->size);
     p->pad[o->size] = '\0';
 
-    if (o->proto == LPG_BENCH_NCHAN) {
+    if (o->nchan) {
         return p;
     }
 
@@ -388,7 +391,7 @@ lpg_bench_pub_nchan(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 int
 lpg_bench_pub_send(lpg_bench_pub_t *p, int first, int n, int64_t seq)
 {
-    if (p->o->proto != LPG_BENCH_NCHAN) {
+    if (!p->o->nchan) {
         return lpg_bench_pub_odoo(p, first, n, seq);
     }
 

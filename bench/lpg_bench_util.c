@@ -236,7 +236,15 @@ lpg_bench_http_head(const char *buf, size_t len, lpg_bench_http_t *h)
 
             } else if (name == 17
                        && strncasecmp(line, "transfer-encoding", 17) == 0) {
-                return LPG_ERROR; /* servers under test send lengths */
+                /* callers that need a length check content_length */
+                h->chunked =
+                    memmem(colon, (size_t) (eol - colon), "chunked", 7) != NULL;
+
+            } else if (name == 12 && strncasecmp(line, "content-type", 12) == 0)
+            {
+                h->event_stream = memmem(colon, (size_t) (eol - colon),
+                                         "text/event-stream", 17)
+                    != NULL;
             }
         }
 

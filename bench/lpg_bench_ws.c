@@ -1,20 +1,26 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * lpg_bench_ws.c: lpgate-bench's WebSocket client (--proto=odoo-ws), the
- * way Odoo 16+'s web client talks to /websocket.
+ * lpg_bench_ws.c: lpgate-bench's WebSocket client: --proto=odoo-ws (the
+ * way Odoo 16+'s web client talks to /websocket), --proto=ws (lpgate's
+ * plain API, <path>/ws, or an nchan websocket subscriber) and the
+ * transport under --proto=socketio (lpg_bench_sio.c has its packets).
  *
  * Each connection sends the RFC 6455 upgrade (Origin, a random 16-byte
  * key), checks the 101 and its Sec-WebSocket-Accept (ws/'s
- * lpg_ws_accept_key, nettle's SHA-1), then sends one masked TEXT frame
- * {"event_name":"subscribe","data":{"channels":["bench-N"],"last":L}} and
- * reads server frames by hand: they are unmasked, unfragmented TEXT frames
- * holding [{"id": N, "message": {...}}, ...], each checked and timed as a
- * poll answer is (lpg_bench_parse).  A PING gets its PONG; a CLOSE is
- * echoed and the socket reconnects and resubscribes with its `last`, as
- * Odoo's worker does (1001, 1012 and 4002 are reconnects, any other code
- * an error).  Bytes are read into one buffer per process; only a frame cut
- * by the read is copied into the connection, and freed once complete.
+ * lpg_ws_accept_key, nettle's SHA-1), then subscribes with one masked TEXT
+ * frame: odoo-ws
+ * {"event_name":"subscribe","data":{"channels":["bench-N"],"last":L}},
+ * ws {"op":"subscribe","channels":["bench-N"],"last":L}; an nchan
+ * subscriber is subscribed by its URL (<path>/bench-N) and sends nothing.
+ * Server frames are read by hand: unmasked, unfragmented TEXT frames
+ * holding [{"id": N, ...,"message": {...}}, ...] (nchan: one raw message
+ * body), each checked and timed as a poll answer is (lpg_bench_parse).
+ * A PING gets its PONG; a CLOSE is echoed and the socket reconnects and
+ * resubscribes with its `last`, as Odoo's worker does (1001, 1012 and
+ * 4002 are reconnects, and socketio's 1000; any other code an error).  Bytes are read into one
+ * buffer per process; only a frame cut by the read is copied into the
+ * connection, and freed once complete.
  */
 
 #include "lpg_bench_client.h"
@@ -28,11 +34,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-
-#define LPG_BENCH_WS_TEXT  0x1
-#define LPG_BENCH_WS_CLOSE 0x8
-#define LPG_BENCH_WS_PING  0x9
-#define LPG_BENCH_WS_PONG  0xa
 
 /* a larger frame is an error: the bench's own batches are far smaller */
 #define LPG_BENCH_WS_MAX_FRAME (16 * 1024 * 1024)
@@ -55,7 +56,7 @@ lpg_bench_ws_mask(lpg_bench_client_t *cl)
  * c->out and writes it.  A frame that does not fit behind unsent bytes is
  * an error, counted (a PONG behind a stalled write, never in practice).
  */
-static void
+void
 lpg_bench_ws_send(lpg_bench_client_t *cl, lpg_bench_conn_t *c, unsigned opcode,
                   const void *payload, size_t len)
 {
@@ -94,6 +95,7 @@ lpg_bench_ws_upgrade(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     const lpg_bench_opts_t *o = cl->o;
     uint8_t                 raw[16];
     char                    key[BASE64_ENCODE_RAW_LENGTH(16) + 1];
+    char                    target[160];
     size_t                  i;
     int                     n;
 
@@ -107,31 +109,76 @@ lpg_bench_ws_upgrade(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
     key[sizeof(key) - 1] = '\0';
     lpg_ws_accept_key(key, sizeof(key) - 1, c->ws_accept);
 
+    if (o->nchan) {
+        snprintf(target, sizeof(target), "%s/bench-%d", o->path, c->channel);
+    } else if (o->proto == LPG_BENCH_WS) {
+        snprintf(target, sizeof(target), "%s/ws%s%s", o->path,
+                 o->db_name ? "?db=" : "", o->db_name ? o->db_name : "");
+    } else if (o->proto == LPG_BENCH_SOCKETIO) {
+        snprintf(target, sizeof(target),
+                 "%s/socket.io/?EIO=4&transport=websocket%s%s", o->path,
+                 o->db_name ? "&db=" : "", o->db_name ? o->db_name : "");
+    } else {
+        snprintf(target, sizeof(target), "%s", o->path);
+    }
+
     n = snprintf(c->out, sizeof(c->out),
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
                  "Origin: http://%s:%d\r\n\r\n",
-                 o->path, o->host, o->port, key, o->host, o->port);
+                 target, o->host, o->port, key, o->host, o->port);
 
     c->out_len = (size_t) n < sizeof(c->out) ? (size_t) n : sizeof(c->out) - 1;
     c->out_off = 0;
 }
 
 
+void
+lpg_bench_ws_subscribed(lpg_bench_client_t *cl, lpg_bench_conn_t *c,
+                        const char *text, int len)
+{
+    c->subscribed = true;
+
+    if (len < 0 || len > 125) {
+        cl->res.errors++;
+        return;
+    }
+
+    lpg_bench_ws_send(cl, c, LPG_BENCH_WS_TEXT, text, (size_t) len);
+}
+
+
+/* after the 101: odoo-ws and ws subscribe, nchan has subscribed */
 static void
 lpg_bench_ws_subscribe(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
 {
-    char ev[125];
+    char ev[126];
     int  n;
 
-    n = snprintf(ev, sizeof(ev),
-                 "{\"event_name\":\"subscribe\",\"data\":{\"channels\":"
-                 "[\"bench-%d\"],\"last\":%lld}}",
-                 c->channel, (long long) c->last);
+    if (cl->o->nchan) {
+        c->subscribed = true;
+        lpg_bench_flush(cl, c);
+        return;
+    }
 
-    lpg_bench_ws_send(cl, c, LPG_BENCH_WS_TEXT, ev,
-                      (size_t) n < sizeof(ev) ? (size_t) n : sizeof(ev));
+    if (cl->o->proto == LPG_BENCH_SOCKETIO) {
+        return; /* the open packet first */
+    }
+
+    if (cl->o->proto == LPG_BENCH_WS) {
+        n = snprintf(ev, sizeof(ev),
+                     "{\"op\":\"subscribe\",\"channels\":[\"bench-%d\"],"
+                     "\"last\":%lld}",
+                     c->channel, (long long) c->last);
+    } else {
+        n = snprintf(ev, sizeof(ev),
+                     "{\"event_name\":\"subscribe\",\"data\":{\"channels\":"
+                     "[\"bench-%d\"],\"last\":%lld}}",
+                     c->channel, (long long) c->last);
+    }
+
+    lpg_bench_ws_subscribed(cl, c, ev, n);
 }
 
 
@@ -159,23 +206,31 @@ lpg_bench_ws_answer(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
         return -1;
     }
 
-    c->ws_open = true;
+    c->open = true;
     lpg_bench_ws_subscribe(cl, c);
 
     return (ssize_t) h.header_len;
 }
 
 
-/* one server close: echo its code, then reconnect; -1 (c is closed) */
+/*
+ * One server close: echo its code, then reconnect; -1 (c is closed).
+ * Going away (1001), restart (1012) and Odoo's keep-alive (4002) are
+ * reconnects; so is a normal close (1000) of a Socket.IO session's
+ * websocket, engine.io's "transport close", from which socket.io-client
+ * reconnects.  Any other code is an error.
+ */
 static ssize_t
 lpg_bench_ws_closed(lpg_bench_client_t *cl, lpg_bench_conn_t *c,
                     const uint8_t *payload, uint64_t len)
 {
     unsigned code = len >= 2 ? (unsigned) (payload[0] << 8 | payload[1]) : 0;
     uint8_t  echo[2] = { (uint8_t) (code >> 8), (uint8_t) code };
+    bool     again = code == 1001 || code == 1012 || code == 4002
+        || (code == 1000 && cl->o->proto == LPG_BENCH_SOCKETIO);
 
     lpg_bench_ws_send(cl, c, LPG_BENCH_WS_CLOSE, echo, code ? 2 : 0);
-    lpg_bench_close(cl, c, code != 1001 && code != 1012 && code != 4002);
+    lpg_bench_close(cl, c, !again);
 
     return -1;
 }
@@ -196,7 +251,7 @@ lpg_bench_ws_frames(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
     ssize_t        n;
     unsigned       op, i;
 
-    if (!c->ws_open) {
+    if (!c->open) {
         n = lpg_bench_ws_answer(cl, c, p, len);
         if (n <= 0) {
             return n;
@@ -236,12 +291,14 @@ lpg_bench_ws_frames(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
 
         switch (op) {
         case LPG_BENCH_WS_TEXT:
-            now[0] = lpg_bench_now_us();
-            now[2] = lpg_bench_wall_us();
-            if (now[1] == 0) {
-                now[1] = now[2];
+            if (cl->o->proto == LPG_BENCH_SOCKETIO) {
+                if (!lpg_bench_sio_text(cl, c, (const char *) f + head,
+                                        (size_t) plen, now)) {
+                    return -1;
+                }
+                break;
             }
-            cl->res.replies++;
+            lpg_bench_arrived(cl, now);
             lpg_bench_parse(cl, c, (const char *) f + head,
                             (const char *) f + head + plen, now);
             break;
@@ -265,32 +322,6 @@ lpg_bench_ws_frames(lpg_bench_client_t *cl, lpg_bench_conn_t *c, const char *p,
     }
 
     return (ssize_t) off;
-}
-
-
-/* c->in holds at least need bytes; false when out of memory */
-static bool
-lpg_bench_ws_reserve(lpg_bench_conn_t *c, size_t need)
-{
-    char  *in;
-    size_t size = c->in_size ? c->in_size : 1024;
-
-    while (size < need) {
-        size *= 2;
-    }
-    if (size == c->in_size) {
-        return true;
-    }
-
-    in = realloc(c->in, size);
-    if (in == NULL) {
-        return false;
-    }
-
-    c->in = in;
-    c->in_size = size;
-
-    return true;
 }
 
 
@@ -318,10 +349,7 @@ lpg_bench_ws_read(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
 
         if (c->in_len > 0) {
             /* the rest of a cut frame */
-            if (!lpg_bench_ws_reserve(c, c->in_len + len)) {
-                fprintf(stderr, "lpgate-bench: out of memory\n");
-                _exit(1);
-            }
+            lpg_bench_reserve(c, c->in_len + len);
             memcpy(c->in + c->in_len, p, len);
             c->in_len += len;
             p = c->in;
@@ -333,25 +361,6 @@ lpg_bench_ws_read(lpg_bench_client_t *cl, lpg_bench_conn_t *c)
             return;
         }
 
-        len -= (size_t) used;
-
-        if (len == 0) {
-            free(c->in);
-            c->in = NULL;
-            c->in_size = 0;
-            c->in_len = 0;
-
-        } else if (p == c->in) {
-            memmove(c->in, c->in + used, len);
-            c->in_len = len;
-
-        } else {
-            if (!lpg_bench_ws_reserve(c, len)) {
-                fprintf(stderr, "lpgate-bench: out of memory\n");
-                _exit(1);
-            }
-            memcpy(c->in, p + used, len);
-            c->in_len = len;
-        }
+        lpg_bench_keep(c, p, (size_t) used, len);
     }
 }

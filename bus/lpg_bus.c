@@ -151,12 +151,29 @@ lpg_bus_stale(int db, int64_t last)
      * high is stored before the records it covers are pushed, so a last
      * this node handed out is never above it.  A last handed out by
      * another node (DESIGN.md: nodes share the database) may be, for the
-     * few milliseconds until this master fetches the same rows; that
-     * client is then served from this master's cursor, and gets the
-     * rows between the two cursors once more.
+     * few milliseconds until this master fetches the same rows: a poll
+     * waits for a fetch begun after it came (lpg_bus_fetched_since)
+     * before it believes this.
      */
     return last > 0 && atomic_load(&sdb->ready)
         && last > atomic_load_explicit(&sdb->high, memory_order_acquire);
+}
+
+
+uint64_t
+lpg_bus_fetch_mark(int db)
+{
+    return atomic_load_explicit(&lpg_bus.shm->dbs[db].fetch_begun,
+                                memory_order_acquire);
+}
+
+
+bool
+lpg_bus_fetched_since(int db, uint64_t mark)
+{
+    return atomic_load_explicit(&lpg_bus.shm->dbs[db].fetch_done,
+                                memory_order_acquire)
+        > mark;
 }
 
 

@@ -85,6 +85,16 @@ int64_t lpg_bus_newest(int db);
  */
 bool lpg_bus_stale(int db, int64_t last);
 
+/*
+ * Nodes share the database: a last another node handed out may be above
+ * this master's high until it fetches the same rows.  mark: the fetches
+ * of db begun so far; fetched_since: true once a fetch begun after mark
+ * is published, after which lpg_bus_stale is the truth for any last
+ * handed out before mark was taken.
+ */
+uint64_t lpg_bus_fetch_mark(int db);
+bool     lpg_bus_fetched_since(int db, uint64_t mark);
+
 /* every id of db up to this one is published (the master's cursor) */
 int64_t lpg_bus_cursor(int db);
 

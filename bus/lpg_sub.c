@@ -62,6 +62,9 @@ static struct {
         const lpg_sub_ops_t *ops;
         lpg_buf_t            bytes;
     } shared;
+
+    void (*batch_begin)(void); /* around a batch's deliveries */
+    void (*batch_end)(void);
 } lpg_sub;
 
 
@@ -143,6 +146,19 @@ lpg_sub_add_key(lpg_sub_t *s, lpg_buf_t *b0)
         }
         s->key_lens = lens;
         s->keys_cap = cap;
+    }
+
+    if (b.cap > b.len + 1 + 16) {
+        /* kept while the subscription lives: no spare capacity (a key
+         * buffer starts at 256 bytes, for a key of ten) */
+        char *k = malloc(b.len + 1);
+
+        if (k != NULL) {
+            memcpy(k, b.data, b.len + 1);
+            free(b.data);
+            b.data = k;
+            b.cap = b.len + 1;
+        }
     }
 
     s->keys[s->nkeys] = b.data;
@@ -320,6 +336,18 @@ lpg_sub_history(const lpg_sub_t *s, int64_t min_id, lpg_sub_rec_pt cb,
 }
 
 
+void
+lpg_sub_drop_if_stale(lpg_sub_t *s, size_t *n, int64_t *bound)
+{
+    if (lpg_bus_stale(s->db, s->last)) {
+        s->last = 0;
+        s->since_us = 0;
+        *n = 0;
+        *bound = 0;
+    }
+}
+
+
 size_t
 lpg_sub_rows(const lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
              lpg_sub_rec_pt cb, void *arg)
@@ -476,6 +504,14 @@ lpg_sub_match_cb(void *owner, void *arg)
 }
 
 
+void
+lpg_sub_batch_hooks(void (*begin)(void), void (*end)(void))
+{
+    lpg_sub.batch_begin = begin;
+    lpg_sub.batch_end = end;
+}
+
+
 static void
 lpg_sub_batch(void)
 {
@@ -483,6 +519,10 @@ lpg_sub_batch(void)
 
     s = lpg_sub.ready;
     lpg_sub.ready = NULL;
+
+    if (s != NULL && lpg_sub.batch_begin != NULL) {
+        lpg_sub.batch_begin();
+    }
 
     for (; s != NULL; s = next) {
         next = s->ready_next;
@@ -495,6 +535,10 @@ lpg_sub_batch(void)
         } else {
             s->ops->deliver(s);
         }
+    }
+
+    if (lpg_sub.batch_end != NULL) {
+        lpg_sub.batch_end();
     }
 
     lpg_buf_free(&lpg_sub.shared.bytes);

@@ -110,6 +110,10 @@ struct lpg_sub_s {
 
 
 /* the dispatcher, the backfill pool and the ring reader of the worker */
+/* begin and end run around the deliveries of each ring batch (the worker
+ * sends their answers in one go: lpg_http_batch); NULL: nothing */
+void lpg_sub_batch_hooks(void (*begin)(void), void (*end)(void));
+
 int lpg_sub_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
                  lpg_shm_worker_t *stats, lpg_ring_t *ring,
                  int doorbell) LPG_MUSTCHECK;
@@ -136,6 +140,10 @@ bool lpg_sub_wants(const lpg_sub_t *s, const lpg_bus_rec_t *r);
  * from rows, from its matches; return how many */
 size_t lpg_sub_history(const lpg_sub_t *s, int64_t min_id, lpg_sub_rec_pt cb,
                        void *arg);
+/* after a backfill: when the ids went backwards while it was looked up
+ * (a restored database), the rows are of the old table: *n and *bound go
+ * to 0 and s starts over from the history (last and since 0) */
+void   lpg_sub_drop_if_stale(lpg_sub_t *s, size_t *n, int64_t *bound);
 size_t lpg_sub_rows(const lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
                     lpg_sub_rec_pt cb, void *arg);
 size_t lpg_sub_each_match(const lpg_sub_t *s, lpg_sub_rec_pt cb, void *arg);

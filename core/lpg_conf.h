@@ -71,10 +71,12 @@ typedef struct {
     char   *db_user;
     char   *db_password;
     char   *listen_dsn;
+    char   *node_name;
     char   *listen_channel;
     char   *longpolling_path;
     int     timeout;
     int     shutdown_timeout;
+    int     drain_delay;
     int     log_level;
     char   *logfile;
     char   *pidfile;
@@ -91,6 +93,12 @@ typedef struct {
     int     websocket_keep_alive;
     int     websocket_ping_interval;
     int     websocket_pong_timeout;
+    int     socketio_ping_interval;
+    int     socketio_ping_timeout;
+    int64_t socketio_max_payload;
+    char   *socketio_namespaces;
+    int     sse_retry;
+    int     sse_heartbeat;
 } lpg_conf_t;
 
 

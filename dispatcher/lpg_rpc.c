@@ -1,7 +1,8 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * lpg_rpc.c: poll request and NOTIFY payload decoding.
+ * lpg_rpc.c: poll request and NOTIFY payload decoding (the common poll
+ * body is read by lpg_rpc_fast.c first).
  *
  * The poll checks follow Odoo's controller: channels must be a list of
  * strings ("bus.Bus only string channels are allowed."), last an integer
@@ -18,6 +19,18 @@
 int
 lpg_rpc_poll_parse(const char *buf, size_t len, size_t max_channels,
                    lpg_rpc_poll_t *rp, const char **why)
+{
+    if (lpg_rpc_poll_fast(buf, len, max_channels, rp)) {
+        return LPG_OK;
+    }
+
+    return lpg_rpc_poll_parse_json(buf, len, max_channels, rp, why);
+}
+
+
+int
+lpg_rpc_poll_parse_json(const char *buf, size_t len, size_t max_channels,
+                        lpg_rpc_poll_t *rp, const char **why)
 {
     size_t       i;
     json_t      *params, *last, *options, *ch, *peek, *id, *inact;

@@ -54,6 +54,9 @@ typedef struct {
     size_t      ws_key_len;
     const char *ws_version;
     size_t      ws_version_len;
+    /* Last-Event-ID, an EventSource's resume (NULL: absent) */
+    const char *last_event_id;
+    size_t      last_event_id_len;
     /* X-Forwarded-Host and -Proto, only from a trusted proxy (else NULL) */
     const char *fwd_host;
     size_t      fwd_host_len;
@@ -114,6 +117,19 @@ void lpg_http_hold(lpg_http_conn_t *c, void (*cb)(void *data), void *data);
  */
 int lpg_http_detach(lpg_http_conn_t *c, char **rest, size_t *rest_len);
 
+/*
+ * Takes the connection's socket to hand it to another worker: returns the
+ * fd (the caller's to close once passed) and, in *bytes (malloc'd), the
+ * *len bytes of the current request and any after it, as they were read.
+ * c is freed and the fd no longer counts here.  -1 when out of memory (c
+ * is left as it was).  Call it from the route callback.
+ */
+int lpg_http_take(lpg_http_conn_t *c, char **bytes, size_t *len);
+
+/* a socket another worker took (lpg_http_take) and its bytes (copied):
+ * served as if this worker had accepted it and read them */
+void lpg_http_adopt(int fd, const char *bytes, size_t len);
+
 /* the caller closed a detached fd */
 void lpg_http_detached_closed(void);
 
@@ -126,8 +142,9 @@ const lpg_conf_t *lpg_http_conf(void);
 /* asks the master to fetch every database now (after a send) */
 void lpg_http_kick(void);
 
-/* graceful stop: idle connections close now, the others after their answer;
- * returns how many are still open */
+/* graceful stop: idle connections close now, the others after their answer
+ * (one accepted just now gets a second for its first request: call again
+ * to close those that stayed silent); returns how many are still open */
 size_t lpg_http_shutdown(void);
 
 size_t lpg_http_open(void);

@@ -1,13 +1,20 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * lpg_http_int.h: a connection's state, private to the HTTP server's two
- * files: lpg_http.c (the connection's life, reads, writes, timers) and
- * lpg_http_parse.c (the parser callbacks and the client's address).
+ * lpg_http_int.h: a connection's state, private to the HTTP server's
+ * files: lpg_http.c (the connection's life, reads, timers),
+ * lpg_http_out.c (the answer and its writes), lpg_http_parse.c (the
+ * parser callbacks and the client's address) and lpg_http_batch.c.
  */
 
 #ifndef LPG_HTTP_INT_H
 #define LPG_HTTP_INT_H
+
+/* a graceful stop leaves a silent connection this young open for its
+ * first request (lpg_http_shutdown) */
+#define LPG_HTTP_FRESH_MS 1000
+
+#define LPG_HTTP_READ_CHUNK 4096
 
 
 #include "lpg_http.h"
@@ -27,13 +34,16 @@ typedef enum {
     LPG_HTTP_H_WS_VERSION,
     LPG_HTTP_H_XFH,
     LPG_HTTP_H_XFP,
+    LPG_HTTP_H_LAST_EVENT_ID,
     LPG_HTTP_H_OTHER
 } lpg_http_header_e;
 
 
+/* 32-bit: a request is far below 4 GiB (max_request_size), and a
+ * connection holds a dozen of them */
 typedef struct {
-    size_t off;
-    size_t len;
+    uint32_t off;
+    uint32_t len;
 } lpg_http_span_t;
 
 
@@ -62,19 +72,25 @@ struct lpg_http_conn_s {
     lpg_http_span_t   ws_version;
     lpg_http_span_t   xfh; /* X-Forwarded-Host, -Proto */
     lpg_http_span_t   xfp;
-    char             *cookies; /* several: all of them, "; "-joined */
+    lpg_http_span_t   last_event_id; /* an EventSource's resume */
+    char             *cookies;       /* several: all of them, "; "-joined */
     size_t            cookies_len;
     size_t            cookies_cap;
-    char              peer[64]; /* the socket peer, text */
+    uint8_t           peer[16];    /* the socket peer's address, binary */
+    uint8_t           peer_family; /* AF_INET, AF_INET6; 0: unknown */
     lpg_http_header_e header;
     bool              in_field;
     bool              headers_done;
     bool              complete;
-    bool              busy;    /* the router holds the request */
-    bool              closing; /* close once the output is written */
-    int               error;   /* status a parser callback chose */
-    bool              admin;   /* accepted on the admin listener */
-    bool              over;    /* accepted past max_conns: 503 */
+    bool              busy;     /* the router holds the request */
+    bool              closing;  /* close once the output is written */
+    int               error;    /* status a parser callback chose */
+    bool              admin;    /* accepted on the admin listener */
+    bool              over;     /* accepted past max_conns: 503 */
+    bool              queued;   /* out lent to a batch (lpg_http_batch) */
+    bool              dropped;  /* closed while queued: close when sent */
+    bool              answered; /* a response was started on it */
+    int64_t           accepted; /* monotonic ms */
 
     char  *body;
     size_t body_len;
@@ -102,11 +118,34 @@ void lpg_http_parser_settings(http_parser_settings *s);
 
 const char *lpg_http_reason(int status);
 
+/* lpg_http_batch.c: queues c's output in the open batch (false: none
+ * open, write now) */
+bool lpg_http_batch_queue(lpg_http_conn_t *c);
+
+/* lpg_http.c: the server stops (lpg_http_shutdown): answers close */
+extern bool lpg_http_stopping;
+
+/* lpg_http.c: frees c (or, its output queued in a batch, marks it) */
+void lpg_http_close(lpg_http_conn_t *c);
+
+/* lpg_http_out.c: writes c's output, then goes on with the next request */
+void lpg_http_write(lpg_http_conn_t *c);
+
+/* lpg_http_out.c: answers status and closes */
+void lpg_http_error(lpg_http_conn_t *c, int status);
+
+/* lpg_http_out.c: a queued send completed with res (bytes, or -errno) */
+void lpg_http_sent(lpg_http_conn_t *c, int res);
+
 /* forgets the joined Cookie text of the request (several headers) */
 void lpg_http_cookie_free(lpg_http_conn_t *c);
 
-/* the socket peer's address, as text ("" when unknown) */
-void lpg_http_peer(int fd, char *buf, size_t len);
+/* reads the socket peer's address into c (binary: text costs 64 bytes
+ * per connection) */
+void lpg_http_peer(lpg_http_conn_t *c);
+
+/* the socket peer's address, as text into buf ("" when unknown) */
+const char *lpg_http_peer_text(const lpg_http_conn_t *c, char *buf, size_t len);
 
 /* true when the socket peer is one of trusted_proxies */
 bool lpg_http_proxied(lpg_http_conn_t *c);

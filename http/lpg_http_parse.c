@@ -174,7 +174,8 @@ lpg_http_on_value(http_parser *p, const char *at, size_t len)
 }
 
 
-/* the headers of the websocket handshake and of a proxy's forwarding */
+/* the headers of the websocket handshake, of a proxy's forwarding and
+ * an EventSource's resume */
 static lpg_http_header_e
 lpg_http_header_kind(const char *name, size_t len)
 {
@@ -190,6 +191,7 @@ lpg_http_header_kind(const char *name, size_t len)
         { "sec-websocket-version", LPG_HTTP_H_WS_VERSION },
         { "x-forwarded-host", LPG_HTTP_H_XFH },
         { "x-forwarded-proto", LPG_HTTP_H_XFP },
+        { "last-event-id", LPG_HTTP_H_LAST_EVENT_ID },
     };
 
     for (i = 0; i < LPG_NELEMS(known); i++) {
@@ -228,6 +230,8 @@ lpg_http_span(lpg_http_conn_t *c, lpg_http_header_e h)
         return &c->xfh;
     case LPG_HTTP_H_XFP:
         return &c->xfp;
+    case LPG_HTTP_H_LAST_EVENT_ID:
+        return &c->last_event_id;
     default:
         return NULL;
     }
@@ -249,6 +253,7 @@ lpg_http_spans_reset(lpg_http_conn_t *c)
     memset(&c->ws_version, 0, sizeof(c->ws_version));
     memset(&c->xfh, 0, sizeof(c->xfh));
     memset(&c->xfp, 0, sizeof(c->xfp));
+    memset(&c->last_event_id, 0, sizeof(c->last_event_id));
 }
 
 
@@ -402,24 +407,40 @@ lpg_http_reason(int status)
 
 
 void
-lpg_http_peer(int fd, char *buf, size_t len)
+lpg_http_peer(lpg_http_conn_t *c)
 {
     socklen_t               slen;
     struct sockaddr_storage sa;
 
     slen = sizeof(sa);
+    c->peer_family = 0;
+
+    if (getpeername(c->fd, (struct sockaddr *) &sa, &slen) != 0) {
+        return;
+    }
+
+    if (sa.ss_family == AF_INET) {
+        memcpy(c->peer, &((struct sockaddr_in *) &sa)->sin_addr, 4);
+        c->peer_family = AF_INET;
+
+    } else if (sa.ss_family == AF_INET6) {
+        memcpy(c->peer, &((struct sockaddr_in6 *) &sa)->sin6_addr, 16);
+        c->peer_family = AF_INET6;
+    }
+}
+
+
+const char *
+lpg_http_peer_text(const lpg_http_conn_t *c, char *buf, size_t len)
+{
     buf[0] = '\0';
 
-    if (getpeername(fd, (struct sockaddr *) &sa, &slen) == 0) {
-        if (sa.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, buf,
-                      len);
-
-        } else if (sa.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &sa)->sin6_addr, buf,
-                      len);
-        }
+    if (c->peer_family != 0
+        && inet_ntop(c->peer_family, c->peer, buf, len) == NULL) {
+        buf[0] = '\0';
     }
+
+    return buf;
 }
 
 
@@ -455,7 +476,11 @@ lpg_http_trusted(const char *addr, size_t len)
 bool
 lpg_http_proxied(lpg_http_conn_t *c)
 {
-    return c->peer[0] != '\0' && lpg_http_trusted(c->peer, strlen(c->peer));
+    char peer[INET6_ADDRSTRLEN];
+
+    lpg_http_peer_text(c, peer, sizeof(peer));
+
+    return peer[0] != '\0' && lpg_http_trusted(peer, strlen(peer));
 }
 
 
@@ -470,9 +495,12 @@ lpg_http_client(lpg_http_conn_t *c, char *buf, size_t len)
     size_t      n;
     const char *xff, *end, *p;
 
-    snprintf(buf, len, "%s", c->peer[0] ? c->peer : "?");
+    char peer[INET6_ADDRSTRLEN];
 
-    if (c->xff.len == 0 || !lpg_http_trusted(c->peer, strlen(c->peer))) {
+    lpg_http_peer_text(c, peer, sizeof(peer));
+    snprintf(buf, len, "%s", peer[0] ? peer : "?");
+
+    if (c->xff.len == 0 || !lpg_http_trusted(peer, strlen(peer))) {
         return buf;
     }
 

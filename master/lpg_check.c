@@ -3,8 +3,8 @@
  *
  * lpg_check.c: the blocking checks of the command line.
  *
- * lpg_check_budget reads the server's connection limits for the start-up
- * check and --sizing.  lpg_check_run is lpgate --check: it connects as the
+ * lpg_check_budget reads the server's connection limits and the other
+ * lpgate nodes' claims for the start-up check and --sizing.  lpg_check_run is lpgate --check: it connects as the
  * running gateway would (the LISTEN connection, one connection per served
  * database, odoo_url) and says, per database, what lpgate would find there
  * and whether it would work.  Everything here blocks, with timeouts: it
@@ -86,10 +86,12 @@ static size_t lpg_check_write_cb(char *p, size_t size, size_t n, void *data);
 int
 lpg_check_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why, size_t len)
 {
+    int       i;
     PGconn   *conn;
     PGresult *res;
 
     memset(b, 0, sizeof(*b));
+    b->node_name = conf->node_name;
     b->workers = conf->workers;
     b->max_cron_threads = conf->max_cron_threads;
     b->db_maxconn = conf->db_maxconn;
@@ -101,12 +103,9 @@ lpg_check_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why, size_t len)
         return LPG_ERROR;
     }
 
-    res = PQexec(conn,
-                 "SELECT current_setting('max_connections')::int, "
-                 "current_setting('superuser_reserved_connections')"
-                 "::int");
+    res = PQexec(conn, LPG_BUDGET_CLAIM_SQL);
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
         lpg_pgconn_error(conn, why, len);
         PQclear(res);
         PQfinish(conn);
@@ -115,6 +114,13 @@ lpg_check_budget(const lpg_conf_t *conf, lpg_budget_t *b, char *why, size_t len)
 
     b->max_connections = atoi(PQgetvalue(res, 0, 0));
     b->reserved = atoi(PQgetvalue(res, 0, 1));
+
+    /* the other nodes' live claims (their LISTEN connections) */
+    for (i = 0; i < PQntuples(res); i++) {
+        if (!PQgetisnull(res, i, 2)) {
+            lpg_budget_add_claim(b, PQgetvalue(res, i, 2));
+        }
+    }
 
     PQclear(res);
     PQfinish(conn);
@@ -269,7 +275,7 @@ lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf, int ndbs,
                        bool server)
 {
     int          need, allowed;
-    char         why[512], msg[1024];
+    char         why[512], msg[2048];
     lpg_budget_t b;
 
     if (lpg_check_budget(conf, &b, why, sizeof(why)) != LPG_OK) {
@@ -289,17 +295,31 @@ lpg_check_budget_print(lpg_check_t *c, const lpg_conf_t *conf, int ndbs,
             "db_maxconn %d = %d %s max_connections %d - "
             "superuser_reserved_connections %d = %d: %s\n",
             b.workers, b.max_cron_threads, b.db_maxconn, need,
-            lpg_budget_fits(&b) ? "<" : ">=", b.max_connections, b.reserved,
-            allowed, lpg_budget_fits(&b) ? "fits" : "DOES NOT FIT");
+            need < allowed ? "<" : ">=", b.max_connections, b.reserved, allowed,
+            need < allowed ? "fits" : "DOES NOT FIT");
+
+    lpg_budget_cluster(&b, "  ", c->out);
 
     if (!lpg_budget_fits(&b)) {
         lpg_budget_explain(&b, msg, sizeof(msg));
         fprintf(c->out, "  %s\n", msg);
-        lpg_check_fail(c,
-                       "connection budget: (1 + %d + %d) * %d = %d is not "
-                       "below %d - %d = %d",
-                       b.workers, b.max_cron_threads, b.db_maxconn, need,
-                       b.max_connections, b.reserved, allowed);
+
+        if (b.nothers == 0) {
+            lpg_check_fail(c,
+                           "connection budget: (1 + %d + %d) * %d = %d is not "
+                           "below %d - %d = %d",
+                           b.workers, b.max_cron_threads, b.db_maxconn, need,
+                           b.max_connections, b.reserved, allowed);
+
+        } else {
+            lpg_check_fail(c,
+                           "connection budget: (1 + %d + %d) * %d = %d plus "
+                           "%d claimed by %d other node(s) = %d is not below "
+                           "%d - %d = %d",
+                           b.workers, b.max_cron_threads, b.db_maxconn, need,
+                           b.others, b.nothers, need + b.others,
+                           b.max_connections, b.reserved, allowed);
+        }
     }
 
     /* the master's share: LISTEN + one fetch connection per database */

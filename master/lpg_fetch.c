@@ -7,10 +7,13 @@
  * learns the database's Odoo version (ir_module_module, 14 shapes when
  * there is none) and, the first time, its cursor (max(id) of bus_bus).
  * A fetch is one round trip in a REPEATABLE READ transaction: the
- * snapshot's xmin/xmax, then the rows id > cursor.  lpg_gap decides how
+ * snapshot's xmin/xmax, then one page of the rows id > cursor
+ * (lpg_fetch_page: a whole notification batch unless it is bigger than a
+ * quarter of the ring or 100,000 rows).  lpg_gap decides how
  * many may be published; held rows are fetched again after a short delay.
  * Records whose channel or message is not valid JSON are skipped and
- * logged: workers copy that text into their answers verbatim.
+ * logged (lpg_fetch_page_push): workers copy that text into their answers
+ * verbatim.
  *
  * Ids that go backwards (TRUNCATE ... RESTART IDENTITY, a restore, the
  * database created again): the fetch's first statement also reads
@@ -19,21 +22,19 @@
  */
 
 #include "lpg_fetch.h"
+#include "lpg_fetch_page.h"
 #include "lpg_fetch_reset.h"
 #include "lpg_gap.h"
 #include "lpg_pgasync.h"
-#include "lpg_record.h"
 #include "lpg_rpc.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 
-#define LPG_FETCH_LIMIT       5000
 #define LPG_FETCH_GAP_RETRY   0.05 /* s between fetches while a gap holds */
 #define LPG_FETCH_GAP_TIMEOUT 5000 /* ms before a gap is declared final */
 
@@ -68,7 +69,7 @@ typedef struct {
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
-    PGresult         *rows;
+    lpg_fetch_page_t  page; /* the last page read, until published */
     ev_timer          again;
 } lpg_fetch_db_t;
 
@@ -234,8 +235,7 @@ lpg_fetch_stop(void)
     for (i = 0; i < lpg_fetch.ndbs; i++) {
         ev_timer_stop(lpg_fetch.loop, &lpg_fetch.dbs[i].again);
         lpg_pgasync_stop(&lpg_fetch.dbs[i].conn);
-        PQclear(lpg_fetch.dbs[i].rows);
-        lpg_fetch.dbs[i].rows = NULL;
+        lpg_fetch_page_clear(&lpg_fetch.dbs[i].page);
     }
 
     if (lpg_fetch.loop != NULL) {
@@ -315,7 +315,7 @@ lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 lpg_fetch_run(lpg_fetch_db_t *db)
 {
-    char query[1024], high[320];
+    char query[1536], high[320];
 
     if (db->state != LPG_FETCH_READY || !lpg_pgasync_idle(&db->conn)) {
         /* dirty stays set: it runs when the connection is ready */
@@ -340,16 +340,15 @@ lpg_fetch_run(lpg_fetch_db_t *db)
                  "bus_bus)");
     }
 
-    snprintf(query, sizeof(query),
-             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-             "SELECT txid_snapshot_xmin(txid_current_snapshot()), "
-             "txid_snapshot_xmax(txid_current_snapshot()), "
-             "'bus_bus'::regclass::oid, %s; "
-             "SELECT id, channel, message, "
-             "(extract(epoch FROM create_date) * 1000000)::int8 "
-             "FROM bus_bus WHERE id > %lld ORDER BY id LIMIT %d; "
-             "COMMIT",
-             high, (long long) db->gap.cursor, LPG_FETCH_LIMIT);
+    if (lpg_fetch_page_sql(
+            query, sizeof(query), high, db->gap.cursor,
+            lpg_fetch_page_budget(lpg_fetch.ring),
+            lpg_fetch_page_row_cost(lpg_fetch.shm->dbs[db->idx].name))
+        != LPG_OK)
+    {
+        lpg_log(LPG_LOG_ALERT, 0, "bus_bus fetch statement too long");
+        return;
+    }
 
     db->dirty = false;
     db->snap_seen = false;
@@ -360,6 +359,8 @@ lpg_fetch_run(lpg_fetch_db_t *db)
         db->state = LPG_FETCH_RUNNING;
         atomic_fetch_add_explicit(&lpg_fetch.shm->header->fetches, 1,
                                   memory_order_relaxed);
+        atomic_fetch_add_explicit(&lpg_fetch.shm->dbs[db->idx].fetch_begun, 1,
+                                  memory_order_acq_rel);
 
     } else {
         db->dirty = true;
@@ -447,8 +448,13 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         return;
     }
 
-    PQclear(db->rows);
-    db->rows = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+    if (lpg_fetch_page_take(&db->page, res,
+                            lpg_fetch_page_budget(lpg_fetch.ring))
+        != LPG_OK)
+    {
+        /* fetch again, from the same cursor */
+        db->dirty = true;
+    }
 }
 
 
@@ -531,6 +537,10 @@ lpg_fetch_done(lpg_pgasync_t *a)
         lpg_fetch_publish(db);
     }
 
+    /* fetches run one at a time: this one is the last begun */
+    atomic_store_explicit(&sdb->fetch_done, atomic_load(&sdb->fetch_begun),
+                          memory_order_release);
+
     if (db->dirty) {
         lpg_fetch_run(db);
     }
@@ -540,28 +550,14 @@ lpg_fetch_done(lpg_pgasync_t *a)
 static void
 lpg_fetch_publish(lpg_fetch_db_t *db)
 {
-    int           i, n, npub, closed;
-    bool          held;
-    size_t        len;
-    int64_t      *ids, old;
-    json_t       *chk;
-    json_error_t  e;
-    lpg_record_t  rec;
-    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
+    int               npub, closed;
+    bool              held;
+    int64_t           old;
+    lpg_fetch_page_t *page = &db->page;
+    lpg_shm_db_t     *sdb = &lpg_fetch.shm->dbs[db->idx];
 
-    if (db->rows == NULL) {
+    if (page->rows == NULL) {
         return;
-    }
-
-    n = PQntuples(db->rows);
-    ids = malloc((n + 1) * sizeof(*ids));
-    if (ids == NULL) {
-        db->dirty = true;
-        return;
-    }
-
-    for (i = 0; i < n; i++) {
-        ids[i] = atoll(PQgetvalue(db->rows, i, 0));
     }
 
     old = db->gap.cursor;
@@ -569,8 +565,9 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
     /* before any record it covers is in the ring */
     lpg_fetch_set_high(db, db->snap_high);
 
-    npub = (int) lpg_gap_scan(&db->gap, ids, n, lpg_time_mono_ms(), db->xmin,
-                              db->xmax, LPG_FETCH_GAP_TIMEOUT, &held, &closed);
+    npub = (int) lpg_gap_scan(&db->gap, page->ids, page->n, lpg_time_mono_ms(),
+                              db->xmin, db->xmax, LPG_FETCH_GAP_TIMEOUT, &held,
+                              &closed);
 
     if (closed == 1) {
         atomic_fetch_add(&lpg_fetch.shm->header->gaps_final, 1);
@@ -589,61 +586,23 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
                 (long long) db->gap.last_to, LPG_FETCH_GAP_TIMEOUT);
     }
 
-    memset(&rec, 0, sizeof(rec));
-    rec.database = sdb->name;
-    rec.database_len = strlen(sdb->name);
-
-    for (i = 0; i < npub; i++) {
-        if (ids[i] <= old) {
-            continue;
-        }
-
-        rec.id = ids[i];
-        rec.channel = PQgetvalue(db->rows, i, 1);
-        rec.channel_len = PQgetlength(db->rows, i, 1);
-        rec.message = PQgetvalue(db->rows, i, 2);
-        rec.message_len = PQgetlength(db->rows, i, 2);
-        rec.create_us = atoll(PQgetvalue(db->rows, i, 3));
-        rec.notify_us = db->fetch_notify_us;
-
-        chk = json_loadb(rec.channel, rec.channel_len, JSON_DECODE_ANY, &e);
-        if (chk != NULL) {
-            json_decref(chk);
-            chk = json_loadb(rec.message, rec.message_len, JSON_DECODE_ANY, &e);
-        }
-
-        if (chk == NULL) {
-            lpg_log(LPG_LOG_ERR, 0,
-                    "database \"%s\": bus id %lld skipped, its channel or "
-                    "message is not JSON (%s)",
-                    sdb->name, (long long) rec.id, e.text);
-            continue;
-        }
-
-        json_decref(chk);
-
-        if (lpg_record_encode(&rec, lpg_fetch.buf, lpg_fetch.buf_cap, &len)
-                != LPG_OK
-            || lpg_ring_push(lpg_fetch.ring, lpg_fetch.buf, len) != LPG_OK)
-        {
-            lpg_log(LPG_LOG_ERR, 0,
-                    "database \"%s\": bus id %lld skipped, %zu bytes do not "
-                    "fit the ring's record limit",
-                    sdb->name, (long long) rec.id,
-                    rec.channel_len + rec.message_len);
-            continue;
-        }
-
-        atomic_fetch_add_explicit(&lpg_fetch.shm->header->records, 1,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&lpg_fetch.shm->header->ring_bytes, len,
-                                  memory_order_relaxed);
+    if (lpg_fetch_page_push(page, npub, old, lpg_fetch.shm, db->idx,
+                            lpg_fetch.ring, lpg_fetch.buf, lpg_fetch.buf_cap,
+                            db->fetch_notify_us)
+        > 0)
+    {
         lpg_fetch.pending_doorbell = true;
     }
 
-    free(ids);
-    PQclear(db->rows);
-    db->rows = NULL;
+    if (page->more && !held) {
+        db->dirty = true;
+
+    } else if (held && !ev_is_active(&db->again)) {
+        ev_timer_set(&db->again, LPG_FETCH_GAP_RETRY, 0.);
+        ev_timer_start(lpg_fetch.loop, &db->again);
+    }
+
+    lpg_fetch_page_clear(page);
 
     atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
     lpg_fetch_set_high(db, db->gap.cursor);
@@ -651,14 +610,6 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
 
     if (lpg_fetch.pending_doorbell) {
         lpg_fetch_ring();
-    }
-
-    if (n == LPG_FETCH_LIMIT && !held) {
-        db->dirty = true;
-
-    } else if (held && !ev_is_active(&db->again)) {
-        ev_timer_set(&db->again, LPG_FETCH_GAP_RETRY, 0.);
-        ev_timer_start(lpg_fetch.loop, &db->again);
     }
 }
 
@@ -706,8 +657,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
     r.cursor = db->gap.cursor;
     r.high = db->snap_high;
 
-    PQclear(db->rows);
-    db->rows = NULL;
+    lpg_fetch_page_clear(&db->page);
     db->table_oid = db->snap_oid;
     db->gap.cursor = 0;
     db->gap.since = 0;
@@ -777,8 +727,7 @@ lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 
     db->state = LPG_FETCH_DOWN;
     db->has_bus = false;
-    PQclear(db->rows);
-    db->rows = NULL;
+    lpg_fetch_page_clear(&db->page);
 
     /* dirty: fetch what we missed once the connection is back */
     db->dirty = true;

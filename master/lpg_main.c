@@ -76,9 +76,13 @@ static const lpg_main_opt_t lpg_main_opts[] = {
     { "db-password", 0, "db_password", "PASS", NULL },
     { "listen-dsn", 0, "listen_dsn", "DSN",
       "DSN of the LISTEN connection (direct, not via PgBouncer)" },
+    { "node-name", 0, "node_name", "NAME",
+      "this node's name in its connection claim (default HOST:PORT)" },
     { "longpolling-path", 0, "longpolling_path", "PATH",
       "URL prefix (default /longpolling)" },
     { "timeout", 0, "timeout", "SECONDS", "poll timeout (default 50)" },
+    { "drain-delay", 0, "drain_delay", "SECONDS",
+      "after SIGQUIT, /health says draining this long first (default 1)" },
     { "odoo-url", 0, "odoo_url", "URL",
       "Odoo asked who a session is (default http://127.0.0.1:8069; \"\" off)" },
     { "session-ttl", 0, "session_ttl", "SECONDS",
@@ -104,7 +108,7 @@ main(int argc, char **argv)
 {
     int                    i, c, idx, rc;
     bool                   check_only, check, sizing, check_budget;
-    char                   err[LPG_CONF_ERRLEN], why[512], msg[1024];
+    char                   err[LPG_CONF_ERRLEN], why[512], msg[2048];
     struct option          longopts[LPG_NELEMS(lpg_main_opts) + 1];
     lpg_budget_t           b;
     lpg_conf_t             conf;
@@ -267,9 +271,11 @@ main(int argc, char **argv)
 
     } else {
         lpg_log(LPG_LOG_NOTICE, 0,
-                "connection budget: (1 + %d + %d) * %d = %d < %d - %d",
+                "connection budget: (1 + %d + %d) * %d = %d < %d - %d; "
+                "node \"%s\", %d other node(s) claim %d",
                 b.workers, b.max_cron_threads, b.db_maxconn,
-                lpg_budget_need(&b), b.max_connections, b.reserved);
+                lpg_budget_need(&b), b.max_connections, b.reserved, b.node_name,
+                b.nothers, b.others);
     }
 
     signal(SIGPIPE, SIG_IGN);

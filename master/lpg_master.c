@@ -4,7 +4,9 @@
  * lpg_master.c: the master's life on its default libev loop.
  *
  * Start (sockets, shared memory, doorbells, LISTEN and fetch, the first
- * workers), signals, graceful and immediate stop, configuration reload
+ * workers; after a binary upgrade, once LISTEN is up), signals, the drain
+ * (SIGQUIT: /health says "draining" for drain_delay), graceful and
+ * immediate stop, configuration reload
  * (a new generation of workers; the old one retires), the heartbeat.  The
  * process table is lpg_master_procs.c's, binary upgrade lpg_upgrade.c's.
  * Workers learn of the master's death from EOF on the death pipe, whose
@@ -38,6 +40,11 @@ static void lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w,
 static void lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w,
                                     int revents);
 static void lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_master_drain(void);
+static void lpg_master_spawn_all(void);
+static void lpg_master_takeover_cb(struct ev_loop *loop, ev_timer *w,
+                                   int revents);
+static void lpg_master_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_master_budget_failed(void *data, const char *msg);
 static void lpg_master_notify(void *data, const char *payload);
 static void lpg_master_connected(void *data);
@@ -57,6 +64,7 @@ int
 lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
 {
     int                     i, fds[LPG_MAX_WORKERS];
+    bool                    inherited;
     struct ev_loop         *loop;
     lpg_pglisten_handlers_t h;
 
@@ -72,6 +80,8 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
         lpg_master.slots[i].fd = -1;
         lpg_master.doorbells[i] = -1;
+        lpg_master.handoffs[i][0] = -1;
+        lpg_master.handoffs[i][1] = -1;
     }
 
     loop = ev_default_loop(EVFLAG_AUTO);
@@ -82,10 +92,13 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
 
     lpg_master.loop = loop;
 
-    if (lpg_master_inherit(fds, conf->workers) != LPG_OK
-        || lpg_sockets_open(&lpg_master.conf, fds, conf->workers, fds)
-            != LPG_OK)
-    {
+    if (lpg_master_inherit(fds, conf->workers) != LPG_OK) {
+        goto failed;
+    }
+
+    inherited = fds[0] != -1;
+
+    if (lpg_sockets_open(&lpg_master.conf, fds, conf->workers, fds) != LPG_OK) {
         goto failed;
     }
 
@@ -190,6 +203,8 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     ev_timer_start(loop, &lpg_master.heartbeat);
 
     ev_init(&lpg_master.kill, lpg_master_kill_cb);
+    ev_init(&lpg_master.drain, lpg_master_drain_cb);
+    ev_init(&lpg_master.takeover, lpg_master_takeover_cb);
 
     ev_io_init(&lpg_master.kick, lpg_master_kick_cb, lpg_master.kick_fd,
                EV_READ);
@@ -213,7 +228,18 @@ lpg_master_run(lpg_conf_t *conf, const lpg_conf_args_t *args, bool check_budget)
     for (i = 0; i < conf->workers; i++) {
         ev_init(&lpg_master.slots[i].respawn, lpg_master_respawn_cb);
         lpg_master.slots[i].respawn.data = (void *) (intptr_t) i;
-        lpg_master_spawn(i);
+    }
+
+    if (inherited) {
+        /* a binary upgrade: the old master's workers serve until ours
+         * can say healthy, else /health would answer 503 "connecting"
+         * through the shared sockets while our LISTEN comes up */
+        lpg_master.takeover_wait = true;
+        ev_timer_set(&lpg_master.takeover, LPG_MASTER_TAKEOVER, 0.);
+        ev_timer_start(loop, &lpg_master.takeover);
+
+    } else {
+        lpg_master_spawn_all();
     }
 
     lpg_log(LPG_LOG_NOTICE, 0,
@@ -256,6 +282,9 @@ lpg_master_stop(lpg_master_state_e how)
     }
 
     lpg_master.state = how;
+    lpg_master.takeover_wait = false;
+    ev_timer_stop(lpg_master.loop, &lpg_master.drain);
+    ev_timer_stop(lpg_master.loop, &lpg_master.takeover);
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
         ev_timer_stop(lpg_master.loop, &lpg_master.slots[i].respawn);
@@ -297,6 +326,47 @@ lpg_master_kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
             lpg_master_live_procs());
 
     lpg_master_signal_workers(SIGKILL, true);
+}
+
+
+/*
+ * SIGQUIT: the node is going away.  /health says "draining" at once
+ * (shm header), the workers go on accepting and serving for drain_delay
+ * so that a checking balancer takes the node out, then the graceful stop
+ * as before.  A second SIGQUIT ends the delay.  The old master of a
+ * binary upgrade does not drain: the new one serves on the same sockets.
+ */
+static void
+lpg_master_drain(void)
+{
+    if (lpg_master.state != LPG_MASTER_RUNNING || lpg_master.draining
+        || lpg_master.conf.drain_delay == 0 || lpg_master.upgrade_pid != 0)
+    {
+        lpg_log(LPG_LOG_NOTICE, 0, "SIGQUIT received, stopping gracefully");
+        lpg_master_stop(LPG_MASTER_QUITTING);
+        return;
+    }
+
+    lpg_master.draining = true;
+    atomic_store_explicit(&lpg_master.shm.header->draining, 1,
+                          memory_order_release);
+
+    lpg_log(LPG_LOG_NOTICE, 0,
+            "SIGQUIT received, draining: /health answers 503 \"draining\" "
+            "while this node serves on for %d s (drain_delay), then it "
+            "stops gracefully",
+            lpg_master.conf.drain_delay);
+
+    ev_timer_set(&lpg_master.drain, (double) lpg_master.conf.drain_delay, 0.);
+    ev_timer_start(lpg_master.loop, &lpg_master.drain);
+}
+
+
+static void
+lpg_master_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_log(LPG_LOG_NOTICE, 0, "drain_delay over, stopping gracefully");
+    lpg_master_stop(LPG_MASTER_QUITTING);
 }
 
 
@@ -440,12 +510,13 @@ lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         break;
 
     case SIGQUIT:
-        lpg_log(LPG_LOG_NOTICE, 0, "SIGQUIT received, stopping gracefully");
-        lpg_master_stop(LPG_MASTER_QUITTING);
+        lpg_master_drain();
         break;
 
     case SIGHUP:
-        if (lpg_master.state == LPG_MASTER_RUNNING) {
+        if (lpg_master.state == LPG_MASTER_RUNNING && !lpg_master.draining
+            && !lpg_master.takeover_wait)
+        {
             lpg_master_reload();
         }
         break;
@@ -456,7 +527,7 @@ lpg_master_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         break;
 
     case SIGUSR2:
-        if (lpg_master.state == LPG_MASTER_RUNNING) {
+        if (lpg_master.state == LPG_MASTER_RUNNING && !lpg_master.draining) {
             lpg_master_upgrade();
         }
         break;
@@ -483,13 +554,32 @@ lpg_master_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-/* one eventfd per worker slot, kept across respawns and reloads */
+/* one eventfd per worker slot, and one socketpair through which the other
+ * workers hand it connections (worker/lpg_handoff.h), kept across
+ * respawns and reloads */
 static int
 lpg_master_doorbells(int n)
 {
-    int i;
+    int i, size = 1024 * 1024;
 
     for (i = 0; i < n; i++) {
+        if (lpg_master.handoffs[i][0] == -1) {
+            if (socketpair(AF_UNIX,
+                           SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                           lpg_master.handoffs[i])
+                == -1)
+            {
+                lpg_log(LPG_LOG_EMERG, errno, "socketpair() failed");
+                return LPG_ERROR;
+            }
+
+            /* room for a few requests of LPG_HANDOFF_MAX bytes */
+            (void) setsockopt(lpg_master.handoffs[i][1], SOL_SOCKET, SO_SNDBUF,
+                              &size, sizeof(size));
+            (void) setsockopt(lpg_master.handoffs[i][0], SOL_SOCKET, SO_RCVBUF,
+                              &size, sizeof(size));
+        }
+
         if (lpg_master.doorbells[i] != -1) {
             continue;
         }
@@ -528,7 +618,39 @@ lpg_master_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 lpg_master_connected(void *data)
 {
+    if (lpg_master.takeover_wait && lpg_master.state == LPG_MASTER_RUNNING) {
+        lpg_master_spawn_all();
+    }
+
     lpg_fetch_all();
+}
+
+
+static void
+lpg_master_spawn_all(void)
+{
+    int i;
+
+    lpg_master.takeover_wait = false;
+    ev_timer_stop(lpg_master.loop, &lpg_master.takeover);
+
+    for (i = 0; i < lpg_master.conf.workers; i++) {
+        lpg_master_spawn(i);
+    }
+}
+
+
+static void
+lpg_master_takeover_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lpg_log(LPG_LOG_WARN, 0,
+            "the LISTEN connection is not up after %.0f s: starting the "
+            "workers all the same",
+            LPG_MASTER_TAKEOVER);
+
+    if (lpg_master.state == LPG_MASTER_RUNNING) {
+        lpg_master_spawn_all();
+    }
 }
 
 

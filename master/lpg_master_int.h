@@ -28,6 +28,9 @@
 #define LPG_MASTER_QUICK_DEATH 2000 /* ms */
 #define LPG_MASTER_BACKOFF_MAX 10.0 /* s */
 #define LPG_MASTER_KILL_DELAY  3.0  /* s after SIGTERM before SIGKILL */
+#define LPG_MASTER_TAKEOVER                                                    \
+    10.0 /* s a new master's workers wait for
+                                     * its LISTEN after a binary upgrade */
 
 
 typedef enum {
@@ -61,6 +64,7 @@ typedef struct {
     lpg_shm_t              shm;
     lpg_ring_t            *ring;
     int                    doorbells[LPG_MAX_WORKERS];
+    int                    handoffs[LPG_MAX_WORKERS][2]; /* rx, tx */
     int                    kick_fd;
     int                    admin_fd;
     pid_t                  upgrade_pid; /* the new master after USR2 */
@@ -77,6 +81,10 @@ typedef struct {
     ev_child  child;
     ev_timer  heartbeat;
     ev_timer  kill;
+    ev_timer  drain; /* SIGQUIT: drain_delay, then the graceful stop */
+    bool      draining;
+    ev_timer  takeover; /* binary upgrade: the workers wait for LISTEN */
+    bool      takeover_wait;
 } lpg_master_state_t;
 
 

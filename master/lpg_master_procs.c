@@ -32,7 +32,7 @@ static void lpg_master_atfork_child(int slot);
 void
 lpg_master_spawn(int slot)
 {
-    int               free_proc;
+    int               free_proc, i;
     pid_t             pid;
     sigset_t          all, old;
     lpg_worker_args_t args;
@@ -78,6 +78,10 @@ lpg_master_spawn(int slot)
         args.doorbell = lpg_master.doorbells[slot];
         args.kick_fd = lpg_master.kick_fd;
         args.admin_fd = lpg_master.admin_fd;
+        args.handoff_rx = lpg_master.handoffs[slot][0];
+        for (i = 0; i < LPG_MAX_WORKERS; i++) {
+            args.handoff_tx[i] = lpg_master.handoffs[i][1];
+        }
         args.ring = lpg_master.ring;
         args.conf = &lpg_master.conf;
         args.shm = &lpg_master.shm;
@@ -118,6 +122,8 @@ lpg_master_atfork_child(int slot)
     ev_child_stop(lpg_master.loop, &lpg_master.child);
     ev_timer_stop(lpg_master.loop, &lpg_master.heartbeat);
     ev_timer_stop(lpg_master.loop, &lpg_master.kill);
+    ev_timer_stop(lpg_master.loop, &lpg_master.drain);
+    ev_timer_stop(lpg_master.loop, &lpg_master.takeover);
     ev_io_stop(lpg_master.loop, &lpg_master.kick);
 
     for (i = 0; i < LPG_MAX_WORKERS; i++) {
@@ -131,6 +137,12 @@ lpg_master_atfork_child(int slot)
         if (i != slot && lpg_master.doorbells[i] != -1) {
             close(lpg_master.doorbells[i]);
             lpg_master.doorbells[i] = -1;
+        }
+
+        /* only this slot's receiving end; every slot's sending end */
+        if (i != slot && lpg_master.handoffs[i][0] != -1) {
+            close(lpg_master.handoffs[i][0]);
+            lpg_master.handoffs[i][0] = -1;
         }
     }
 

@@ -20,8 +20,11 @@
 #include <string.h>
 
 
-static int lpg_odoo_add_key(lpg_sub_t *s, const char *db, json_t *channel);
-static int lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch);
+static int lpg_odoo_poll_channel(lpg_odoo_poll_t *q, lpg_sub_t *s,
+                                 const char *db, const char *str, size_t len,
+                                 const char **why);
+static int lpg_odoo_poll_string(lpg_odoo_poll_t *q, const char *str,
+                                size_t len);
 
 
 static lpg_http_ctx_t lpg_odoo_poll;
@@ -63,27 +66,22 @@ lpg_odoo_poll_parse(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *body,
 
     db = lpg_odoo_poll.shm->dbs[s->db].name;
 
+    /* the fast reader's plain strings, or jansson's */
+    for (i = 0; i < rp.nfast; i++) {
+        rc = lpg_odoo_poll_channel(q, s, db, rp.fast[i].p, rp.fast[i].len, why);
+        if (rc != LPG_OK) {
+            lpg_rpc_poll_free(&rp);
+            return rc;
+        }
+    }
+
     json_array_foreach(rp.channels, i, ch)
     {
-        if (json_is_string(ch) && s->version >= 16
-            && lpg_odoo_poll_string(q, ch) != LPG_OK)
-        {
-            *why = "out of memory";
+        rc = lpg_odoo_poll_channel(q, s, db, json_string_value(ch),
+                                   json_string_length(ch), why);
+        if (rc != LPG_OK) {
             lpg_rpc_poll_free(&rp);
-            return LPG_ERROR;
-        }
-
-        if (json_is_string(ch)
-            && lpg_session_selector(s->version, json_string_value(ch),
-                                    json_string_length(ch)))
-        {
-            continue;
-        }
-
-        if (lpg_odoo_add_key(s, db, ch) != LPG_OK) {
-            *why = "a channel is not valid UTF-8 or too long";
-            lpg_rpc_poll_free(&rp);
-            return LPG_ERROR;
+            return rc;
         }
     }
 
@@ -122,14 +120,37 @@ lpg_odoo_poll_free(lpg_odoo_poll_t *q)
 }
 
 
-/* keeps a copy of the string channel ch for the session lookup */
+/* one string channel of a poll, str (len bytes): kept for 16+'s session
+ * lookup, then a key unless it selects */
 static int
-lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch)
+lpg_odoo_poll_channel(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *db,
+                      const char *str, size_t len, const char **why)
 {
-    char  *copy, **a;
-    size_t len = json_string_length(ch);
+    if (s->version >= 16 && lpg_odoo_poll_string(q, str, len) != LPG_OK) {
+        *why = "out of memory";
+        return LPG_ERROR;
+    }
 
-    if (memchr(json_string_value(ch), '\0', len) != NULL) {
+    if (lpg_session_selector(s->version, str, len)) {
+        return LPG_OK;
+    }
+
+    if (lpg_odoo_add_key_str(s, db, str, len) != LPG_OK) {
+        *why = "a channel is not valid UTF-8 or too long";
+        return LPG_ERROR;
+    }
+
+    return LPG_OK;
+}
+
+
+/* keeps a copy of the string channel str for the session lookup */
+static int
+lpg_odoo_poll_string(lpg_odoo_poll_t *q, const char *str, size_t len)
+{
+    char *copy, **a;
+
+    if (memchr(str, '\0', len) != NULL) {
         /* "\u0000": not a string Odoo could match anyway */
         return LPG_OK;
     }
@@ -140,7 +161,7 @@ lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch)
     }
 
     q->strings = a;
-    copy = strndup(json_string_value(ch), len);
+    copy = strndup(str, len);
     if (copy == NULL) {
         return LPG_ERROR;
     }
@@ -151,13 +172,42 @@ lpg_odoo_poll_string(lpg_odoo_poll_t *q, const json_t *ch)
 }
 
 
+/* the key of a string channel of len bytes, as lpg_odoo_add_key */
+int
+lpg_odoo_add_key_str(lpg_sub_t *s, const char *db, const char *str, size_t len)
+{
+    lpg_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+
+    if ((s->version >= 15
+         && (lpg_buf_append(&b, "[", 1) != LPG_OK
+             || lpg_json_dump_string(&b, db, strlen(db)) != LPG_OK
+             || lpg_buf_append(&b, ",", 1) != LPG_OK))
+        || lpg_json_dump_string(&b, str, len) != LPG_OK
+        || (s->version >= 15 && lpg_buf_append(&b, "]", 1) != LPG_OK))
+    {
+        lpg_buf_free(&b);
+        return LPG_ERROR;
+    }
+
+    /* b is the sub's now, or freed */
+    return lpg_sub_add_key(s, &b);
+}
+
+
 /* the key as Odoo stores it: json_dump(c) or, 15+, json_dump([db, c]) */
-static int
+int
 lpg_odoo_add_key(lpg_sub_t *s, const char *db, json_t *channel)
 {
     int       rc;
     json_t   *pair;
     lpg_buf_t b;
+
+    if (json_is_string(channel)) {
+        return lpg_odoo_add_key_str(s, db, json_string_value(channel),
+                                    json_string_length(channel));
+    }
 
     memset(&b, 0, sizeof(b));
 

@@ -58,6 +58,16 @@ int  lpg_odoo_poll_parse(lpg_odoo_poll_t *q, lpg_sub_t *s, const char *body,
                          size_t len, const char **why) LPG_MUSTCHECK;
 void lpg_odoo_poll_free(lpg_odoo_poll_t *q);
 
+/* adds a poll's channel (any JSON value) to s, whose db and version are
+ * set, as Odoo stores it: json_dump(channel), 15+ json_dump([db, channel])
+ * (the plain APIs' channels too) */
+int lpg_odoo_add_key(lpg_sub_t *s, const char *db,
+                     json_t *channel) LPG_MUSTCHECK;
+
+/* the same for a string channel of len bytes (UTF-8; escaped here) */
+int lpg_odoo_add_key_str(lpg_sub_t *s, const char *db, const char *str,
+                         size_t len) LPG_MUSTCHECK;
+
 /* adds the channels Odoo gave the session (info->keys) to s */
 int lpg_odoo_session_keys(lpg_sub_t                *s,
                           const lpg_session_info_t *info) LPG_MUSTCHECK;

@@ -50,7 +50,7 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     int               db, version;
     char             *id;
     json_t           *body, *params, *channel, *message;
-    lpg_buf_t         ch, msg, sql;
+    lpg_buf_t         sql;
     const char       *why;
     lpg_send_t       *s;
     json_error_t      e;
@@ -65,8 +65,6 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         return;
     }
 
-    memset(&ch, 0, sizeof(ch));
-    memset(&msg, 0, sizeof(msg));
     memset(&sql, 0, sizeof(sql));
     id = NULL;
     why = "Invalid JSON data";
@@ -100,36 +98,14 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         goto failed;
     }
 
-    if (!lpg_send_allowed(json_string_value(channel))) {
-        why = "send: this channel is not open to clients (send_channels)";
-        goto failed;
-    }
-
-    if (lpg_json_dump(&ch, channel) != LPG_OK
-        || lpg_json_dump(&msg, message) != LPG_OK)
-    {
-        why = "send: channel or message is not valid UTF-8";
-        goto failed;
-    }
-
-    if (msg.len > (size_t) conf->send_max_bytes) {
-        why = "send: message larger than send_max_bytes";
-        goto failed;
-    }
-
     s = calloc(1, sizeof(*s));
-    if (s == NULL
-        || lpg_buf_append_str(&sql,
-                              "INSERT INTO bus_bus (channel, message, "
-                              "create_date) VALUES (")
-            != LPG_OK
-        || lpg_send_literal(&sql, &ch) != LPG_OK
-        || lpg_buf_append(&sql, ", ", 2) != LPG_OK
-        || lpg_send_literal(&sql, &msg) != LPG_OK
-        || lpg_buf_append_str(&sql, ", now() AT TIME ZONE 'UTC')") != LPG_OK)
-    {
-        free(s);
+    if (s == NULL) {
         why = "out of memory";
+        goto failed;
+    }
+
+    if (lpg_send_check(version, channel, message, &sql, &why) != LPG_OK) {
+        free(s);
         goto failed;
     }
 
@@ -145,8 +121,6 @@ lpg_send_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     lpg_backfill_queue(&s->req);
 
     json_decref(body);
-    lpg_buf_free(&ch);
-    lpg_buf_free(&msg);
     return;
 
 failed:
@@ -156,9 +130,71 @@ failed:
         version >= 11 ? "builtins.Exception" : "exceptions.Exception", why);
     free(id);
     json_decref(body);
+    lpg_buf_free(&sql);
+}
+
+
+int
+lpg_send_check(int version, const json_t *channel, const json_t *message,
+               lpg_buf_t *sql, const char **why)
+{
+    int               rc = LPG_ERROR;
+    lpg_buf_t         ch, msg;
+    const lpg_conf_t *conf = lpg_http_conf();
+
+    memset(&ch, 0, sizeof(ch));
+    memset(&msg, 0, sizeof(msg));
+
+    if ((!conf->allow_send && !conf->demo) || version >= 15) {
+        *why = version >= 15 ? "send: not available on Odoo 15+ databases"
+                             : "send: not allowed here (allow_send)";
+        return LPG_ERROR;
+    }
+
+    if (!json_is_string(channel)) {
+        *why = "bus.Bus only string channels are allowed.";
+        return LPG_ERROR;
+    }
+
+    if (!lpg_send_allowed(json_string_value(channel))) {
+        *why = "send: this channel is not open to clients (send_channels)";
+        return LPG_ERROR;
+    }
+
+    if (lpg_json_dump(&ch, channel) != LPG_OK
+        || lpg_json_dump(&msg, message) != LPG_OK)
+    {
+        *why = "send: channel or message is not valid UTF-8";
+        goto done;
+    }
+
+    if (msg.len > (size_t) conf->send_max_bytes) {
+        *why = "send: message larger than send_max_bytes";
+        goto done;
+    }
+
+    if (lpg_buf_append_str(sql,
+                           "INSERT INTO bus_bus (channel, message, "
+                           "create_date) VALUES (")
+            != LPG_OK
+        || lpg_send_literal(sql, &ch) != LPG_OK
+        || lpg_buf_append(sql, ", ", 2) != LPG_OK
+        || lpg_send_literal(sql, &msg) != LPG_OK
+        || lpg_buf_append_str(sql, ", now() AT TIME ZONE 'UTC')") != LPG_OK
+        || lpg_buf_append(sql, "", 0) != LPG_OK)
+    {
+        *why = "out of memory";
+        goto done;
+    }
+
+    rc = LPG_OK;
+
+done:
+
     lpg_buf_free(&ch);
     lpg_buf_free(&msg);
-    lpg_buf_free(&sql);
+
+    return rc;
 }
 
 

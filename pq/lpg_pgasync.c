@@ -136,6 +136,9 @@ lpg_pgasync_forget(lpg_pgasync_t *a)
     }
 
     /* the PGconn stays allocated and untouched: it is the master's */
+    if (a->conn != NULL) {
+        a->inherited = a->conn;
+    }
     a->conn = NULL;
     a->stopped = true;
 }
@@ -167,7 +170,8 @@ lpg_pgasync_same_params(const lpg_pgconn_params_t *a,
 }
 
 
-/* a copy whose port value points at its own buffer, not the source's */
+/* a copy whose port and appname values point at its own buffers, not the
+ * source's */
 static void
 lpg_pgasync_set_params(lpg_pgasync_t *a, const lpg_pgconn_params_t *p)
 {
@@ -178,6 +182,9 @@ lpg_pgasync_set_params(lpg_pgasync_t *a, const lpg_pgconn_params_t *p)
     for (i = 0; i < LPG_PGCONN_NPARAMS && p->keys[i] != NULL; i++) {
         if (p->values[i] == p->port) {
             a->params.values[i] = a->params.port;
+
+        } else if (p->values[i] == p->appname) {
+            a->params.values[i] = a->params.appname;
         }
     }
 }

@@ -39,7 +39,11 @@ struct lpg_pgasync_s {
     void (*down)(lpg_pgasync_t *a, const char *err);
 
     /* private */
-    PGconn             *conn;
+    PGconn *conn;
+    /* after lpg_pgasync_forget in a forked child: the parent's connection,
+     * never used or freed, kept reachable so that LeakSanitizer does not
+     * report it at every worker's exit */
+    PGconn             *inherited;
     ev_io               io;
     ev_timer            retry;
     double              backoff;

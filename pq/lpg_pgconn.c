@@ -65,6 +65,27 @@ lpg_pgconn_params(lpg_pgconn_params_t *p, const lpg_conf_t *conf,
 }
 
 
+void
+lpg_pgconn_params_appname(lpg_pgconn_params_t *p, const char *name)
+{
+    int n;
+
+    for (n = 0; n < LPG_PGCONN_NPARAMS - 1 && p->keys[n] != NULL; n++) {
+        /* count */
+    }
+
+    if (n == LPG_PGCONN_NPARAMS - 1) {
+        return; /* cannot happen: NPARAMS leaves room for it */
+    }
+
+    snprintf(p->appname, sizeof(p->appname), "%s", name);
+    p->keys[n] = "application_name";
+    p->values[n] = p->appname;
+    p->keys[n + 1] = NULL;
+    p->values[n + 1] = NULL;
+}
+
+
 PGconn *
 lpg_pgconn_connect(const lpg_conf_t *conf, const char *dbname, char *err,
                    size_t errlen)

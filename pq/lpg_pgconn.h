@@ -18,7 +18,7 @@
 #include <libpq-fe.h>
 
 
-#define LPG_PGCONN_NPARAMS 12
+#define LPG_PGCONN_NPARAMS 13
 
 /*
  * How lpgate learns what a served database is (the master's fetch
@@ -38,6 +38,7 @@ typedef struct {
     const char *keys[LPG_PGCONN_NPARAMS];
     const char *values[LPG_PGCONN_NPARAMS];
     char        port[16];
+    char        appname[64]; /* lpg_pgconn_params_appname's copy */
     int         expand;
 } lpg_pgconn_params_t;
 
@@ -49,6 +50,14 @@ typedef struct {
  */
 void lpg_pgconn_params(lpg_pgconn_params_t *p, const lpg_conf_t *conf,
                        const char *dbname, const char *appname);
+
+/*
+ * Sets application_name (not the fallback) to a copy of name, after a
+ * listen_dsn so that it wins over the DSN's own: the master's LISTEN
+ * connection carries its cluster claim there.  PgBouncer may not pass it
+ * on to the server.
+ */
+void lpg_pgconn_params_appname(lpg_pgconn_params_t *p, const char *name);
 
 /* blocking connect with a 5 s timeout; NULL and err filled on failure */
 PGconn *lpg_pgconn_connect(const lpg_conf_t *conf, const char *dbname,

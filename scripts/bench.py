@@ -19,22 +19,26 @@ The websocket scenarios (proto odoo-ws: Odoo 16+'s /websocket, issue 13)
 run lpgate only (nchan has no Odoo protocol), and only when the lpgate
 under test answers a GET /websocket upgrade with 101: the probe runs first,
 and without a 101 the scenario's table says "not available", so a full run
-works before and after lpgate serves /websocket.
+works before and after lpgate serves /websocket.  The transports of issue
+14 are probed the same way: wsapi-* (proto ws, <path>/ws: a 101),
+sse-* (<path>/sse: a 200 text/event-stream) and socketio-* (<path>/socket.io/
+over engine.io's websocket: a 101); their nchan peers are nchan's websocket
+and EventSource subscribers (lpgate-bench --peer=nchan --proto=ws|sse), and
+Socket.IO has none in nginx.  A proto in REQUIRED fails the run when its
+route is missing instead of reporting "not available".
 
 Exit status 1 when an lpgate run misses a delivery; nchan's results are
 reported, not judged.
 """
 
 import argparse
-import base64
 import datetime
-import hashlib
 import json
 import os
 import platform
 import shlex
 import shutil
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,9 +48,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent
 sys.path.insert(0, str(TOP / "tests" / "integration"))
+sys.path.insert(0, str(HERE))
 os.environ.setdefault("LPGATE_BIN", str(TOP / "build" / "lpgate"))
 
 import conftest  # noqa: E402  (Postgres, Gateway)
+import bench_targets  # noqa: E402
+from bench_probes import PROBES  # noqa: E402
 
 BENCH = os.environ.get("LPGATE_BENCH_BIN",
                        str(Path(os.environ["LPGATE_BIN"]).parent
@@ -81,6 +88,16 @@ http {{
             nchan_channel_id $1;
             nchan_subscriber_first_message newest;
         }}
+        location ~ ^/ws/(.+)$ {{
+            nchan_subscriber websocket;
+            nchan_channel_id $1;
+            nchan_subscriber_first_message newest;
+        }}
+        location ~ ^/sse/(.+)$ {{
+            nchan_subscriber eventsource;
+            nchan_channel_id $1;
+            nchan_subscriber_first_message newest;
+        }}
         location ~ ^/pub/(.+)$ {{
             nchan_publisher;
             nchan_channel_id $1;
@@ -92,7 +109,11 @@ http {{
 """
 
 # name, title, lpgate-bench arguments, workers, pinned, target text
-# [, proto: "odoo" unless given; "odoo-ws" runs lpgate only, if it upgrades]
+# [, proto: "odoo" unless given; "odoo-ws" and "socketio" run lpgate only,
+# "ws" and "sse" beside nchan's websocket / EventSource subscribers; every
+# proto but odoo runs only if lpgate has its route (PROBES)
+# [, peers: False for lpgate alone (the 100,000-connection scenarios)]].
+# The verdict on each target: scripts/bench_targets.py.
 SCENARIOS = [
     ("fanout-10k", "fanout: 10,000 polls on one channel, 1 worker each side",
      ["--mode=fanout", "--polls=10000", "--rounds=10", "--idle-seconds=2"],
@@ -104,16 +125,17 @@ SCENARIOS = [
     ("private-10k", "private: 10,000 polls on 10,000 channels, one "
      "transaction (lpgate) / 10,000 pipelined publishes (nchan)",
      ["--mode=private", "--polls=10000", "--rounds=5"], 1, True,
-     "all delivered, p99 <= 150 ms"),
+     "all delivered, p99 <= 150 ms, at most 2 SELECTs per notification "
+     "batch"),
     ("throughput", "throughput: 2,000 polls on 20 channels, publishers as "
      "fast as they can for 60 s", ["--mode=throughput", "--polls=2000",
                                    "--channels=20", "--seconds=60",
                                    "--publishers=2"], 1, True,
-     "deliveries/s >= 1.5x nchan, p99 <= 10 ms"),
+     "deliveries/s >= 4x nchan, p99 <= 25 ms"),
     ("scale-100k", "scale: 100,000 polls, 8 workers each side, both cores",
      ["--mode=fanout", "--polls=100000", "--rounds=3", "--idle-seconds=5",
       "--timeout=120"], 8, False,
-     "all delivered, p99 <= 1 s, idle CPU < 1 %"),
+     "all delivered, p99 <= 1 s, idle CPU < 1 %, RSS <= 1 KiB per poll"),
     ("ws-fanout-1k", "websocket fanout: 1,000 sockets on one channel, "
      "1 worker on CPU 0 (Odoo 16+ /websocket)",
      ["--mode=fanout", "--polls=1000", "--rounds=10", "--idle-seconds=2"],
@@ -121,8 +143,54 @@ SCENARIOS = [
     ("ws-fanout-10k", "websocket fanout: 10,000 sockets on one channel, "
      "1 worker on CPU 0 (Odoo 16+ /websocket)",
      ["--mode=fanout", "--polls=10000", "--rounds=10", "--idle-seconds=2"],
-     1, True, "all delivered; compare with fanout-10k's long polls",
-     "odoo-ws"),
+     1, True, "all delivered, p99 <= 65 ms; CPU <= 6.5 us per delivery; "
+     "RSS <= 1 KiB per socket", "odoo-ws"),
+    ("ws-private-10k", "websocket private: 10,000 sockets on 10,000 "
+     "channels, one message each in one transaction, 1 worker on CPU 0 "
+     "(Odoo 16+ /websocket)", ["--mode=private", "--polls=10000",
+                               "--rounds=5"], 1, True,
+     "all delivered, p99 <= 90 ms; CPU <= 8 us per delivery", "odoo-ws"),
+    ("ws-scale-100k", "websocket scale: 100,000 sockets (Odoo 16+ "
+     "/websocket) on one channel, 8 workers, both cores, parked through "
+     "the 45 s pings", ["--mode=fanout", "--polls=100000", "--rounds=3",
+                        "--idle-seconds=50", "--timeout=120"], 8, False,
+     "all delivered, p99 <= 1 s, idle CPU < 1 % with the pings running",
+     "odoo-ws", False),
+    ("wsapi-fanout-1k", "plain WebSocket API fanout: 1,000 sockets on one "
+     "channel, 1 worker each side (lpgate <path>/ws, nchan websocket "
+     "subscriber)", ["--mode=fanout", "--polls=1000", "--rounds=10",
+                     "--idle-seconds=2"], 1, True, "all delivered", "ws"),
+    ("wsapi-fanout-10k", "plain WebSocket API fanout: 10,000 sockets on one "
+     "channel, 1 worker each side (lpgate <path>/ws, nchan websocket "
+     "subscriber)", ["--mode=fanout", "--polls=10000", "--rounds=10",
+                     "--idle-seconds=2"], 1, True,
+     "all delivered, p99 <= 65 ms; CPU <= 6.5 us per delivery; RSS <= 1 KiB "
+     "per socket", "ws"),
+    ("wsapi-private-10k", "plain WebSocket API private: 10,000 sockets on "
+     "10,000 channels, 1 worker each side (lpgate: one transaction; nchan: "
+     "10,000 pipelined publishes)", ["--mode=private", "--polls=10000",
+                                     "--rounds=5"], 1, True,
+     "all delivered, p99 <= 90 ms; CPU <= 8 us per delivery", "ws"),
+    ("sse-fanout-1k", "Server-Sent Events fanout: 1,000 streams on one "
+     "channel, 1 worker each side (lpgate <path>/sse, nchan EventSource)",
+     ["--mode=fanout", "--polls=1000", "--rounds=10", "--idle-seconds=2"],
+     1, True, "all delivered", "sse"),
+    ("sse-fanout-10k", "Server-Sent Events fanout: 10,000 streams on one "
+     "channel, 1 worker each side (lpgate <path>/sse, nchan EventSource)",
+     ["--mode=fanout", "--polls=10000", "--rounds=10", "--idle-seconds=2"],
+     1, True, "all delivered; p99 and CPU per delivery within 1.2x of "
+     "wsapi-fanout-10k's lpgate figures, CPU <= 9.5 us per delivery (2x "
+     "ahead of Node.js Socket.IO's 19.1)", "sse"),
+    ("socketio-fanout-1k", "Socket.IO fanout: 1,000 clients (engine.io "
+     "websocket) on one channel, 1 worker on CPU 0",
+     ["--mode=fanout", "--polls=1000", "--rounds=10", "--idle-seconds=2"],
+     1, True, "all delivered", "socketio"),
+    ("socketio-fanout-10k", "Socket.IO fanout: 10,000 clients (engine.io "
+     "websocket) on one channel, 1 worker on CPU 0",
+     ["--mode=fanout", "--polls=10000", "--rounds=10", "--idle-seconds=2"],
+     1, True, "all delivered; p99 and CPU per delivery within 1.2x of "
+     "wsapi-fanout-10k's lpgate figures, CPU <= 9.5 us per delivery (2x "
+     "ahead of Node.js Socket.IO's 19.1)", "socketio"),
 ]
 
 QUICK = [
@@ -141,41 +209,27 @@ QUICK = [
     ("ws-fanout-1k", "websocket fanout: 1,000 sockets on one channel, "
      "1 worker", ["--mode=fanout", "--polls=1000", "--rounds=3"], 1, True,
      "all delivered", "odoo-ws"),
+    ("wsapi-fanout-1k", "plain WebSocket API fanout: 1,000 sockets on one "
+     "channel, 1 worker", ["--mode=fanout", "--polls=1000", "--rounds=3"],
+     1, True, "all delivered", "ws"),
+    ("sse-fanout-1k", "Server-Sent Events fanout: 1,000 streams on one "
+     "channel, 1 worker", ["--mode=fanout", "--polls=1000", "--rounds=3"],
+     1, True, "all delivered", "sse"),
+    ("socketio-fanout-1k", "Socket.IO fanout: 1,000 clients on one channel, "
+     "1 worker", ["--mode=fanout", "--polls=1000", "--rounds=3"], 1, True,
+     "all delivered", "socketio"),
 ]
 
+# protos whose lpgate route must exist: a failed probe fails the run (and
+# tests/integration/test_bench_transports.py instead of skipping).
+REQUIRED = {"odoo-ws", "ws", "sse", "socketio"}
 
-def ws_probe(port, path="/websocket"):
-    """None when lpgate upgrades GET /websocket (101 with the right
-    Sec-WebSocket-Accept), else why not."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    want = base64.b64encode(hashlib.sha1(
-        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-    try:
-        with socket.create_connection(("127.0.0.1", port), 5) as c:
-            c.settimeout(5)
-            c.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                       "Sec-WebSocket-Key: %s\r\n"
-                       "Sec-WebSocket-Version: 13\r\n"
-                       "Origin: http://127.0.0.1:%d\r\n\r\n"
-                       % (path, port, key, port)).encode())
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                chunk = c.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-    except OSError as e:
-        return "GET %s failed: %s" % (path, e)
-    lines = head.split(b"\r\n\r\n")[0].split(b"\r\n")
-    status = lines[0].decode(errors="replace") if lines[0] else "nothing"
-    if status.split(" ")[1:2] != ["101"]:
-        return "lpgate answers GET %s with \"%s\", not 101" % (path, status)
-    accept = [v.split(b":", 1)[1].strip() for v in lines[1:]
-              if v.lower().startswith(b"sec-websocket-accept:")]
-    if accept != [want]:
-        return "lpgate's 101 has a wrong Sec-WebSocket-Accept"
-    return None
+# nchan's peer of a proto: lpgate-bench arguments (none: no nchan run)
+NCHAN_PEER = {"odoo": ["--proto=nchan"],
+              "ws": ["--proto=ws", "--peer=nchan"],
+              "sse": ["--proto=sse", "--peer=nchan"]}
+
+
 
 
 def pin(cpus):
@@ -239,7 +293,104 @@ class Nginx:
             self.proc.wait()
 
 
+# Node.js peers of the WebSocket and Socket.IO scenarios (bench/peers/,
+# npm ws and socket.io, fed by PostgreSQL LISTEN): lpgate-bench --proto
+# -> (label, script)
+PEERS = {
+    "odoo-ws": [("node ws", "peer_ws.js")],
+    "ws": [("node ws", "peer_ws.js")],
+    "socketio": [("node Socket.IO", "peer_socketio.js")],
+}
+PEERS_DIR = TOP / "bench" / "peers"
+
+
+class NodePeer:
+    """One Node.js peer server, on the server's CPU when pinned."""
+
+    def __init__(self, base, script, pg, pinned):
+        self.dir = Path(tempfile.mkdtemp(prefix="peer-", dir=base))
+        self.port = conftest.free_port()
+        self.proc = subprocess.Popen(
+            ["node", str(PEERS_DIR / script), "--port=%d" % self.port,
+             "--dsn=" + pg.dsn("lpgtest"), "--listen-dsn=" + pg.dsn()],
+            stdout=subprocess.PIPE, stderr=open(self.dir / "stderr", "w"),
+            text=True, preexec_fn=pin(SERVER_CPU) if pinned else None)
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on"):
+            self.stop()
+            raise RuntimeError("%s did not start: %s" % (
+                script, (self.dir / "stderr").read_text()[-300:]))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_peers(pg, base, args, proto, name, pinned, log):
+    """Each Node.js peer of proto, with the scenario's arguments."""
+    out = {}
+    if not (PEERS_DIR / "node_modules").is_dir():
+        print("peers: bench/peers/node_modules is missing (scripts/deps.sh)",
+              flush=True)
+        return out
+    for label, script in PEERS.get(proto, []):
+        try:
+            peer = NodePeer(base, script, pg, pinned)
+        except RuntimeError as e:
+            out[label] = {"complete": False, "error": str(e)}
+            continue
+        try:
+            out[label] = run_bench(
+                args + ["--proto=" + proto, "--port=%d" % peer.port,
+                        "--dsn=" + pg.dsn("lpgtest"), "--pid=%d" % peer.pid,
+                        "--label=%s %s" % (label, name)], log)
+        finally:
+            peer.stop()
+    return out
+
+
+REPEAT = 1
+
+
+# counts summed over the runs (so "delivered" is every run's), and the
+# figures only the first run measures: the same server serves every run,
+# so its memory grew in the first one only
+SUMMED = ("received", "expected", "errors", "duplicates", "replies",
+          "published")
+FIRST_RUN = ("rss_kib_before", "rss_kib_after", "rss_kib_per_poll")
+
+
 def run_bench(args, log):
+    """lpgate-bench REPEAT times with args on the same server: the median
+    of each figure, the counts summed (a missed delivery, an error or a
+    duplicate in any run stays in), the memory figures of the first run"""
+    runs = [run_bench_once(args, log) for _ in range(REPEAT)]
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        vals = [r.get(k) for r in runs]
+        if k in FIRST_RUN or isinstance(v, bool) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool)
+                for x in vals):
+            continue
+        if k in SUMMED:
+            out[k] = sum(vals)
+        elif k == "exit":
+            out[k] = max(vals)
+        else:
+            out[k] = statistics.median(vals)
+    out["complete"] = all(r.get("complete") for r in runs)
+    out["runs"] = len(runs)
+    return out
+
+
+def run_bench_once(args, log):
     cmd = [BENCH] + args
     log.append(" ".join(shlex.quote(a) for a in cmd))
     print("+ " + log[-1], flush=True)
@@ -271,9 +422,13 @@ def db_queries(pg):
     return int(rows[0][0])
 
 
+NO_PEERS = False
+
+
 def run_scenario(pg, base, scen, log):
     name, title, args, workers, pinned, target = scen[:6]
     proto = scen[6] if len(scen) > 6 else "odoo"
+    peers = scen[7] if len(scen) > 7 else True
     out = {"name": name, "title": title, "target": target, "proto": proto}
 
     tmp = Path(tempfile.mkdtemp(prefix="gw-", dir=base))
@@ -285,8 +440,11 @@ def run_scenario(pg, base, scen, log):
         time.sleep(0.5)
         pg.sql("SELECT pg_stat_statements_reset()", dbname="lpgtest")
         q0 = db_queries(pg)
-        why = ws_probe(gw.port) if proto == "odoo-ws" else None
-        if why is not None:
+        why = PROBES[proto](gw.port) if proto in PROBES else None
+        if why is not None and proto in REQUIRED:
+            print("%s: %s" % (name, why), flush=True)
+            out["lpgate"] = {"complete": False, "error": why}
+        elif why is not None:
             print("%s: not available: %s" % (name, why), flush=True)
             out["lpgate"] = {"complete": False, "not_available": why}
         else:
@@ -294,21 +452,28 @@ def run_scenario(pg, base, scen, log):
                 args + ["--proto=" + proto, "--port=%d" % gw.port,
                         "--dsn=" + pg.dsn("lpgtest"), "--pid=%d" % gw.pid,
                         "--label=lpgate " + name], log)
-            out["lpgate"]["db_queries"] = q = db_queries(pg) - q0
+            # REPEAT runs on this gateway: the mean per run
+            out["lpgate"]["db_queries"] = q = (db_queries(pg) - q0) / REPEAT
             if out["lpgate"].get("rounds"):
                 out["lpgate"]["db_per_batch"] = q / out["lpgate"]["rounds"]
     finally:
         gw.stop()
 
-    if proto != "odoo":
+    if out["lpgate"].get("not_available"):
+        out["nchan"] = {"not_applicable": True}
+        return out
+    if not NO_PEERS and peers and proto in PEERS:
+        out["peers"] = run_peers(pg, base, args, proto, name, pinned, log)
+    if NO_PEERS or not peers or proto not in NCHAN_PEER:
         out["nchan"] = {"not_applicable": True}
         return out
 
     ng = Nginx(base, workers, pinned)
     try:
         out["nchan"] = run_bench(
-            args + ["--proto=nchan", "--port=%d" % ng.port,
-                    "--pid=%d" % ng.pid, "--label=nchan " + name], log)
+            args + NCHAN_PEER[proto] + ["--port=%d" % ng.port,
+                                        "--pid=%d" % ng.pid,
+                                        "--label=nchan " + name], log)
     finally:
         ng.stop()
     return out
@@ -331,18 +496,55 @@ def ratio(a, b):
 
 SOAK_BEGIN = "<!-- soak:begin (scripts/soak.py --record) -->"
 SOAK_END = "<!-- soak:end -->"
+SCALEOUT_BEGIN = "<!-- scaleout:begin (scripts/scaleout.py) -->"
+SCALEOUT_END = "<!-- scaleout:end -->"
 
 
-def soak_section(path):
-    """The soak's block of the existing report, kept as it is."""
+def kept_sections(path):
+    """The blocks of the existing report that other scripts measured
+    (scripts/scaleout.py, scripts/soak.py --record), kept as they are"""
     try:
         text = Path(path).read_text()
     except OSError:
         text = ""
-    if SOAK_BEGIN in text and SOAK_END in text:
-        return text[text.index(SOAK_BEGIN):text.index(SOAK_END)
-                    + len(SOAK_END)] + "\n"
-    return "%s\n## Soak\n\nNot run yet.\n%s\n" % (SOAK_BEGIN, SOAK_END)
+    out = []
+    for begin, end, missing in (
+            (SCALEOUT_BEGIN, SCALEOUT_END, None),
+            (SOAK_BEGIN, SOAK_END, "## Soak\n\nNot run yet.")):
+        if begin in text and end in text:
+            out.append(text[text.index(begin):text.index(end) + len(end)]
+                       + "\n")
+        elif missing:
+            out.append("%s\n%s\n%s\n" % (begin, missing, end))
+    return "\n".join(out)
+
+
+def peer_table(rows, lp, label, res):
+    """lpgate beside one Node.js peer: the same rows as nchan's table."""
+    lines = ["", "Against %s (bench/peers/, one Node.js process, fed by "
+             "PostgreSQL LISTEN):" % label, "",
+             "| | lpgate | %s | ratio |" % label, "|---|---|---|---|"]
+    for name, key, _, higher in rows:
+        a, b = lp.get(key), res.get(key)
+        if key == "received":
+            a = "%s / %s" % (lp.get("received", "-"), lp.get("expected", "-"))
+            b = "%s / %s" % (res.get("received", "-"),
+                             res.get("expected", "-"))
+            rt = ""
+        elif higher is None:
+            rt = ""
+        elif higher:
+            rt = ratio(a, b)
+        else:
+            rt = ratio(b, a)
+        if a is None and b is None:
+            continue
+        lines.append("| %s | %s | %s | %s |" % (name, fmt(a), fmt(b), rt))
+    if not res.get("complete", False):
+        lines += ["", "**%s did not complete this scenario** (exit %s%s)."
+                  % (label, res.get("exit"),
+                     ": " + res["error"] if res.get("error") else "")]
+    return lines
 
 
 def report(results, quick, log, path):
@@ -369,7 +571,9 @@ def report(results, quick, log, path):
         "",
         "Generated by `%s` on %s UTC (%s mode). Re-run it to refresh this file;"
         " `bash scripts/bench.sh` installs, builds and runs it."
-        % ("bash scripts/bench.sh" + (" --quick" if quick else ""),
+        % ("bash scripts/bench.sh" + (" --quick" if quick else "")
+           + (" --repeat %d" % REPEAT if REPEAT != (1 if quick else 3)
+              else ""),
            now.strftime("%Y-%m-%d %H:%M"), "quick" if quick else "full"),
         "",
         "- machine: %s, %d vCPU, %.0f GiB, Linux %s" % (
@@ -393,8 +597,15 @@ def report(results, quick, log, path):
         "connecting and with every poll parked",
         "- ratio: nchan / lpgate for latency and cost (above 1: lpgate is "
         "better), lpgate / nchan for deliveries per second",
+        "- each figure: the median of %d run(s) of lpgate-bench per server "
+        "and scenario on the same server process; deliveries, errors and "
+        "duplicates summed over the runs; RSS from the first run (the "
+        "memory the connections took)" % REPEAT,
         "",
     ]
+    if not quick:
+        lines += bench_targets.summary_table(
+            {r["name"]: r for r in results}, [r["name"] for r in results])
     rows = [("delivered", "received", None, False),
             ("latency p50 (ms)", "p50_ms", None, False),
             ("latency p90 (ms)", "p90_ms", None, False),
@@ -421,15 +632,29 @@ def report(results, quick, log, path):
     for r in results:
         lp, nc = r.get("lpgate", {}), r.get("nchan", {})
         lines += ["## %s" % r["title"], "", "Target: %s." % r["target"], ""]
+        marks = bench_targets.verdicts({x["name"]: x for x in results},
+                                       r["name"]) if not quick else []
+        if marks:
+            lines += ["- %s: %s (lpgate %s)" % (v, want, got)
+                      for want, got, v in marks] + [""]
         if lp.get("not_available"):
             lines += ["Not available: %s (probed before the run)."
                       % lp["not_available"], ""]
             continue
         if nc.get("not_applicable"):
             lines += ["lpgate only: lpgate-bench --proto=%s (nchan does not "
-                      "speak Odoo's protocol). \"HTTP replies\" counts the "
-                      "101 answers and the notification frames." % r["proto"],
-                      ""]
+                      "speak %s)." % (r["proto"], "Socket.IO"
+                                      if r["proto"] == "socketio"
+                                      else "Odoo's protocol"), ""]
+        if r["proto"] in ("odoo-ws", "ws", "socketio"):
+            lines += ["\"HTTP replies\" counts the 101 answers and the "
+                      "notification frames%s." % (
+                          " (nchan: one frame per message)"
+                          if r["proto"] == "ws" else ""), ""]
+        elif r["proto"] == "sse":
+            lines += ["\"HTTP replies\" counts the 200 answers and the "
+                      "events (lpgate: one per record; nchan: one per "
+                      "message).", ""]
         lines += ["| | lpgate | nchan | ratio |", "|---|---|---|---|"]
         for label, key, _, higher in rows:
             a, b = lp.get(key), nc.get(key)
@@ -449,6 +674,8 @@ def report(results, quick, log, path):
                 continue
             lines.append("| %s | %s | %s | %s |" % (label, fmt(a), fmt(b),
                                                      rt))
+        for label, res in r.get("peers", {}).items():
+            lines += peer_table(rows, lp, label, res)
         for who, res in (("lpgate", lp), ("nchan", nc)):
             if not res.get("complete", False) and not res.get(
                     "not_applicable"):
@@ -460,7 +687,7 @@ def report(results, quick, log, path):
                                  else ""))
         lines.append("")
     lines += ["## Commands", "", "```"] + log + ["```", ""]
-    lines.append(soak_section(path))
+    lines.append(kept_sections(path))
     Path(path).write_text("\n".join(lines))
     print("wrote %s" % path)
 
@@ -470,8 +697,17 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="lpgate only (profiling runs): no nchan, no peers")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="runs per server and scenario, medians reported "
+                    "(3; --quick: 1)")
     a = ap.parse_args()
+    global REPEAT
+    REPEAT = a.repeat or (1 if a.quick else 3)
     scenarios = QUICK if a.quick else SCENARIOS
+    global NO_PEERS
+    NO_PEERS = a.no_peers
     if a.only:
         keep = a.only.split(",")
         scenarios = [s for s in scenarios if s[0] in keep]

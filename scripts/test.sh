@@ -3,7 +3,7 @@
 # and runs every test: the cmocka unit tests and the pytest integration
 # tests against a real PostgreSQL (make check), then the same suite again
 # built with ASan/UBSan in build-asan/ (LPGATE_SANITIZE=0 skips that pass),
-# then the clang-format check, then each fuzz harness for 60 s, then the
+# then the clang-format check, then each fuzz harness for 30 s, then the
 # quick benchmark (lpgate and nginx+nchan) for correctness: every expected
 # delivery must arrive; its timings are not judged here.
 # Its last line is the summary: "tests: N passed, N failed".
@@ -15,6 +15,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 passed=0
 failed=0
 status=0
+failures=""
 
 run_suite() {
     local dir=$1
@@ -44,12 +45,26 @@ run_suite() {
         fi
         passed=$((passed + ${p:-0}))
         failed=$((failed + ${f:-0}))
+        # the names of what failed, repeated at the end: CI shows the tail
+        failures+=$(grep -E '^(FAILED|ERROR) |^\[  FAILED  \] test_' "$log" \
+                    | sed "s|^|  ${dir##*/}: |")$'\n'
     done
 }
 
 run_suite "$top/build"
 if [ "${LPGATE_SANITIZE:-1}" = 1 ]; then
-    # the 5,000-socket reload tests with fewer sockets under the sanitizers
+    # the 5,000-socket reload tests with fewer sockets under the sanitizers;
+    # the files that drive clients, balancers and load generators (Chromium,
+    # node, haproxy, lpgate-bench, Apache) reach no server path the others
+    # do not, and would take CI past its time budget: the plain build runs
+    # them
+    asan_skip=""
+    for f in test_demo test_socketio_browser test_js test_bench \
+             test_bench_transports test_cluster test_cluster_budget \
+             test_cluster_transports test_apache; do
+        asan_skip+=" --ignore=$top/tests/integration/$f.py"
+    done
+    PYTEST_ARGS="${PYTEST_ARGS:-}$asan_skip" \
     LPGATE_WS_SOCKETS=${LPGATE_WS_SOCKETS:-1000} run_suite "$top/build-asan" --enable-sanitizers --enable-asserts
 fi
 
@@ -59,8 +74,8 @@ echo "== format check"
 
 # libFuzzer harnesses (tests/fuzz/), each for LPGATE_FUZZ_SECONDS
 echo "== fuzz"
-if (cd "$top/build" && make -s fuzz FUZZ_SECONDS="${LPGATE_FUZZ_SECONDS:-60}"); then
-    passed=$((passed + 6))
+if (cd "$top/build" && make -s fuzz FUZZ_SECONDS="${LPGATE_FUZZ_SECONDS:-30}"); then
+    passed=$((passed + $(ls "$top"/tests/fuzz/fuzz_*.c | wc -l)))
 else
     failed=$((failed + 1))
     status=1
@@ -76,5 +91,9 @@ else
 fi
 
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+if [ -n "${failures//$'\n'/}" ]; then
+    echo "failed tests:"
+    printf '%s' "$failures" | grep -v '^$'
+fi
 echo "tests: $passed passed, $failed failed"
 exit $status

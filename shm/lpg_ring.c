@@ -235,6 +235,18 @@ lpg_ring_read(const lpg_ring_t *r, lpg_ring_reader_t *rd, void *buf, size_t cap,
     for (;;) {
         head = atomic_load_explicit(&r->head, memory_order_acquire);
         if (rd->pos >= head) {
+            if (rd->seq == LPG_RING_ANY_SEQ) {
+                /* a reader from the oldest record that found the ring
+                 * empty (or read all of it without a record): whatever
+                 * is pushed from now on is expected, and a lap counts */
+                lpg_ring_head_snapshot(r, &head, &seq);
+                if (head != rd->pos) {
+                    continue;
+                }
+
+                rd->seq = seq;
+            }
+
             return LPG_AGAIN;
         }
 

@@ -206,6 +206,13 @@ lpg_shm_healthy(lpg_shm_t *shm, int64_t now, char *why, size_t len)
     off = 0;
     why[0] = '\0';
 
+    if (atomic_load_explicit(&h->draining, memory_order_acquire)) {
+        /* the node is going away on purpose: a balancer tells this from
+         * "dead" and takes it out before it stops accepting */
+        snprintf(why, len, "draining");
+        return false;
+    }
+
 #define LPG_SHM_WHY(...)                                                       \
     do {                                                                       \
         int m_ = snprintf(why + off, len - off, "%s", off ? "; " : "");        \

@@ -86,6 +86,8 @@ typedef struct {
      * yet, 1 the addon's route, 2 the built-in SQL); written by the worker
      * that sees it change, so that one line is logged per change */
     _Atomic int32_t session_source[LPG_SHM_MAX_DBS];
+    /* 1 from SIGQUIT on: /health says "draining" (the master's) */
+    _Atomic int32_t draining;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 
@@ -121,6 +123,11 @@ typedef struct {
     _Atomic int64_t  high;    /* the largest id known to exist or have been
                                * allocated (the id sequence's last value) */
     _Atomic uint64_t resets;  /* times the ids went backwards */
+    /* fetches of db the master began, and the number of the last one
+     * published (high set): a worker waits for a fetch begun after a
+     * poll whose last is above high (lpg_bus_fetched_since) */
+    _Atomic uint64_t fetch_begun;
+    _Atomic uint64_t fetch_done;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_db_t;
 
 
@@ -152,6 +159,20 @@ typedef struct {
     _Atomic uint64_t ws_in;
     _Atomic uint64_t ws_out;
     _Atomic uint64_t ws_closes[LPG_SHM_WS_NCODES];
+    /* <path>/ws, the plain WebSocket API: open sockets, records sent */
+    _Atomic uint64_t wsapi_open;
+    _Atomic uint64_t wsapi_delivered;
+    /* <path>/socket.io/: open sessions, their websockets, records sent */
+    _Atomic uint64_t sio_sessions;
+    _Atomic uint64_t sio_ws_open;
+    _Atomic uint64_t sio_delivered;
+    /* <path>/sse, Server-Sent Events: open streams, records sent */
+    _Atomic uint64_t sse_open;
+    _Atomic uint64_t sse_delivered;
+    /* answers sent in io_uring batches (lpg_http_batch), and the
+     * io_uring_enter calls that sent them */
+    _Atomic uint64_t batched_sends;
+    _Atomic uint64_t batch_submits;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_worker_t;
 
 
@@ -232,7 +253,8 @@ void lpg_shm_set_db(lpg_shm_t *shm, bool up, const char *error);
 /*
  * Health as /health reports it: true when the master, every configured
  * worker and the master's database connection are up at now (monotonic
- * ms).  Otherwise why names what is down.
+ * ms) and the node is not draining.  Otherwise why names what is down,
+ * or is "draining" alone.
  */
 bool lpg_shm_healthy(lpg_shm_t *shm, int64_t now, char *why, size_t len);
 

@@ -29,6 +29,9 @@ static void lpg_metrics_per_worker(lpg_buf_t *b, bool *failed, const char *name,
                                    const char *help, size_t offset);
 
 
+static void lpg_metrics_transports(lpg_buf_t *b, bool *failed);
+
+
 static lpg_http_ctx_t lpg_metrics_ctx;
 
 
@@ -151,6 +154,12 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
                            "websocket frames queued: notification batches, "
                            "PINGs, CLOSEs",
                            LPG_W(ws_out));
+    lpg_metrics_per_worker(&b, &failed, "lpgate_batched_sends_total", NULL,
+                           "counter", "HTTP answers sent in io_uring batches",
+                           LPG_W(batched_sends));
+    lpg_metrics_per_worker(
+        &b, &failed, "lpgate_batch_submits_total", NULL, "counter",
+        "io_uring_enter calls that sent those batches", LPG_W(batch_submits));
 
     lpg_metrics_family(&b, &failed, "lpgate_websocket_closes_total", "counter",
                        "websockets closed, by the code lpgate sent (1006: "
@@ -176,6 +185,13 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
                 i, code, (unsigned long long) atomic_load(&w->ws_closes[k]));
         }
     }
+
+    lpg_metrics_transports(&b, &failed);
+    lpg_metrics_per_worker(&b, &failed, "lpgate_socketio_websockets_open", NULL,
+                           "gauge",
+                           "Socket.IO sessions' websockets open (probes "
+                           "included)",
+                           LPG_W(sio_ws_open));
 
     lpg_metrics_per_worker(&b, &failed, "lpgate_db_connections", NULL, "gauge",
                            "a worker's database connections up",
@@ -293,6 +309,51 @@ lpg_metrics_per_worker(lpg_buf_t *b, bool *failed, const char *name,
         lpg_metrics_printf(b, failed, "%s{worker=\"%d\"%s%s} %llu\n", name, i,
                            labels ? "," : "", labels ? labels : "",
                            (unsigned long long) atomic_load(v));
+    }
+}
+
+
+/*
+ * The families by transport label: one row per transport (its open
+ * connections gauge and its records-sent counter in lpg_shm_worker_t).
+ */
+static void
+lpg_metrics_transports(lpg_buf_t *b, bool *failed)
+{
+    int         i, n;
+    size_t      k, off;
+    const char *name;
+    lpg_shm_t  *shm = lpg_metrics_ctx.shm;
+    static const struct {
+        const char *transport;
+        size_t      open;
+        size_t      delivered;
+    } t[] = {
+        { "ws", LPG_W(wsapi_open), LPG_W(wsapi_delivered) },
+        { "socketio", LPG_W(sio_sessions), LPG_W(sio_delivered) },
+        { "sse", LPG_W(sse_open), LPG_W(sse_delivered) },
+    };
+
+    n = atomic_load(&shm->header->nworkers);
+
+    for (k = 0; k < 2; k++) {
+        name = k == 0 ? "lpgate_transport_connections_open"
+                      : "lpgate_transport_deliveries_total";
+        lpg_metrics_family(b, failed, name, k == 0 ? "gauge" : "counter",
+                           k == 0 ? "connections open, by transport"
+                                  : "records sent to clients, by transport");
+
+        for (size_t j = 0; j < LPG_NELEMS(t); j++) {
+            off = k == 0 ? t[j].open : t[j].delivered;
+
+            for (i = 0; i < n; i++) {
+                lpg_metrics_printf(
+                    b, failed, "%s{worker=\"%d\",transport=\"%s\"} %llu\n",
+                    name, i, t[j].transport,
+                    (unsigned long long) atomic_load((
+                        _Atomic uint64_t *) ((char *) &shm->workers[i] + off)));
+            }
+        }
     }
 }
 

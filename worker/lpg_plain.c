@@ -6,10 +6,12 @@
  * For clients that are not Odoo's: the query string becomes the params of
  * an equivalent JSON-RPC poll (then served like one, lpg_poll.c), the
  * answer is the bare JSON array of notifications, and errors are a 400
- * with {"error": why}.
+ * with {"error": why}.  The Server-Sent Events stream (lpg_sse.c) takes
+ * its channels, database and last the same way.
  */
 
 #include "lpg_plain.h"
+#include "lpg_odoo_db.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -57,7 +59,8 @@ lpg_plain_unescape(lpg_buf_t *b, const char *s, size_t len)
  * JSON-RPC call (caller frees); NULL with *why on a malformed query.
  */
 char *
-lpg_plain_query_body(const lpg_http_request_t *r, const char **why)
+lpg_plain_query_body(const lpg_http_request_t *r, size_t *nchannels,
+                     const char **why)
 {
     char       *text, *end;
     json_t     *params, *channels, *body, *str;
@@ -124,6 +127,7 @@ lpg_plain_query_body(const lpg_http_request_t *r, const char **why)
         }
     }
 
+    *nchannels = json_array_size(channels);
     text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     lpg_buf_free(&v);
@@ -136,6 +140,37 @@ failed:
     lpg_buf_free(&v);
 
     return NULL;
+}
+
+
+int
+lpg_plain_parse(const lpg_http_request_t *r, lpg_odoo_poll_t *q, lpg_sub_t *s,
+                size_t *nchannels, const char **why)
+{
+    int   rc;
+    char *body;
+
+    s->db = lpg_odoo_pick_db(r);
+    s->version = lpg_odoo_version(s->db);
+
+    body = lpg_plain_query_body(r, nchannels, why);
+    if (body == NULL) {
+        return LPG_ERROR;
+    }
+
+    rc = lpg_odoo_poll_parse(q, s, body, strlen(body), why);
+    free(body);
+
+    if (rc != LPG_OK) {
+        return LPG_ERROR;
+    }
+
+    if (s->db < 0) {
+        *why = "no such database: pass ?db=";
+        return LPG_ERROR;
+    }
+
+    return LPG_OK;
 }
 
 

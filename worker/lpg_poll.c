@@ -45,9 +45,13 @@ struct lpg_poll_s {
     bool               plain;    /* GET ?channels=: a bare JSON array */
     bool               degraded; /* Odoo did not say who it is */
     bool               session_wait;
-    lpg_presence_t    *presence; /* held while the poll lives */
-    lpg_session_wait_t swait;    /* while Odoo is asked who it is */
-    int                list;     /* its deadline list, while parked */
+    bool               ahead;       /* on the ahead list (lpg_poll_ahead) */
+    bool               ahead_done;  /* waited once: the high is the truth */
+    uint64_t           ahead_mark;  /* lpg_bus_fetch_mark when it came */
+    int64_t            ahead_since; /* monotonic ms */
+    lpg_presence_t    *presence;    /* held while the poll lives */
+    lpg_session_wait_t swait;       /* while Odoo is asked who it is */
+    int                list;        /* its deadline list, while parked */
 
     lpg_poll_t *next; /* park-time order */
     lpg_poll_t *prev;
@@ -77,6 +81,9 @@ static void lpg_poll_gone(void *data);
 static void lpg_poll_deliver(lpg_sub_t *s);
 static void lpg_poll_lost(lpg_sub_t *s);
 static void lpg_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_poll_ahead(lpg_poll_t *p);
+static void lpg_poll_ahead_unlink(lpg_poll_t *p);
+static void lpg_poll_ahead_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_poll_count(lpg_poll_t *p, bool failed, bool message);
 
 
@@ -93,6 +100,8 @@ static struct {
     size_t          parked;
     ev_timer        timer;
     int64_t         timer_at; /* monotonic ms the timer fires at */
+    lpg_poll_list_t ahead;    /* polls waiting for a fetch (lpg_poll_ahead) */
+    ev_timer        ahead_timer;
 } lpg_poll;
 
 
@@ -102,6 +111,7 @@ lpg_poll_init(const lpg_http_ctx_t *ctx)
     lpg_poll.ctx = *ctx;
 
     ev_init(&lpg_poll.timer, lpg_poll_timer_cb);
+    ev_init(&lpg_poll.ahead_timer, lpg_poll_ahead_cb);
 
     lpg_odoo_db_init(ctx->conf, ctx->shm);
     lpg_odoo_poll_init(ctx);
@@ -139,39 +149,29 @@ lpg_poll_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
     p->conn = c;
     p->sub.ops = &lpg_poll_ops;
-    p->sub.db = lpg_odoo_pick_db(r);
-    p->sub.version = lpg_odoo_version(p->sub.db);
 
     if (r->method == HTTP_GET) {
         /* the plain API: the query string becomes the JSON-RPC params */
-        char *body = lpg_plain_query_body(r, &why);
+        size_t n;
 
         p->plain = true;
 
-        if (body == NULL) {
+        if (lpg_plain_parse(r, &p->q, &p->sub, &n, &why) != LPG_OK) {
             lpg_plain_error(c, why);
             lpg_poll_free(p);
             return;
         }
 
-        rc = lpg_odoo_poll_parse(&p->q, &p->sub, body, strlen(body), &why);
-        free(body);
+        rc = LPG_OK;
 
     } else {
+        p->sub.db = lpg_odoo_pick_db(r);
+        p->sub.version = lpg_odoo_version(p->sub.db);
         rc = lpg_odoo_poll_parse(&p->q, &p->sub, r->body, r->body_len, &why);
     }
 
     if (p->q.peek) {
         p->deadline = -1;
-    }
-
-    if (p->plain && (rc != LPG_OK || p->sub.db < 0)) {
-        lpg_plain_error(c,
-                        rc != LPG_OK ? why
-                                     : "no such database: "
-                                       "pass ?db=");
-        lpg_poll_free(p);
-        return;
     }
 
     if (rc != LPG_OK) {
@@ -264,6 +264,13 @@ lpg_poll_session(lpg_poll_t *p, const lpg_session_info_t *info)
 static void
 lpg_poll_start(lpg_poll_t *p)
 {
+    if (!p->ahead_done && lpg_bus_stale(p->sub.db, p->sub.last)) {
+        /* another node's last, perhaps, that this master has not fetched
+         * yet: not stale until a fetch begun now says so */
+        lpg_poll_ahead(p);
+        return;
+    }
+
     if (lpg_bus_stale(p->sub.db, p->sub.last)) {
         /* above every id of the database (a reset, or a client that kept
          * an old last): served from what the master has published so far,
@@ -297,6 +304,102 @@ lpg_poll_start(lpg_poll_t *p)
 }
 
 
+/*
+ * A poll whose last is above this master's high: nodes share the
+ * database, so the client may have had that id from another node whose
+ * master fetched first.  Served from the cursor now, it would get the
+ * rows between the two cursors twice.  It waits (off the parked lists)
+ * until a fetch begun after it came is published, the master woken at
+ * once, at most LPG_POLL_AHEAD_MAX; then lpg_poll_start again, which
+ * then treats a last still above high as stale (a reset).
+ */
+#define LPG_POLL_AHEAD_MAX  2000 /* ms */
+#define LPG_POLL_AHEAD_TICK 0.005
+
+static void
+lpg_poll_ahead(lpg_poll_t *p)
+{
+    lpg_poll_list_t *l = &lpg_poll.ahead;
+
+    lpg_log(LPG_LOG_DEBUG, 0,
+            "poll: last %lld is above this node's largest id %lld: waiting "
+            "for a fetch",
+            (long long) p->sub.last, (long long) lpg_bus_cursor(p->sub.db));
+
+    p->ahead = true;
+    p->ahead_done = true;
+    p->ahead_mark = lpg_bus_fetch_mark(p->sub.db);
+    p->ahead_since = lpg_time_mono_ms();
+
+    p->prev = l->tail;
+    p->next = NULL;
+    if (l->tail != NULL) {
+        l->tail->next = p;
+
+    } else {
+        l->head = p;
+    }
+
+    l->tail = p;
+
+    lpg_http_kick();
+    lpg_http_hold(p->conn, lpg_poll_gone, p);
+
+    if (!ev_is_active(&lpg_poll.ahead_timer)) {
+        ev_timer_set(&lpg_poll.ahead_timer, LPG_POLL_AHEAD_TICK,
+                     LPG_POLL_AHEAD_TICK);
+        ev_timer_start(lpg_poll.ctx.loop, &lpg_poll.ahead_timer);
+    }
+}
+
+
+static void
+lpg_poll_ahead_unlink(lpg_poll_t *p)
+{
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+
+    } else {
+        lpg_poll.ahead.head = p->next;
+    }
+
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+
+    } else {
+        lpg_poll.ahead.tail = p->prev;
+    }
+
+    p->next = p->prev = NULL;
+    p->ahead = false;
+
+    if (lpg_poll.ahead.head == NULL) {
+        ev_timer_stop(lpg_poll.ctx.loop, &lpg_poll.ahead_timer);
+    }
+}
+
+
+static void
+lpg_poll_ahead_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int64_t     now = lpg_time_mono_ms();
+    lpg_poll_t *p, *next;
+
+    for (p = lpg_poll.ahead.head; p != NULL; p = next) {
+        next = p->next;
+
+        if (!lpg_bus_fetched_since(p->sub.db, p->ahead_mark)
+            && now - p->ahead_since < LPG_POLL_AHEAD_MAX)
+        {
+            continue;
+        }
+
+        lpg_poll_ahead_unlink(p);
+        lpg_poll_start(p);
+    }
+}
+
+
 static void
 lpg_poll_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
                     int64_t bound, bool ok)
@@ -324,14 +427,7 @@ lpg_poll_answer_or_park(lpg_poll_t *p, const lpg_bus_rec_t *rows, size_t n,
     lpg_buf_t       list;
     lpg_odoo_list_t l;
 
-    if (lpg_bus_stale(p->sub.db, p->sub.last)) {
-        /* the ids went backwards while it was looked up: the rows are of
-         * the old table; the new table's come from the history */
-        p->sub.last = 0;
-        p->sub.since_us = 0;
-        n = 0;
-        bound = 0;
-    }
+    lpg_sub_drop_if_stale(&p->sub, &n, &bound);
 
     memset(&list, 0, sizeof(list));
     lpg_odoo_list_init(&l, &list, p->sub.version);
@@ -484,6 +580,10 @@ static void
 lpg_poll_free(lpg_poll_t *p)
 {
     lpg_sub_release(&p->sub);
+
+    if (p->ahead) {
+        lpg_poll_ahead_unlink(p);
+    }
 
     if (p->parked) {
         /* unlink from the timeout list */
@@ -648,6 +748,10 @@ void
 lpg_poll_shutdown(void)
 {
     int i;
+
+    while (lpg_poll.ahead.head != NULL) {
+        lpg_poll_answer(lpg_poll.ahead.head, false);
+    }
 
     for (i = 0; i < LPG_POLL_LISTS; i++) {
         while (lpg_poll.lists[i].head != NULL) {

@@ -8,7 +8,9 @@
  * from the shared segment), else 503 with what is down.  POST <path>/poll,
  * <path>/im_status and <path>/send are Odoo's JSON routes.  GET /websocket
  * is Odoo 16+'s bus (lpg_websocket.h); the routes under /websocket/ are
- * odoo/lpg_odoo_wsroutes'.  Anything else
+ * odoo/lpg_odoo_wsroutes'.  GET <path>/ws is the plain WebSocket API
+ * (lpg_wsapi.h), GET <path>/sse Server-Sent Events (lpg_sse.h),
+ * <path>/socket.io/ a Socket.IO server (lpg_socketio.h).  Anything else
  * under or outside the path is 404; a known route with a wrong method 405.
  */
 
@@ -18,7 +20,10 @@
 #include "lpg_odoo_wsroutes.h"
 #include "lpg_poll.h"
 #include "lpg_send.h"
+#include "lpg_socketio.h"
+#include "lpg_sse.h"
 #include "lpg_websocket.h"
+#include "lpg_wsapi.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -67,6 +72,8 @@ static const lpg_route_t lpg_routes[] = {
       lpg_route_demo },
     { "/demo/lpgate.js", (1u << HTTP_GET) | (1u << HTTP_HEAD), "GET, HEAD",
       lpg_route_demo_js },
+    { "/ws", (1u << HTTP_GET), "GET", lpg_wsapi_request },
+    { "/sse", (1u << HTTP_GET), "GET", lpg_sse_request },
 };
 
 
@@ -76,6 +83,9 @@ lpg_route_init(const lpg_http_ctx_t *ctx)
     lpg_route_ctx = *ctx;
     lpg_metrics_init(ctx);
     lpg_odoo_wsroutes_init(ctx);
+    lpg_wsapi_init(ctx);
+    lpg_socketio_init(ctx);
+    lpg_sse_init(ctx);
 }
 
 
@@ -118,6 +128,16 @@ lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
     if (r->path_len < plen || memcmp(r->path, prefix, plen) != 0) {
         lpg_route_status(c, 404, NULL);
+        return;
+    }
+
+    /* Socket.IO: every method, its own errors (lpg_socketio.h) */
+    if ((r->path_len - plen == 11
+         && memcmp(r->path + plen, "/socket.io/", 11) == 0)
+        || (r->path_len - plen == 10
+            && memcmp(r->path + plen, "/socket.io", 10) == 0))
+    {
+        lpg_socketio_request(c, r);
         return;
     }
 

@@ -25,6 +25,7 @@
 #include "lpg_odoo_ws.h"
 #include "lpg_imstatus.h"
 #include "lpg_metrics.h"
+#include "lpg_wsc_batch.h"
 #include "lpg_ws_handshake.h"
 
 #include <errno.h>
@@ -35,50 +36,58 @@
 #include <unistd.h>
 
 
-/* a batch of records going out as frames: at most half of
- * max_answer_size per frame, so lpg_odoo_list_add never drops one */
-typedef struct {
-    lpg_wsc_t      *w;
-    lpg_buf_t       list;
-    lpg_odoo_list_t l;
-    size_t          sent;   /* records framed */
-    int64_t         max_id; /* of the records added */
-    bool            failed;
-} lpg_wsc_batch_t;
-
-
-static void lpg_wsc_gone(void *data);
-static void lpg_wsc_session_cb(lpg_session_wait_t       *sw,
+static void lpg_wso_gone(void *data);
+static void lpg_wso_session_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
-static void lpg_wsc_recheck_cb(lpg_session_wait_t       *sw,
+static void lpg_wso_recheck_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
-static void lpg_wsc_upgrade(lpg_wsc_t *w);
-static void lpg_wsc_subscribe(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev);
-static void lpg_wsc_free_skeys(lpg_wsc_t *w);
-static void lpg_wsc_presence(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev);
-static void lpg_wsc_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows,
+static void lpg_wso_upgrade(lpg_wso_t *w);
+static void lpg_wso_message(lpg_wsc_t *c, const uint8_t *msg, size_t len,
+                            bool binary);
+static void lpg_wso_recheck(lpg_wsc_t *c);
+static void lpg_wso_closing(lpg_wsc_t *c);
+static void lpg_wso_free(lpg_wsc_t *c);
+static void lpg_wso_forget(lpg_wso_t *w);
+static void lpg_wso_subscribe(lpg_wso_t *w, lpg_odoo_ws_event_t *ev);
+static void lpg_wso_free_skeys(lpg_wso_t *w);
+static void lpg_wso_presence(lpg_wso_t *w, lpg_odoo_ws_event_t *ev);
+static void lpg_wso_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows,
                                size_t n, int64_t bound, bool ok);
-static void lpg_wsc_replay(lpg_wsc_t *w, const lpg_bus_rec_t *rows, size_t n,
+static void lpg_wso_replay(lpg_wso_t *w, const lpg_bus_rec_t *rows, size_t n,
                            int64_t bound);
-static void lpg_wsc_deliver(lpg_sub_t *s);
-static void lpg_wsc_lost(lpg_sub_t *s);
-static void lpg_wsc_batch_add(const lpg_bus_rec_t *r, void *arg);
-static void lpg_wsc_batch_flush(lpg_wsc_batch_t *b);
-static void lpg_wsc_max_id(const lpg_bus_rec_t *r, void *arg);
+static void lpg_wso_deliver(lpg_sub_t *s);
+static void lpg_wso_lost(lpg_sub_t *s);
+static void lpg_wso_batch_init(lpg_wsc_batch_t *b, lpg_wso_t *w);
+static void lpg_wso_batch_add(const lpg_bus_rec_t *r, void *arg);
 
 
-static const lpg_sub_ops_t lpg_wsc_ops = {
+static const lpg_sub_ops_t lpg_wso_ops = {
     "websocket",
-    lpg_wsc_deliver,
-    lpg_wsc_lost,
+    lpg_wso_deliver,
+    lpg_wso_lost,
 };
+
+/* Odoo's /websocket as an lpg_wsc application */
+static const lpg_wsc_app_t lpg_wso_app = {
+    "websocket",
+    lpg_wso_message,
+    lpg_wso_closing,
+    lpg_wso_free,
+    lpg_wso_recheck,
+    true,
+    offsetof(lpg_shm_worker_t, ws_open),
+    false,
+};
+
+static const lpg_http_ctx_t *lpg_wso_ctx;
 
 
 int
 lpg_websocket_init(const lpg_http_ctx_t *ctx)
 {
-    lpg_wsc.ctx = *ctx;
-    lpg_wsc_life_init();
+    lpg_wsc_init(ctx);
+    lpg_wso_ctx = lpg_wsc_ctx();
+    lpg_ahead_init(ctx->loop);
 
     return LPG_OK;
 }
@@ -87,38 +96,10 @@ lpg_websocket_init(const lpg_http_ctx_t *ctx)
 void
 lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 {
-    int rc;
     bool public = false;
-    lpg_wsc_t                *w;
-    lpg_ws_upgrade_t          u;
-    lpg_ws_answer_t           ans;
-    const lpg_conf_t         *conf = lpg_wsc.ctx.conf;
+    lpg_wso_t                *w;
+    const lpg_conf_t         *conf = lpg_wso_ctx->conf;
     const lpg_session_info_t *info;
-
-    memset(&u, 0, sizeof(u));
-    u.get = r->method == 1; /* HTTP_GET */
-    u.http_major = r->http_major;
-    u.http_minor = r->http_minor;
-    u.host = r->host;
-    u.host_len = r->host_len;
-    u.origin = r->origin;
-    u.origin_len = r->origin_len;
-    u.upgrade = r->upgrade;
-    u.upgrade_len = r->upgrade_len;
-    u.connection = r->connection;
-    u.connection_len = r->connection_len;
-    u.key = r->ws_key;
-    u.key_len = r->ws_key_len;
-    u.version = r->ws_version;
-    u.version_len = r->ws_version_len;
-
-    if (lpg_ws_handshake(&u, &ans) != LPG_OK) {
-        lpg_log(LPG_LOG_DEBUG, 0, "websocket: handshake refused (%d): %s",
-                ans.status, ans.body);
-        lpg_http_respond(c, ans.status, NULL, ans.headers, ans.body,
-                         ans.body_len);
-        return;
-    }
 
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -126,15 +107,14 @@ lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         return;
     }
 
-    w->fd = -1;
-    w->conn = c;
-    w->sub.ops = &lpg_wsc_ops;
+    if (lpg_wsc_handshake(c, r, &w->wsc, &lpg_wso_app) != LPG_OK) {
+        free(w);
+        return;
+    }
+
+    w->sub.ops = &lpg_wso_ops;
     w->sub.db = lpg_odoo_pick_db(r);
     w->sub.version = lpg_odoo_version(w->sub.db);
-    memcpy(w->accept, ans.accept, sizeof(ans.accept));
-    for (rc = 0; rc < LPG_WSC_SLOTS; rc++) {
-        w->link[rc].list = -1;
-    }
 
     if (w->sub.db < 0) {
         free(w);
@@ -172,7 +152,7 @@ lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
         if (w->cookie == NULL || (r->host != NULL && w->host == NULL)) {
             lpg_log(LPG_LOG_ERR, errno, "strndup() failed");
-            lpg_wsc_forget(w);
+            lpg_wso_forget(w);
             free(w);
             lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
             return;
@@ -181,14 +161,14 @@ lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         switch (lpg_session_get(r, w->sub.db, w->sub.version, &w->swait, &info))
         {
         case LPG_OK:
-            lpg_wsc_session(w, info);
+            lpg_wso_session(w, info);
             break;
 
         case LPG_AGAIN:
             /* the 101 waits for Odoo's answer */
-            w->swait.cb = lpg_wsc_session_cb;
+            w->swait.cb = lpg_wso_session_cb;
             w->session_wait = true;
-            lpg_http_hold(c, lpg_wsc_gone, w);
+            lpg_http_hold(c, lpg_wso_gone, w);
             return;
 
         default:
@@ -196,36 +176,36 @@ lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
         }
     }
 
-    lpg_wsc_upgrade(w);
+    lpg_wso_upgrade(w);
 }
 
 
 /* the client went away while its session was asked */
 static void
-lpg_wsc_gone(void *data)
+lpg_wso_gone(void *data)
 {
-    lpg_wsc_t *w = data;
+    lpg_wso_t *w = data;
 
-    w->conn = NULL;
-    lpg_wsc_forget(w);
+    w->wsc.conn = NULL;
+    lpg_wso_forget(w);
     free(w);
 }
 
 
 static void
-lpg_wsc_session_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
+lpg_wso_session_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wsc_t *w = (lpg_wsc_t *) ((char *) sw - offsetof(lpg_wsc_t, swait));
+    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
 
     w->session_wait = false;
-    lpg_wsc_session(w, info);
-    lpg_wsc_upgrade(w);
+    lpg_wso_session(w, info);
+    lpg_wso_upgrade(w);
 }
 
 
 /* what Odoo said of the socket's session: its user and channels */
 void
-lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info)
+lpg_wso_session(lpg_wso_t *w, const lpg_session_info_t *info)
 {
     size_t i;
 
@@ -243,7 +223,7 @@ lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info)
     w->guest_id = info->guest_id;
     w->logged = info->uid > 0 || info->guest_id > 0;
 
-    lpg_wsc_free_skeys(w);
+    lpg_wso_free_skeys(w);
 
     if (info->nkeys == 0) {
         return;
@@ -269,63 +249,47 @@ lpg_wsc_session(lpg_wsc_t *w, const lpg_session_info_t *info)
 }
 
 
-/* the 101: the socket leaves the HTTP layer */
+/* the 101: the socket leaves the HTTP layer (lpg_wsc from here) */
 static void
-lpg_wsc_upgrade(lpg_wsc_t *w)
+lpg_wso_upgrade(lpg_wso_t *w)
 {
-    int    fd;
-    char  *rest;
-    size_t rest_len;
+    lpg_log(LPG_LOG_DEBUG, 0, "websocket open: db %d, user %lld, %s", w->sub.db,
+            (long long) w->uid, w->logged ? "with a session" : "public");
 
-    fd = lpg_http_detach(w->conn, &rest, &rest_len);
-    w->conn = NULL;
-
-    if (fd == -1) {
-        lpg_wsc_forget(w);
-        free(w);
-        return;
-    }
-
-    if (lpg_wsc_start(w, fd, rest, rest_len) != LPG_OK) {
-        close(fd);
-        lpg_http_detached_closed();
-        lpg_wsc_forget(w);
-        free(w);
-    }
-
-    free(rest);
+    lpg_wsc_upgrade(&w->wsc);
 }
 
 
 /* every session_ttl: Odoo is asked again (cached answers are free) */
-void
-lpg_wsc_recheck(lpg_wsc_t *w)
+static void
+lpg_wso_recheck(lpg_wsc_t *c)
 {
+    lpg_wso_t                *w = lpg_wsc_data(c, lpg_wso_t, wsc);
     int                       rc;
     size_t                    n;
     const char              **v;
     lpg_http_request_t        r;
     const lpg_session_info_t *info;
 
-    if (w->cookie == NULL || w->session_wait || w->closing) {
+    if (w->cookie == NULL || w->session_wait || w->wsc.closing) {
         return;
     }
 
-    lpg_wsc_session_request(w, &r);
+    lpg_wso_session_request(w, &r);
 
     /* with the last subscribe's strings: the same cached answer */
-    v = lpg_wsc_strings(w->strings, &n);
+    v = lpg_wso_strings(w->strings, &n);
     rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
                              &info);
     free(v);
 
     switch (rc) {
     case LPG_OK:
-        lpg_wsc_recheck_cb(&w->swait, info);
+        lpg_wso_recheck_cb(&w->swait, info);
         break;
 
     case LPG_AGAIN:
-        w->swait.cb = lpg_wsc_recheck_cb;
+        w->swait.cb = lpg_wso_recheck_cb;
         w->session_wait = true;
         break;
 
@@ -336,9 +300,9 @@ lpg_wsc_recheck(lpg_wsc_t *w)
 
 
 static void
-lpg_wsc_recheck_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
+lpg_wso_recheck_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wsc_t *w = (lpg_wsc_t *) ((char *) sw - offsetof(lpg_wsc_t, swait));
+    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
 
     w->session_wait = false;
 
@@ -355,30 +319,23 @@ lpg_wsc_recheck_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
                 "websocket: Odoo no longer vouches for the session of "
                 "user %lld: closed with 4001",
                 (long long) w->uid);
-        lpg_wsc_close(w, LPG_WS_SESSION_EXPIRED);
+        lpg_wsc_close(&w->wsc, LPG_WS_SESSION_EXPIRED);
         return;
     }
 
     /* TODO: a changed channel list is used from the next subscribe on
      * (the web client re-subscribes when its channels change) */
-    lpg_wsc_session(w, info);
+    lpg_wso_session(w, info);
 }
 
 
 /* a complete message of the client (inside lpg_ws_feed: no free here) */
-void
-lpg_wsc_message(void *data, const uint8_t *msg, size_t len, bool binary)
+static void
+lpg_wso_message(lpg_wsc_t *c, const uint8_t *msg, size_t len, bool binary)
 {
     const char         *why;
-    lpg_wsc_t          *w = data;
+    lpg_wso_t          *w = lpg_wsc_data(c, lpg_wso_t, wsc);
     lpg_odoo_ws_event_t ev;
-
-    atomic_fetch_add_explicit(&lpg_wsc.ctx.stats->ws_in, 1,
-                              memory_order_relaxed);
-
-    if (w->closing) {
-        return;
-    }
 
     if (lpg_odoo_ws_parse(msg, len, &ev, &why) != LPG_OK) {
         /* Odoo logs it and keeps the socket */
@@ -388,11 +345,11 @@ lpg_wsc_message(void *data, const uint8_t *msg, size_t len, bool binary)
 
     switch (ev.event) {
     case LPG_ODOO_WS_SUBSCRIBE:
-        lpg_wsc_subscribe(w, &ev);
+        lpg_wso_subscribe(w, &ev);
         break;
 
     case LPG_ODOO_WS_PRESENCE:
-        lpg_wsc_presence(w, &ev);
+        lpg_wso_presence(w, &ev);
         break;
 
     default:
@@ -406,23 +363,27 @@ lpg_wsc_message(void *data, const uint8_t *msg, size_t len, bool binary)
 
 /* Odoo's _subscribe; 17+'s selector strings ask Odoo first */
 static void
-lpg_wsc_subscribe(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
+lpg_wso_subscribe(lpg_wso_t *w, lpg_odoo_ws_event_t *ev)
 {
-    if (lpg_wsc_select(w, ev) == LPG_OK) {
-        lpg_wsc_subscribe_now(w, ev);
+    if (lpg_wso_select(w, ev) == LPG_OK) {
+        lpg_wso_subscribe_now(w, ev);
     }
 }
 
 
 /* the channel set is replaced, then a replay */
 void
-lpg_wsc_subscribe_now(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
+lpg_wso_subscribe_now(lpg_wso_t *w, lpg_odoo_ws_event_t *ev)
 {
     size_t      i;
     int64_t     last;
     lpg_buf_t   b;
     lpg_sub_t  *s = &w->sub;
-    const char *db = lpg_wsc.ctx.shm->dbs[s->db].name;
+    const char *db = lpg_wso_ctx->shm->dbs[s->db].name;
+
+    if (lpg_wso_ahead(w, ev) != LPG_OK) {
+        return;
+    }
 
     /* Odoo 16+: a last above the largest bus_bus id is reset to 0; the
      * largest id is the one the master read from the database's id
@@ -470,7 +431,7 @@ lpg_wsc_subscribe_now(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
     if (last == 0) {
         /* Odoo's _poll: the notifications of the last TIMEOUT seconds */
         s->since_us = (int64_t) time(NULL) * 1000000
-            - (int64_t) lpg_wsc.ctx.conf->timeout * 1000000;
+            - (int64_t) lpg_wso_ctx->conf->timeout * 1000000;
     }
 
     lpg_log(LPG_LOG_DEBUG, 0,
@@ -478,22 +439,22 @@ lpg_wsc_subscribe_now(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
             s->nkeys, (long long) last);
 
     if (lpg_sub_needs_fill(s)) {
-        if (lpg_sub_fill(s, lpg_wsc_backfilled) != LPG_OK) {
-            lpg_wsc_close(w, LPG_WS_TRY_LATER);
+        if (lpg_sub_fill(s, lpg_wso_backfilled) != LPG_OK) {
+            lpg_wsc_close(&w->wsc, LPG_WS_TRY_LATER);
         }
 
         return;
     }
 
-    lpg_wsc_replay(w, NULL, 0, 0);
+    lpg_wso_replay(w, NULL, 0, 0);
 }
 
 
 static void
-lpg_wsc_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
+lpg_wso_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
                    int64_t bound, bool ok)
 {
-    lpg_wsc_t *w = (lpg_wsc_t *) s;
+    lpg_wso_t *w = (lpg_wso_t *) s;
 
     if (!ok) {
         lpg_log(LPG_LOG_INFO, 0,
@@ -502,105 +463,52 @@ lpg_wsc_backfilled(lpg_sub_t *s, const lpg_bus_rec_t *rows, size_t n,
         bound = 0;
     }
 
-    lpg_wsc_replay(w, rows, n, bound);
-    lpg_wsc_flush(w);
+    lpg_wso_replay(w, rows, n, bound);
+    lpg_wsc_flush(&w->wsc);
 }
 
 
 /* rows (id <= bound) then the history above bound go out now; then the
  * socket is attached: the ring's next records wake it */
 static void
-lpg_wsc_replay(lpg_wsc_t *w, const lpg_bus_rec_t *rows, size_t n, int64_t bound)
+lpg_wso_replay(lpg_wso_t *w, const lpg_bus_rec_t *rows, size_t n, int64_t bound)
 {
     lpg_wsc_batch_t b;
 
-    if (w->closing) {
+    if (w->wsc.closing) {
         return;
     }
 
-    memset(&b, 0, sizeof(b));
-    b.w = w;
-    lpg_odoo_list_init(&b.l, &b.list, 16);
-
-    (void) lpg_sub_rows(&w->sub, rows, n, lpg_wsc_batch_add, &b);
-    (void) lpg_sub_history(&w->sub, bound, lpg_wsc_batch_add, &b);
+    lpg_wso_batch_init(&b, w);
+    (void) lpg_sub_rows(&w->sub, rows, n, lpg_wso_batch_add, &b);
+    (void) lpg_sub_history(&w->sub, bound, lpg_wso_batch_add, &b);
     lpg_wsc_batch_flush(&b);
-    lpg_buf_free(&b.list);
+    lpg_wsc_batch_free(&b);
 
     if (b.failed) {
-        lpg_wsc_close(w, LPG_WS_SERVER_ERROR);
+        lpg_wsc_close(&w->wsc, LPG_WS_SERVER_ERROR);
         return;
     }
 
     if (lpg_sub_attach(&w->sub) != LPG_OK) {
         lpg_log(LPG_LOG_ERR, 0, "websocket: could not subscribe (no memory)");
-        lpg_wsc_close(w, LPG_WS_TRY_LATER);
+        lpg_wsc_close(&w->wsc, LPG_WS_TRY_LATER);
     }
 }
 
 
 static void
-lpg_wsc_batch_add(const lpg_bus_rec_t *r, void *arg)
+lpg_wso_batch_init(lpg_wsc_batch_t *b, lpg_wso_t *w)
 {
-    size_t           before;
-    lpg_wsc_batch_t *b = arg;
-
-    if (b->list.len >= (size_t) lpg_wsc.ctx.conf->max_answer_size / 2) {
-        lpg_wsc_batch_flush(b);
-    }
-
-    before = b->l.n;
-    lpg_odoo_list_add(r, &b->l);
-
-    if (b->l.n > before && r->id > b->max_id) {
-        b->max_id = r->id;
-    }
-
-    if (b->l.failed) {
-        b->failed = true;
-    }
-}
-
-
-/* the records added so far as one frame; last moves past them */
-static void
-lpg_wsc_batch_flush(lpg_wsc_batch_t *b)
-{
-    lpg_buf_t frame;
-
-    if (b->l.n == 0 || b->failed) {
-        return;
-    }
-
-    memset(&frame, 0, sizeof(frame));
-
-    if (lpg_odoo_ws_frame(&frame, &b->list) != LPG_OK) {
-        b->failed = true;
-
-    } else {
-        (void) lpg_wsc_send(b->w, (const uint8_t *) frame.data, frame.len);
-    }
-
-    lpg_buf_free(&frame);
-
-    b->sent += b->l.n;
-    b->list.len = 0;
-    b->l.n = 0;
-
-    if (b->max_id > b->w->sub.last) {
-        b->w->sub.last = b->max_id;
-    }
+    lpg_wsc_batch_init(b, &w->wsc, &w->sub, 16,
+                       (size_t) lpg_wso_ctx->conf->max_answer_size / 2);
 }
 
 
 static void
-lpg_wsc_max_id(const lpg_bus_rec_t *r, void *arg)
+lpg_wso_batch_add(const lpg_bus_rec_t *r, void *arg)
 {
-    int64_t *max = arg;
-
-    if (r->id > *max) {
-        *max = r->id;
-    }
+    lpg_wsc_batch_add(arg, r);
 }
 
 
@@ -611,107 +519,76 @@ lpg_wsc_max_id(const lpg_bus_rec_t *r, void *arg)
  * same for all.
  */
 static void
-lpg_wsc_deliver(lpg_sub_t *s)
+lpg_wso_deliver(lpg_sub_t *s)
 {
-    int64_t         max, before;
-    lpg_buf_t      *shared;
-    lpg_wsc_t      *w = (lpg_wsc_t *) s;
+    int64_t         before;
+    lpg_wso_t      *w = (lpg_wso_t *) s;
     lpg_wsc_batch_t b;
 
     if (w->dead) {
-        lpg_wsc_free(w);
+        lpg_wso_free(&w->wsc);
         return;
     }
 
-    if (w->closing || w->fd == -1) {
+    if (w->wsc.closing || w->wsc.fd == -1) {
         lpg_sub_rearm(s);
         return;
     }
 
     before = s->last;
 
+    lpg_wso_batch_init(&b, w);
+
     if (lpg_sub_matched(s) && s->last > 0) {
-        shared = lpg_sub_shared_find(s, LPG_ODOO_WS_SHAPE(s->version));
-
-        if (shared == NULL) {
-            memset(&b, 0, sizeof(b));
-            b.w = w;
-            lpg_odoo_list_init(&b.l, &b.list, 16);
-            (void) lpg_sub_each_match(s, lpg_wsc_batch_add, &b);
-
-            if (!b.failed && b.l.n == (size_t) s->nmatches) {
-                shared = lpg_sub_shared_new();
-
-                if (lpg_odoo_ws_frame(shared, &b.list) == LPG_OK) {
-                    lpg_sub_shared_keep(s, LPG_ODOO_WS_SHAPE(s->version));
-
-                } else {
-                    shared = NULL;
-                }
-            }
-
-            if (shared == NULL) {
-                lpg_wsc_batch_flush(&b);
-            }
-
-            lpg_buf_free(&b.list);
-        }
-
-        if (shared != NULL) {
-            max = s->last;
-            (void) lpg_sub_each_match(s, lpg_wsc_max_id, &max);
-            (void) lpg_wsc_send(w, (const uint8_t *) shared->data, shared->len);
-            s->last = max;
-        }
+        (void) lpg_wsc_batch_deliver(&b, LPG_ODOO_WS_SHAPE(s->version),
+                                     lpg_wso_batch_add, &b);
 
     } else {
-        memset(&b, 0, sizeof(b));
-        b.w = w;
-        lpg_odoo_list_init(&b.l, &b.list, 16);
-        (void) lpg_sub_history(s, 0, lpg_wsc_batch_add, &b);
+        (void) lpg_sub_history(s, 0, lpg_wso_batch_add, &b);
         lpg_wsc_batch_flush(&b);
-        lpg_buf_free(&b.list);
     }
+
+    lpg_wsc_batch_free(&b);
 
     if (s->last > before) {
         /* the same latency histogram as polls */
-        lpg_metrics_delivered(lpg_wsc.ctx.stats, s->notify_us);
+        lpg_metrics_delivered(lpg_wso_ctx->stats, s->notify_us);
     }
 
     lpg_sub_rearm(s);
-    lpg_wsc_flush(w);
+    lpg_wsc_flush(&w->wsc);
 }
 
 
 /* the ring lapped the worker: what w may have missed comes from the
  * database, then it is attached again */
 static void
-lpg_wsc_lost(lpg_sub_t *s)
+lpg_wso_lost(lpg_sub_t *s)
 {
-    lpg_wsc_t *w = (lpg_wsc_t *) s;
+    lpg_wso_t *w = (lpg_wso_t *) s;
 
     if (w->dead) {
-        lpg_wsc_free(w);
+        lpg_wso_free(&w->wsc);
         return;
     }
 
     lpg_sub_detach(s);
     lpg_sub_rearm(s);
 
-    if (w->closing) {
+    if (w->wsc.closing) {
         return;
     }
 
-    if (lpg_sub_fill(s, lpg_wsc_backfilled) != LPG_OK) {
-        lpg_wsc_close(w, LPG_WS_TRY_LATER);
-        lpg_wsc_flush(w);
+    if (lpg_sub_fill(s, lpg_wso_backfilled) != LPG_OK) {
+        lpg_wsc_close(&w->wsc, LPG_WS_TRY_LATER);
+        lpg_wsc_flush(&w->wsc);
     }
 }
 
 
 /* Odoo's _update_bus_presence: the batched writes of polls */
 static void
-lpg_wsc_presence(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
+lpg_wso_presence(lpg_wso_t *w, lpg_odoo_ws_event_t *ev)
 {
     const char     *why;
     lpg_presence_t *old = w->presence;
@@ -737,20 +614,48 @@ lpg_wsc_presence(lpg_wsc_t *w, lpg_odoo_ws_event_t *ev)
 }
 
 
+/* deliveries stop (lpg_wsc) */
+static void
+lpg_wso_closing(lpg_wsc_t *c)
+{
+    lpg_wso_t *w = lpg_wsc_data(c, lpg_wso_t, wsc);
+
+    lpg_sub_detach(&w->sub);
+}
+
+
+/* the socket is gone (lpg_wsc), or a dead one's deliver came */
+static void
+lpg_wso_free(lpg_wsc_t *c)
+{
+    lpg_wso_t *w = lpg_wsc_data(c, lpg_wso_t, wsc);
+
+    if (w->sub.ready) {
+        /* on the ready list: freed when its deliver comes */
+        w->dead = true;
+        return;
+    }
+
+    lpg_wso_forget(w);
+    free(w);
+}
+
+
 /* frees what w holds besides its socket */
-void
-lpg_wsc_forget(lpg_wsc_t *w)
+static void
+lpg_wso_forget(lpg_wso_t *w)
 {
     if (w->session_wait) {
         lpg_session_cancel(&w->swait);
         w->session_wait = false;
     }
 
+    lpg_wso_ahead_forget(w);
     lpg_sub_release(&w->sub);
     lpg_presence_release(w->presence);
     w->presence = NULL;
 
-    lpg_wsc_free_skeys(w);
+    lpg_wso_free_skeys(w);
     free(w->cookie);
     free(w->host);
     json_decref(w->strings);
@@ -764,7 +669,7 @@ lpg_wsc_forget(lpg_wsc_t *w)
 
 /* the session's channels go */
 static void
-lpg_wsc_free_skeys(lpg_wsc_t *w)
+lpg_wso_free_skeys(lpg_wso_t *w)
 {
     size_t i;
 

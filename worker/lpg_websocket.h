@@ -25,7 +25,8 @@ int lpg_websocket_init(const lpg_http_ctx_t *ctx) LPG_MUSTCHECK;
 void lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r);
 
 /*
- * Graceful stop: retire (SIGHUP's new generation, a binary upgrade) closes
+ * Graceful stop of every websocket application's sockets (lpg_wsc): retire
+ * (SIGHUP's new generation, a binary upgrade) closes
  * every socket with 4002 spread over shutdown_timeout (at most span_ms),
  * so that the clients come back as a trickle; otherwise (SIGQUIT) every
  * socket gets 1001 now.

@@ -12,17 +12,24 @@
  * the subscribe waits for the answer when Odoo must be asked; the
  * periodic re-check asks with the same strings.  Other subscribes use the
  * session's answer from the upgrade.
+ *
+ * A subscribe whose last is above this node's largest id waits here too,
+ * for a fetch (lpg_ahead.h): another node may have handed that id out
+ * before this master fetched it, and taken for stale it would be reset
+ * to 0 (Odoo's rule), the client getting the last timeout seconds again.
  */
 
 #include "lpg_websocket_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 
-static void lpg_wsc_select_cb(lpg_session_wait_t       *sw,
+static void lpg_wso_select_cb(lpg_session_wait_t       *sw,
                               const lpg_session_info_t *info);
+static void lpg_wso_fetched(lpg_ahead_t *a);
 
 
 /*
@@ -30,7 +37,7 @@ static void lpg_wsc_select_cb(lpg_session_wait_t       *sw,
  * frees; *n is their number.  NULL when there are none or no memory.
  */
 const char **
-lpg_wsc_strings(const json_t *channels, size_t *n)
+lpg_wso_strings(const json_t *channels, size_t *n)
 {
     size_t       i;
     json_t      *ch;
@@ -59,7 +66,7 @@ lpg_wsc_strings(const json_t *channels, size_t *n)
 
 /* the session's request, from what the upgrade left (borrowed from w) */
 void
-lpg_wsc_session_request(const lpg_wsc_t *w, lpg_http_request_t *r)
+lpg_wso_session_request(const lpg_wso_t *w, lpg_http_request_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->cookie = w->cookie;
@@ -75,7 +82,7 @@ lpg_wsc_session_request(const lpg_wsc_t *w, lpg_http_request_t *r)
  * answer (ev's channels are kept).
  */
 int
-lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
+lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
 {
     int                       rc;
     size_t                    i, n;
@@ -90,7 +97,7 @@ lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
         return LPG_OK;
     }
 
-    v = lpg_wsc_strings(ev->channels, &n);
+    v = lpg_wso_strings(ev->channels, &n);
 
     for (i = 0; i < n; i++) {
         if (lpg_session_selector(w->sub.version, v[i], strlen(v[i]))) {
@@ -119,7 +126,7 @@ lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
         w->session_wait = false;
     }
 
-    lpg_wsc_session_request(w, &r);
+    lpg_wso_session_request(w, &r);
 
     rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
                              &info);
@@ -127,11 +134,11 @@ lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
 
     switch (rc) {
     case LPG_OK:
-        lpg_wsc_session(w, info);
+        lpg_wso_session(w, info);
         return LPG_OK;
 
     case LPG_AGAIN:
-        w->swait.cb = lpg_wsc_select_cb;
+        w->swait.cb = lpg_wso_select_cb;
         w->session_wait = true;
         w->pending = json_incref(ev->channels);
         w->pending_last = ev->last;
@@ -145,9 +152,9 @@ lpg_wsc_select(lpg_wsc_t *w, const lpg_odoo_ws_event_t *ev)
 
 
 static void
-lpg_wsc_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
+lpg_wso_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wsc_t *w = (lpg_wsc_t *) ((char *) sw - offsetof(lpg_wsc_t, swait));
+    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
     lpg_odoo_ws_event_t ev;
 
     w->session_wait = false;
@@ -158,11 +165,69 @@ lpg_wsc_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
     ev.last = w->pending_last;
     w->pending = NULL;
 
-    if (!w->closing && !w->dead) {
-        lpg_wsc_session(w, info);
-        lpg_wsc_subscribe_now(w, &ev);
-        lpg_wsc_flush(w);
+    if (!w->wsc.closing && !w->dead) {
+        lpg_wso_session(w, info);
+        lpg_wso_subscribe_now(w, &ev);
+        lpg_wsc_flush(&w->wsc);
     }
 
     json_decref(ev.channels);
+}
+
+
+/* LPG_OK: ev runs now; LPG_AGAIN: it waits for a fetch (ev's channels are
+ * kept), or replaces the subscribe that waits */
+int
+lpg_wso_ahead(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
+{
+    if (!w->ahead.waiting
+        && (w->ahead_done || !lpg_bus_stale(w->sub.db, ev->last))) {
+        return LPG_OK;
+    }
+
+    json_decref(w->ahead_channels);
+    w->ahead_channels = json_incref(ev->channels);
+    w->ahead_last = ev->last;
+
+    if (!w->ahead.waiting) {
+        lpg_log(LPG_LOG_DEBUG, 0,
+                "websocket: last %lld is above this node's largest id %lld: "
+                "waiting for a fetch",
+                (long long) ev->last, (long long) lpg_bus_cursor(w->sub.db));
+        lpg_ahead_wait(&w->ahead, w->sub.db, lpg_wso_fetched);
+    }
+
+    return LPG_AGAIN;
+}
+
+
+static void
+lpg_wso_fetched(lpg_ahead_t *a)
+{
+    lpg_wso_t *w = (lpg_wso_t *) ((char *) a - offsetof(lpg_wso_t, ahead));
+    lpg_odoo_ws_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = LPG_ODOO_WS_SUBSCRIBE;
+    ev.channels = w->ahead_channels;
+    ev.last = w->ahead_last;
+    w->ahead_channels = NULL;
+
+    if (!w->wsc.closing && !w->dead) {
+        w->ahead_done = true;
+        lpg_wso_subscribe_now(w, &ev);
+        w->ahead_done = false;
+        lpg_wsc_flush(&w->wsc);
+    }
+
+    json_decref(ev.channels);
+}
+
+
+void
+lpg_wso_ahead_forget(lpg_wso_t *w)
+{
+    lpg_ahead_cancel(&w->ahead);
+    json_decref(w->ahead_channels);
+    w->ahead_channels = NULL;
 }

@@ -13,12 +13,16 @@
 
 #include "lpg_worker.h"
 #include "lpg_budget.h"
+#include "lpg_handoff.h"
 #include "lpg_http.h"
+#include "lpg_http_batch.h"
 #include "lpg_odoo.h"
 #include "lpg_bus.h"
 #include "lpg_poll.h"
 #include "lpg_route.h"
+#include "lpg_socketio.h"
 #include "lpg_sub.h"
+#include "lpg_sse.h"
 #include "lpg_websocket.h"
 
 #include <errno.h>
@@ -133,6 +137,8 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     }
     lpg_http_init(&ctx);
     lpg_route_init(&ctx);
+    lpg_handoff_init(loop, args->slot, args->handoff_rx, args->handoff_tx,
+                     args->conf->workers);
 
     if (lpg_sub_init(loop, args->conf, args->shm, lpg_worker.stats, args->ring,
                      args->doorbell)
@@ -141,6 +147,9 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
     {
         exit(LPG_EXIT_FATAL);
     }
+
+    /* a ring batch's long-poll answers go out in one io_uring_enter */
+    lpg_sub_batch_hooks(lpg_http_batch_begin, lpg_http_batch_end);
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -151,6 +160,7 @@ lpg_worker_main(struct ev_loop *loop, const lpg_worker_args_t *args)
 
     lpg_log(LPG_LOG_INFO, 0, "worker exiting");
     lpg_odoo_exit();
+    lpg_http_batch_stop();
 
     exit(LPG_EXIT_OK);
 }
@@ -271,7 +281,9 @@ lpg_worker_quit(double timeout, bool retire)
         /* a real stop while retiring: parked polls get [] now */
         lpg_worker.retiring = false;
         lpg_poll_shutdown();
+        lpg_socketio_shutdown();
         lpg_websocket_shutdown(false, 0);
+        lpg_sse_shutdown(false, 0);
     }
 
     if (lpg_worker.quitting) {
@@ -290,6 +302,7 @@ lpg_worker_quit(double timeout, bool retire)
     ev_io_stop(lpg_worker.loop, &lpg_worker.accept);
     ev_io_stop(lpg_worker.loop, &lpg_worker.admin);
     close(lpg_worker.args.lsock);
+    lpg_handoff_stop();
 
     lpg_log(LPG_LOG_INFO, 0, "%s, %zu connection(s) open",
             retire ? "retiring: parked polls are answered as usual"
@@ -301,14 +314,20 @@ lpg_worker_quit(double timeout, bool retire)
          * ring on a short timer instead (lpg_worker_drain_cb) */
         lpg_bus_retire();
 
-        /* websockets: 4002 as a trickle, well within the deadline */
+        /* Socket.IO sessions end now: the new worker of this slot gets
+         * the clients' next handshakes; websockets: 4002 as a trickle,
+         * well within the deadline */
+        lpg_socketio_shutdown();
         lpg_websocket_shutdown(true, (int64_t) (timeout * 1000) - 2000);
+        lpg_sse_shutdown(true, (int64_t) (timeout * 1000) - 2000);
 
     } else {
         /* parked polls get [] now: their clients re-poll another worker;
          * websockets get 1001 */
         lpg_poll_shutdown();
+        lpg_socketio_shutdown();
         lpg_websocket_shutdown(false, 0);
+        lpg_sse_shutdown(false, 0);
     }
 
     if (lpg_http_shutdown() == 0) {
@@ -328,7 +347,9 @@ lpg_worker_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
         lpg_bus_poll();
     }
 
-    if (lpg_http_open() == 0) {
+    /* again: connections idle since, or accepted just before the stop
+     * and still silent, are closed */
+    if (lpg_http_shutdown() == 0) {
         ev_break(loop, EVBREAK_ALL);
         return;
     }

@@ -23,13 +23,15 @@
 typedef struct {
     int               slot;
     unsigned          generation;
-    int               lsock;    /* listening socket, owned */
-    int               death_fd; /* read end of the death pipe, owned */
-    int               doorbell; /* eventfd the master rings, owned */
-    int               kick_fd;  /* eventfd that wakes the master's fetch */
-    int               admin_fd; /* shared admin listener, -1: none */
-    lpg_ring_t       *ring;     /* workers only read it */
-    const lpg_conf_t *conf;     /* the master's copy, read-only */
+    int               lsock;      /* listening socket, owned */
+    int               death_fd;   /* read end of the death pipe, owned */
+    int               doorbell;   /* eventfd the master rings, owned */
+    int               kick_fd;    /* eventfd that wakes the master's fetch */
+    int               admin_fd;   /* shared admin listener, -1: none */
+    int               handoff_rx; /* connections from other workers */
+    int               handoff_tx[LPG_MAX_WORKERS]; /* to each slot, -1 */
+    lpg_ring_t       *ring;                        /* workers only read it */
+    const lpg_conf_t *conf; /* the master's copy, read-only */
     lpg_shm_t        *shm;
 } lpg_worker_args_t;
 

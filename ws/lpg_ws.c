@@ -27,56 +27,15 @@
  *   queued, so every frame wslay queues is sent at once (from the message
  *   callback), which keeps the output buffer in wire order and lets
  *   pre-framed notifications be appended to it directly.
+ *
+ * The wslay context exists only while the connection has something to
+ * parse or send: lpg_ws_park.c.
  */
 
-#include "lpg_ws.h"
+#include "lpg_ws_int.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <wslay/wslay.h>
-
-
-typedef enum {
-    LPG_WS_OPEN = 0,
-    LPG_WS_CLOSING, /* our clean CLOSE went out: waiting for the client's */
-    LPG_WS_DONE     /* write the rest, then close the TCP connection */
-} lpg_ws_state_e;
-
-
-struct lpg_ws_s {
-    wslay_event_context_ptr ctx;
-    lpg_ws_handler_t        h;
-    void                   *data;
-    lpg_ws_state_e          state;
-    bool                    failed; /* out of memory */
-    unsigned                code_sent;
-    unsigned                code_received;
-
-    /* the data message being reassembled */
-    bool     frame_data; /* the current frame is data */
-    uint8_t *msg;
-    size_t   msg_len;
-    size_t   msg_cap;
-    size_t   max_message;
-
-    /* the span lpg_ws_feed() reads from */
-    const uint8_t *in;
-    size_t         in_len;
-    int64_t        now;
-
-    /* the bytes to write: [out_pos, out_len) of out */
-    uint8_t *out;
-    size_t   out_pos;
-    size_t   out_len;
-    size_t   out_cap;
-
-    /* arrival times of the last rate_burst frames, a ring */
-    unsigned rate_burst;
-    int64_t  rate_window;
-    unsigned rate_n;
-    unsigned rate_head;
-    int64_t *rate;
-};
 
 
 static ssize_t lpg_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
@@ -94,6 +53,7 @@ static void
 static void lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
                           const struct wslay_event_on_msg_recv_arg *arg,
                           void                                     *user_data);
+static void lpg_ws_frame_end_cb(wslay_event_context_ptr ctx, void *user_data);
 static bool lpg_ws_rate_ok(lpg_ws_t *ws);
 static void lpg_ws_fail_with(lpg_ws_t *ws, unsigned code);
 static void lpg_ws_flush(lpg_ws_t *ws);
@@ -101,6 +61,16 @@ static void lpg_ws_update(lpg_ws_t *ws);
 static bool lpg_ws_clean(unsigned code);
 static int  lpg_ws_append(lpg_ws_t *ws, const uint8_t *p, size_t len);
 static int  lpg_ws_result(lpg_ws_t *ws);
+
+
+const struct wslay_event_callbacks lpg_ws_callbacks = {
+    .recv_callback = lpg_ws_recv_cb,
+    .send_callback = lpg_ws_send_cb,
+    .on_frame_recv_start_callback = lpg_ws_frame_start_cb,
+    .on_frame_recv_chunk_callback = lpg_ws_chunk_cb,
+    .on_frame_recv_end_callback = lpg_ws_frame_end_cb,
+    .on_msg_recv_callback = lpg_ws_msg_cb,
+};
 
 
 void
@@ -115,9 +85,8 @@ lpg_ws_conf_default(lpg_ws_conf_t *conf)
 lpg_ws_t *
 lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
 {
-    lpg_ws_t                    *ws;
-    lpg_ws_conf_t                dflt;
-    struct wslay_event_callbacks cb;
+    lpg_ws_t     *ws;
+    lpg_ws_conf_t dflt;
 
     if (conf == NULL) {
         lpg_ws_conf_default(&dflt);
@@ -142,22 +111,7 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
         }
     }
 
-    memset(&cb, 0, sizeof(cb));
-    cb.recv_callback = lpg_ws_recv_cb;
-    cb.send_callback = lpg_ws_send_cb;
-    cb.on_frame_recv_start_callback = lpg_ws_frame_start_cb;
-    cb.on_frame_recv_chunk_callback = lpg_ws_chunk_cb;
-    cb.on_msg_recv_callback = lpg_ws_msg_cb;
-
-    if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
-        goto failed;
-    }
-
-    /* no extension is negotiated, so no reserved bit is allowed */
-    wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV_NONE);
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, conf->max_message);
-    wslay_event_config_set_no_buffering(ws->ctx, 1);
-
+    /* the wslay context comes with the first bytes (lpg_ws_park.c) */
     return ws;
 
 failed:
@@ -176,7 +130,10 @@ lpg_ws_destroy(lpg_ws_t *ws)
         return;
     }
 
-    wslay_event_context_free(ws->ctx);
+    if (ws->ctx != NULL) {
+        wslay_event_context_free(ws->ctx);
+    }
+
     free(ws->rate);
     free(ws->msg);
     free(ws->out);
@@ -193,9 +150,14 @@ lpg_ws_feed(lpg_ws_t *ws, const uint8_t *in, size_t len, int64_t now)
         return lpg_ws_result(ws);
     }
 
+    if (lpg_ws_wake(ws) != LPG_OK) {
+        return LPG_ERROR;
+    }
+
     ws->in = in;
     ws->in_len = len;
     ws->now = now;
+    ws->fed += len;
 
     rc = wslay_event_recv(ws->ctx);
 
@@ -222,6 +184,7 @@ lpg_ws_feed(lpg_ws_t *ws, const uint8_t *in, size_t len, int64_t now)
     }
 
     lpg_ws_flush(ws);
+    lpg_ws_park(ws);
 
     return lpg_ws_result(ws);
 }
@@ -256,19 +219,29 @@ lpg_ws_consume(lpg_ws_t *ws, size_t n)
 
 
 int
-lpg_ws_send_framed(lpg_ws_t *ws, const uint8_t *frame, size_t len)
+lpg_ws_writable(const lpg_ws_t *ws)
 {
     if (ws->failed) {
         return LPG_ERROR;
     }
 
-    if (ws->state != LPG_WS_OPEN) {
-        return LPG_DONE;
+    return ws->state == LPG_WS_OPEN ? LPG_OK : LPG_DONE;
+}
+
+
+int
+lpg_ws_send_framed(lpg_ws_t *ws, const uint8_t *frame, size_t len)
+{
+    int rc;
+
+    rc = lpg_ws_writable(ws);
+    if (rc != LPG_OK) {
+        return rc;
     }
 
     /* wslay holds nothing back (see the top of this file), so these bytes
      * go after every frame it produced */
-    LPG_ASSERT(!wslay_event_want_write(ws->ctx));
+    LPG_ASSERT(ws->ctx == NULL || !wslay_event_want_write(ws->ctx));
 
     if (lpg_ws_append(ws, frame, len) != LPG_OK) {
         ws->failed = true;
@@ -310,6 +283,10 @@ lpg_ws_ping(lpg_ws_t *ws)
         return LPG_DONE;
     }
 
+    if (lpg_ws_wake(ws) != LPG_OK) {
+        return LPG_ERROR;
+    }
+
     msg.opcode = WSLAY_PING;
     msg.msg = NULL;
     msg.msg_length = 0;
@@ -320,6 +297,7 @@ lpg_ws_ping(lpg_ws_t *ws)
     }
 
     lpg_ws_flush(ws);
+    lpg_ws_park(ws);
 
     return ws->failed ? LPG_ERROR : LPG_OK;
 }
@@ -341,6 +319,10 @@ lpg_ws_close(lpg_ws_t *ws, unsigned code, const char *reason, size_t len)
 
     if (len > 123) {
         len = 123;
+    }
+
+    if (lpg_ws_wake(ws) != LPG_OK) {
+        return LPG_ERROR;
     }
 
     rc = wslay_event_queue_close(ws->ctx, (uint16_t) code,
@@ -480,6 +462,8 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
 {
     lpg_ws_t *ws = user_data;
 
+    lpg_ws_frame_began(ws, arg->opcode, arg->fin, arg->payload_length);
+
     if (ws->state == LPG_WS_DONE) {
         return;
     }
@@ -523,6 +507,14 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
             ws->failed = true;
         }
     }
+}
+
+
+/* every frame wslay finished (its payload all read and checked) */
+static void
+lpg_ws_frame_end_cb(wslay_event_context_ptr ctx, void *user_data)
+{
+    lpg_ws_frame_ended(user_data);
 }
 
 
@@ -688,6 +680,10 @@ lpg_ws_fail_with(lpg_ws_t *ws, unsigned code)
 static void
 lpg_ws_flush(lpg_ws_t *ws)
 {
+    if (ws->ctx == NULL) {
+        return;
+    }
+
     if (wslay_event_want_write(ws->ctx)) {
         if (wslay_event_send(ws->ctx) != 0) {
             ws->failed = true;

@@ -103,6 +103,11 @@ void lpg_ws_consume(lpg_ws_t *ws, size_t n);
 int lpg_ws_send_framed(lpg_ws_t *ws, const uint8_t *frame,
                        size_t len) LPG_MUSTCHECK;
 
+/* what lpg_ws_send_framed() would return before queueing: LPG_OK while
+ * the connection is open, LPG_DONE once closing, LPG_ERROR after a failure
+ * (a caller may then write a frame itself when nothing is pending) */
+int lpg_ws_writable(const lpg_ws_t *ws);
+
 /* frames payload as one TEXT frame and queues it: the same returns */
 int lpg_ws_send_text(lpg_ws_t *ws, const void *payload,
                      size_t len) LPG_MUSTCHECK;
@@ -119,6 +124,10 @@ int lpg_ws_ping(lpg_ws_t *ws) LPG_MUSTCHECK;
  */
 int lpg_ws_close(lpg_ws_t *ws, unsigned code, const char *reason,
                  size_t len) LPG_MUSTCHECK;
+
+/* true while the connection holds no wslay context: open and idle between
+ * frames (lpg_ws_park.c) */
+bool lpg_ws_parked(const lpg_ws_t *ws);
 
 /* true once lpg_ws_feed() or lpg_ws_close() returned LPG_DONE */
 bool lpg_ws_done(const lpg_ws_t *ws);

@@ -64,7 +64,8 @@ lpg_ws_handshake(const lpg_ws_upgrade_t *req, lpg_ws_answer_t *ans)
     missing[2] = req->key == NULL || req->key_len == 0;
     missing[3] = req->version == NULL || req->version_len == 0;
     missing[4] = req->upgrade == NULL || req->upgrade_len == 0;
-    missing[5] = req->origin == NULL || req->origin_len == 0;
+    missing[5] =
+        !req->origin_optional && (req->origin == NULL || req->origin_len == 0);
 
     p = ans->text;
     n = 0;

@@ -44,6 +44,7 @@ typedef struct {
     size_t      key_len;
     const char *version; /* Sec-WebSocket-Version */
     size_t      version_len;
+    bool        origin_optional; /* Odoo requires Origin; RFC 6455 not */
 } lpg_ws_upgrade_t;
 
 

@@ -2,10 +2,12 @@
 // driven by playwright-core.  tests/integration/test_demo.py runs it and
 // answers its prompts on stdin: it prints STOP when lpgate must stop, then
 // waits for GO (lpgate started again, messages sent through SQL meanwhile).
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import readline from 'node:readline';
 
 const url = process.env.LPGATE_DEMO_URL;
+// websocket, sse or poll: forced with ?transport=, and checked on the page
+const transport = process.env.LPGATE_TRANSPORT || '';
 const shot = process.env.LPGATE_SCREENSHOT;
 const sqlTexts = (process.env.LPGATE_SQL_TEXTS || '').split(',');
 const lines = readline.createInterface({ input: process.stdin });
@@ -13,12 +15,7 @@ const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
 
 function log(...a) { console.log(...a); }
 
-const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-           '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
     const a = await (await browser.newContext()).newPage();
     const b = await (await browser.newContext()).newPage();
@@ -26,8 +23,12 @@ try {
     await b.goto(url);
     for (const p of [a, b]) {
         await p.waitForSelector('#status.online', { timeout: 20000 });
+        if (transport) {
+            await p.waitForSelector(`#transport:text-is("${transport}")`,
+                                    { timeout: 5000 });
+        }
     }
-    log('both pages online');
+    log('both pages online' + (transport ? ' over ' + transport : ''));
 
     await a.fill('#name', 'alice');
     await a.fill('#text', 'hello from A');
@@ -48,6 +49,10 @@ try {
     await nextLine();   // GO: lpgate runs again, SQL messages were sent
     for (const p of [a, b]) {
         await p.waitForSelector('#status.online', { timeout: 30000 });
+        if (transport) {
+            await p.waitForSelector(`#transport:text-is("${transport}")`,
+                                    { timeout: 5000 });
+        }
         for (const t of sqlTexts) {
             await p.waitForSelector(`#messages li:has-text("${t}")`,
                                     { timeout: 30000 });

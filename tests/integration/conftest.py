@@ -442,11 +442,25 @@ def gateway(pg, tmp_path):
         return gw
 
     yield start
+    reports = []
     for gw in started:
         gw.stop()
-        print("---- lpgate output (port %d)\n%s" % (gw.port, gw.output()))
+        out = gw.output()
+        print("---- lpgate output (port %d)\n%s" % (gw.port, out))
+        reports += sanitizer_reports(out)
     if VALGRIND:
         check_valgrind(tmp_path)
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
+
+
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print
+# (a build with --enable-sanitizers): a worker that aborts on one is
+# respawned and a leak only changes an exit status, so the output is read
+def sanitizer_reports(text):
+    return [line for line in text.splitlines()
+            if "ERROR: AddressSanitizer" in line
+            or "ERROR: LeakSanitizer" in line
+            or "runtime error:" in line]
 
 
 # A last-resort bound on each test's body, since Debian's

@@ -193,7 +193,7 @@ def test_apache_waits_longer_than_a_parked_poll(pg, gateway, apache):
     held its full timeout comes back through Apache as lpgate's empty
     answer, not as Apache's 502/504 (shown with a site whose timeout is
     below lpgate's, which does get Apache's error)."""
-    with open(os.path.join(SRCDIR, "core", "lpg_conf.c")) as f:
+    with open(os.path.join(SRCDIR, "core", "lpg_conf_keys.c")) as f:
         default = int(re.search(r'"timeout", LPG_CONF_INT, [^,]+, "(\d+)"',
                                 f.read()).group(1))
     site = shipped_site()

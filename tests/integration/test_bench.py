@@ -192,3 +192,89 @@ def test_man_page_matches_help():
     with open(os.path.join(srcdir, "doc", "lpgate-bench.1")) as f:
         man = f.read().replace("\\-", "-")
     assert help_opts == set(re.findall(r"--[a-z][a-z-]+", man))
+
+
+def _scripts_module(name):
+    srcdir = os.environ.get("LPGATE_SRCDIR", os.path.join(
+        os.path.dirname(__file__), "..", ".."))
+    sys.path.insert(0, os.path.join(srcdir, "scripts"))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(srcdir, "scripts", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_marks_each_target_met_or_not():
+    """scripts/bench_targets.py judges each of issue 16's targets on the
+    run's own figures: absolute bounds, multiples of nchan's figure and of
+    another scenario's, and a missed delivery is never "met"."""
+    t = _scripts_module("bench_targets")
+
+    def lp(**kw):
+        d = {"complete": True, "received": 10, "expected": 10,
+             "duplicates": 0, "errors": 0}
+        d.update(kw)
+        return {"lpgate": d}
+
+    results = {
+        "fanout-10k": lp(p99_ms=70.0, cpu_us_per_delivery=13.0,
+                         rss_kib_per_poll=0.85),
+        "throughput": dict(lp(deliveries_per_s=90000, p99_ms=20.0),
+                           nchan={"complete": True,
+                                  "deliveries_per_s": 30000}),
+        "wsapi-fanout-10k": lp(p99_ms=100.0, cpu_us_per_delivery=8.0),
+        "sse-fanout-10k": lp(p99_ms=119.0, cpu_us_per_delivery=9.7),
+        "private-10k": lp(received=9, p99_ms=10.0, db_per_batch=2.0),
+    }
+    v = {s: [m[2] for m in t.verdicts(results, s)] for s in results}
+    assert v["fanout-10k"] == ["met", "met", "not met", "met"]
+    # 90,000/s is 3x nchan's 30,000, not 4x
+    assert v["throughput"] == ["met", "not met", "met"]
+    # within 1.2x of /ws's 100 ms and 8 us, not at half of Node's 19.1 us
+    assert v["sse-fanout-10k"] == ["met", "met", "not met", "not met"]
+    assert v["private-10k"] == ["not met", "met", "met"]
+    # a scenario that did not run: nothing is claimed
+    assert set(m[2] for m in t.verdicts(results, "ws-scale-100k")) == {
+        "not measured"}
+    table = "\n".join(t.summary_table(results, list(results)))
+    assert "| throughput | deliveries/s >= 120000 (4x nchan's in this " \
+        "run) | 90000 | **not met** |" in table, table
+
+
+def test_bench_median_of_runs_keeps_a_missed_delivery(monkeypatch):
+    """bench.py --repeat N reports medians, but one run's missed delivery
+    or duplicate is not hidden by the others."""
+    b = _scripts_module("bench")
+    runs = iter([
+        {"complete": True, "received": 10, "expected": 10, "p99_ms": 5.0,
+         "duplicates": 0, "exit": 0, "rss_kib_per_poll": 0.9},
+        {"complete": False, "received": 9, "expected": 12, "p99_ms": 9.0,
+         "duplicates": 1, "exit": 1, "rss_kib_per_poll": 0.01},
+        {"complete": True, "received": 11, "expected": 11, "p99_ms": 7.0,
+         "duplicates": 0, "exit": 0, "rss_kib_per_poll": 0.0},
+    ])
+    monkeypatch.setattr(b, "run_bench_once", lambda args, log: next(runs))
+    monkeypatch.setattr(b, "REPEAT", 3)
+    out = b.run_bench([], [])
+    assert out["p99_ms"] == 7.0
+    # every run's deliveries: 30 of 33, not one run's against another's
+    assert out["received"] == 30 and out["expected"] == 33
+    assert out["duplicates"] == 1 and out["exit"] == 1
+    assert out["complete"] is False and out["runs"] == 3
+    # the same server: only the first run's connections took memory
+    assert out["rss_kib_per_poll"] == 0.9
+
+
+def test_report_keeps_the_scaleout_and_soak_blocks(tmp_path):
+    """bench.py rewrites docs/benchmarks.md whole but keeps what
+    scripts/scaleout.py and scripts/soak.py measured (issue 15's table)"""
+    b = _scripts_module("bench")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# old\n\n## fanout\nold rows\n\n%s\n## Scaling out\n"
+                   "| 1 | 2 |\n%s\n\n## Commands\nold\n" % (
+                       b.SCALEOUT_BEGIN, b.SCALEOUT_END))
+    kept = b.kept_sections(str(doc))
+    assert "## Scaling out\n| 1 | 2 |" in kept
+    assert "old rows" not in kept and "## Commands" not in kept
+    assert b.SOAK_BEGIN in kept and "Not run yet." in kept

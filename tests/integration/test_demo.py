@@ -2,7 +2,9 @@
 driven by playwright-core (tests/e2e/demo.mjs).  Two browser contexts; a
 message sent from one appears in the other; lpgate stopped, the status
 icon turns red; lpgate started again, it turns green and the messages sent
-meanwhile through SQL (contrib/sql/lpgate.sql) arrive, none lost.
+meanwhile through SQL (contrib/sql/lpgate.sql) arrive, none lost.  Once
+with the transport lpgate.js chooses (WebSocket), then with SSE and long
+polling forced in turn (?transport=); the page shows the one in use.
 """
 
 import os
@@ -23,7 +25,9 @@ NODE = shutil.which("node")
     os.path.join(E2E, "node_modules", "playwright-core"))),
     reason="needs node, chromium and tests/e2e/node_modules "
            "(scripts/deps.sh installs them)")
-def test_demo_page_in_chromium(pg, gateway, tmp_path):
+@pytest.mark.parametrize("forced,shown", [(None, "websocket"),
+                                          ("sse", "sse"), ("poll", "poll")])
+def test_demo_page_in_chromium(pg, gateway, tmp_path, forced, shown):
     with open(os.path.join(SRCDIR, "contrib", "sql", "lpgate.sql")) as f:
         pg.sql(f.read(), dbname="lpgtest")
     args = ["--demo", "--timeout", "2"]
@@ -31,10 +35,14 @@ def test_demo_page_in_chromium(pg, gateway, tmp_path):
     gw.wait_log('database "lpgtest": Odoo 14 bus shapes')
 
     texts = ["sent through SQL one", "sent through SQL two"]
-    shot = os.environ.get("LPGATE_SCREENSHOT", str(tmp_path / "demo.png"))
-    env = dict(os.environ, LPGATE_SCREENSHOT=shot,
-               LPGATE_SQL_TEXTS=",".join(texts),
-               LPGATE_DEMO_URL="http://127.0.0.1:%d/longpolling/demo" % gw.port)
+    shot = str(tmp_path / "demo.png")
+    if forced is None:
+        shot = os.environ.get("LPGATE_SCREENSHOT", shot)
+    url = "http://127.0.0.1:%d/longpolling/demo" % gw.port
+    if forced:
+        url += "?transport=" + forced
+    env = dict(os.environ, LPGATE_SCREENSHOT=shot, LPGATE_TRANSPORT=shown,
+               LPGATE_SQL_TEXTS=",".join(texts), LPGATE_DEMO_URL=url)
     proc = subprocess.Popen([NODE, os.path.join(E2E, "demo.mjs")], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=E2E)

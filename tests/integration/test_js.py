@@ -1,5 +1,8 @@
 """contrib/js/lpgate.js: node's test runner against a real lpgate (the
-send route opened for "js-*" channels so the JS tests can publish)."""
+send route opened for "js-*" channels so the JS tests can publish): the
+long-poll client, and each transport (WebSocket, SSE, long polling) with
+the fallback from one to the next (contrib/js/test/transports.test.mjs,
+with npm's ws and eventsource, installed by scripts/deps.sh)."""
 
 import os
 import shutil
@@ -26,4 +29,4 @@ def test_js_client(gateway):
     print(r.stdout[-5000:], r.stderr[-2000:])
     assert r.returncode == 0
     assert "# fail 0" in r.stdout
-    assert "# pass 4" in r.stdout and "# skipped 0" in r.stdout
+    assert "# pass 10" in r.stdout and "# skipped 0" in r.stdout

@@ -188,7 +188,7 @@ def test_rolled_back_gap_does_not_block(pg, gateway):
 
 def listen_pid(pg):
     rows = pg.sql("SELECT pid FROM pg_stat_activity WHERE query ILIKE "
-                  "'%LISTEN%' AND application_name = 'lpgate master'")
+                  "'%LISTEN%' AND application_name LIKE 'lpgate:%'")
     return rows[0][0] if rows else None
 
 

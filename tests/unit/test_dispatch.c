@@ -210,7 +210,9 @@ test_rpc_poll(void **state)
     lpg_rpc_poll_t rp;
 
     assert_int_equal(lpg_rpc_poll_parse(ok, strlen(ok), 3, &rp, &why), LPG_OK);
-    assert_int_equal(json_array_size(rp.channels), 2);
+    /* the common shape: the fast reader's */
+    assert_null(rp.body);
+    assert_int_equal(rp.nfast, 2);
     assert_true(rp.last == 42 && rp.peek);
     assert_string_equal(rp.id, "7");
     assert_true(rp.inactivity == -1); /* no bus_inactivity: no presence */
@@ -239,6 +241,121 @@ test_rpc_poll(void **state)
     expect_rpc_error("{\"params\": {\"channels\": [], \"last\": -1}}", "last");
     expect_rpc_error("{\"params\": {\"channels\": [], \"options\": []}}",
                      "options");
+}
+
+
+/* the fast reader takes body, and jansson's reader decodes it the same */
+static void
+expect_fast(const char *body, size_t max)
+{
+    size_t         i;
+    const char    *why;
+    lpg_rpc_poll_t f, j;
+
+    if (!lpg_rpc_poll_fast(body, strlen(body), max, &f)) {
+        fail_msg("the fast reader declined %s", body);
+    }
+
+    assert_null(f.body);
+    assert_int_equal(lpg_rpc_poll_parse_json(body, strlen(body), max, &j, &why),
+                     LPG_OK);
+    assert_true(f.last == j.last && f.peek == j.peek
+                && f.inactivity == j.inactivity);
+    assert_true((f.id == NULL && j.id == NULL)
+                || (f.id != NULL && j.id != NULL && strcmp(f.id, j.id) == 0));
+    assert_int_equal(f.nfast, json_array_size(j.channels));
+
+    for (i = 0; i < f.nfast; i++) {
+        json_t *ch = json_array_get(j.channels, i);
+
+        assert_int_equal(f.fast[i].len, json_string_length(ch));
+        assert_memory_equal(f.fast[i].p, json_string_value(ch), f.fast[i].len);
+    }
+
+    lpg_rpc_poll_free(&f);
+    lpg_rpc_poll_free(&j);
+}
+
+
+static void
+expect_declined(const char *body, size_t max)
+{
+    lpg_rpc_poll_t f;
+
+    if (lpg_rpc_poll_fast(body, strlen(body), max, &f)) {
+        fail_msg("the fast reader took %s", body);
+    }
+
+    /* nothing to free, nothing set */
+    assert_null(f.id);
+    assert_int_equal(f.nfast, 0);
+}
+
+
+static void
+test_rpc_poll_fast(void **state)
+{
+    int            i;
+    lpg_buf_t      b = { 0 };
+    const char    *why;
+    lpg_rpc_poll_t rp;
+
+    /* what Odoo 8-15's web client and lpgate.js post */
+    expect_fast("{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"params\":"
+                "{\"channels\":[\"lpgtest\",\"c 1\"],\"last\":1234,"
+                "\"options\":{\"bus_inactivity\":4242}},\"id\":987654321}",
+                3);
+    expect_fast(" {\n \"params\" : { \"last\" : 0 , \"channels\" : [ ] ,"
+                " \"options\" : { \"peek\" : true, \"x\": null, \"y\": "
+                "\"s\", \"z\": -3 } } , \"id\" : \"r-7/x\" } \r\n",
+                3);
+    expect_fast("{\"params\":{\"channels\":[\"a\"],\"last\":null,"
+                "\"options\":null},\"id\":null}",
+                3);
+    expect_fast("{\"params\":{\"channels\":[],\"options\":"
+                "{\"bus_inactivity\":-5}},\"id\":-12}",
+                3);
+
+    /* anything else is jansson's */
+    expect_declined("{\"params\":{\"channels\":[\"caf\\u00e9\"]}}", 3);
+    expect_declined("{\"params\":{\"channels\":[\"caf\xc3\xa9\"]}}", 3);
+    expect_declined("{\"params\":{\"channels\":[[\"db\",\"x\"]]}}", 3);
+    expect_declined("{\"params\":{\"channels\":[],\"last\":1,\"last\":2}}", 3);
+    expect_declined("{\"params\":{\"channels\":[],\"options\":"
+                    "{\"peek\":false,\"peek\":true}}}",
+                    3);
+    expect_declined("{\"params\":{\"channels\":[]},\"other\":1}", 3);
+    expect_declined("{\"params\":{\"channels\":[\"a\",\"b\"]}}", 1);
+    expect_declined("{\"params\":{\"channels\":[],\"last\":01}}", 3);
+    expect_declined("{\"params\":{\"channels\":[],\"last\":1.5}}", 3);
+    expect_declined("{\"params\":{\"channels\":[],\"last\":-1}}", 3);
+    expect_declined("{\"params\":{\"channels\":[]}} x", 3);
+    expect_declined("{\"params\":{\"channels\":[]}", 3);
+    expect_declined("{\"params\":{\"last\":1}}", 3);
+    expect_declined("{\"id\":1.5,\"params\":{\"channels\":[]}}", 3);
+    expect_declined("{\"params\":{\"channels\":[],\"options\":"
+                    "{\"bus_inactivity\":1234.7}}}",
+                    3);
+    expect_declined("{\"params\":{\"channels\":[],\"options\":{\"a\":[]}}}", 3);
+
+    /* more channels than the fast reader holds: jansson's, all of them */
+    if (lpg_buf_append_str(&b, "{\"params\":{\"channels\":[") != LPG_OK) {
+        fail();
+    }
+    for (i = 0; i <= LPG_RPC_FAST_CHANNELS; i++) {
+        if (lpg_buf_append_str(&b, i > 0 ? ",\"c\"" : "\"c\"") != LPG_OK) {
+            fail();
+        }
+    }
+    if (lpg_buf_append_str(&b, "]}}") != LPG_OK) {
+        fail();
+    }
+    expect_declined(b.data, 1000);
+    assert_int_equal(lpg_rpc_poll_parse(b.data, b.len, 1000, &rp, &why),
+                     LPG_OK);
+    assert_int_equal(json_array_size(rp.channels), LPG_RPC_FAST_CHANNELS + 1);
+    lpg_rpc_poll_free(&rp);
+    lpg_buf_free(&b);
 }
 
 
@@ -280,6 +397,7 @@ main(void)
         cmocka_unit_test(test_remove_in_callback_and_grow),
         cmocka_unit_test(test_json_dump_matches_python),
         cmocka_unit_test(test_rpc_poll),
+        cmocka_unit_test(test_rpc_poll_fast),
         cmocka_unit_test(test_rpc_payload),
     };
 

@@ -342,6 +342,38 @@ test_lapped_exact_loss(void **state)
 }
 
 
+/* a worker starts on an empty ring: a lap before its first record is a
+ * loss too (it read the ring, so it expected every record pushed since) */
+static void
+test_lapped_before_first_record(void **state)
+{
+    void             *mem;
+    size_t            len;
+    uint64_t          lost, seq;
+    lpg_ring_t       *r;
+    unsigned char     out[600];
+    lpg_ring_reader_t rd;
+
+    LPG_UNUSED(state);
+
+    r = lpg_test_ring(&mem, LPG_TEST_SMALL);
+    lpg_ring_reader_init(&rd, r, true);
+    assert_int_equal(lpg_ring_read(r, &rd, out, sizeof(out), &len, &lost),
+                     LPG_AGAIN);
+
+    for (seq = 0; seq < 1000; seq++) {
+        lpg_test_push(r, seq, 500);
+    }
+
+    assert_int_equal(lpg_ring_read(r, &rd, out, sizeof(out), &len, &lost),
+                     LPG_OK);
+    assert_true(lost > 0);
+    assert_int_equal(lost, lpg_ring_oldest_seq(r));
+
+    free(mem);
+}
+
+
 static void
 test_every_size(void **state)
 {
@@ -642,6 +674,7 @@ main(void)
         cmocka_unit_test(test_push_read_one),
         cmocka_unit_test(test_wrap_around),
         cmocka_unit_test(test_lapped_exact_loss),
+        cmocka_unit_test(test_lapped_before_first_record),
         cmocka_unit_test(test_every_size),
         cmocka_unit_test(test_bigger_than_cap),
         cmocka_unit_test(test_corrupt_header),

@@ -1,0 +1,88 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_ws_int.h: the WebSocket connection's state, shared by lpg_ws.c (the
+ * protocol on wslay's event API) and lpg_ws_park.c (the wslay context's
+ * life: made when there is something to parse or send, freed when the
+ * connection is idle between frames).  Nothing outside ws/ includes it.
+ */
+
+#ifndef LPG_WS_INT_H
+#define LPG_WS_INT_H
+
+
+#include "lpg_ws.h"
+
+#include <wslay/wslay.h>
+
+
+typedef enum {
+    LPG_WS_OPEN = 0,
+    LPG_WS_CLOSING, /* our clean CLOSE went out: waiting for the client's */
+    LPG_WS_DONE     /* write the rest, then close the TCP connection */
+} lpg_ws_state_e;
+
+
+struct lpg_ws_s {
+    /* NULL while parked (lpg_ws_park.c); owned, about 8.8 KiB */
+    wslay_event_context_ptr ctx;
+    lpg_ws_handler_t        h;
+    void                   *data;
+    lpg_ws_state_e          state;
+    bool                    failed; /* out of memory */
+    unsigned                code_sent;
+    unsigned                code_received;
+
+    /* the data message being reassembled */
+    bool     frame_data; /* the current frame is data */
+    bool     in_msg;     /* a fragmented data message awaits its end */
+    uint8_t *msg;
+    size_t   msg_len;
+    size_t   msg_cap;
+    size_t   max_message;
+
+    /* bytes fed to this ctx, and those of the frames it has finished:
+     * equal when it holds no part of a frame (it may then be parked) */
+    uint64_t fed;
+    uint64_t framed;
+    uint64_t frame_size; /* header and payload of the current frame */
+
+    /* the span lpg_ws_feed() reads from */
+    const uint8_t *in;
+    size_t         in_len;
+    int64_t        now;
+
+    /* the bytes to write: [out_pos, out_len) of out, owned */
+    uint8_t *out;
+    size_t   out_pos;
+    size_t   out_len;
+    size_t   out_cap;
+
+    /* arrival times of the last rate_burst frames, a ring */
+    unsigned rate_burst;
+    int64_t  rate_window;
+    unsigned rate_n;
+    unsigned rate_head;
+    int64_t *rate;
+};
+
+
+/* lpg_ws.c: wslay's callbacks, for the contexts lpg_ws_park.c makes */
+extern const struct wslay_event_callbacks lpg_ws_callbacks;
+
+/* lpg_ws_park.c */
+
+/* ws->ctx exists after it (LPG_OK), or ws->failed is set (LPG_ERROR) */
+int lpg_ws_wake(lpg_ws_t *ws);
+
+/* frees ws->ctx, the message buffer and an empty output buffer when the
+ * connection is open and idle between frames with nothing to send */
+void lpg_ws_park(lpg_ws_t *ws);
+
+/* the frame accounting, from wslay's frame start and end callbacks */
+void lpg_ws_frame_began(lpg_ws_t *ws, unsigned opcode, bool fin,
+                        uint64_t payload_length);
+void lpg_ws_frame_ended(lpg_ws_t *ws);
+
+
+#endif /* LPG_WS_INT_H */

@@ -1,0 +1,114 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * lpg_ws_park.c: the wslay context of a connection lives only while it is
+ * needed.  A wslay event context takes about 8.8 KiB (its frame parser's
+ * 4 KiB input buffer, its output buffer, two message slots and queues),
+ * nearly all of an idle websocket's memory, and a parked socket of a
+ * gateway has nothing in it for minutes: a client sends a subscribe, then
+ * a PONG every ping interval.  So the context is made when bytes arrive or
+ * a PING or CLOSE must be queued, and freed again when the connection is
+ * open, wslay holds no part of a frame (every byte fed belongs to a frame
+ * it finished), no fragmented message is under way and nothing is queued.
+ *
+ * What wslay holds between feeds is read off its callbacks: each frame's
+ * start gives its payload length, and since wslay accepts only masked
+ * client frames with lengths in their shortest form, the header's length
+ * follows from it; each frame's end adds the two to the bytes accounted.
+ */
+
+#include "lpg_ws_int.h"
+
+#include <stdlib.h>
+
+
+int
+lpg_ws_wake(lpg_ws_t *ws)
+{
+    if (ws->ctx != NULL) {
+        return LPG_OK;
+    }
+
+    if (wslay_event_context_server_init(&ws->ctx, &lpg_ws_callbacks, ws) != 0) {
+        ws->ctx = NULL;
+        ws->failed = true;
+        return LPG_ERROR;
+    }
+
+    /* no extension is negotiated, so no reserved bit is allowed */
+    wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV_NONE);
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
+    wslay_event_config_set_no_buffering(ws->ctx, 1);
+
+    ws->fed = 0;
+    ws->framed = 0;
+
+    return LPG_OK;
+}
+
+
+void
+lpg_ws_park(lpg_ws_t *ws)
+{
+    if (ws->ctx == NULL || ws->failed || ws->state != LPG_WS_OPEN
+        || ws->in != NULL || ws->fed != ws->framed || ws->in_msg
+        || ws->msg_len > 0 || ws->code_sent != 0 || ws->code_received != 0
+        || wslay_event_want_write(ws->ctx))
+    {
+        return;
+    }
+
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+
+    free(ws->msg);
+    ws->msg = NULL;
+    ws->msg_cap = 0;
+
+    if (ws->out_len == 0) {
+        free(ws->out);
+        ws->out = NULL;
+        ws->out_cap = 0;
+        ws->out_pos = 0;
+    }
+}
+
+
+void
+lpg_ws_frame_began(lpg_ws_t *ws, unsigned opcode, bool fin,
+                   uint64_t payload_length)
+{
+    uint64_t head;
+
+    head = 2 + 4; /* the first two bytes and the mask */
+
+    if (payload_length > 0xffff) {
+        head += 8;
+
+    } else if (payload_length >= 126) {
+        head += 2;
+    }
+
+    ws->frame_size = head + payload_length;
+
+    if (opcode == WSLAY_TEXT_FRAME || opcode == WSLAY_BINARY_FRAME
+        || opcode == WSLAY_CONTINUATION_FRAME)
+    {
+        ws->in_msg = !fin;
+    }
+}
+
+
+void
+lpg_ws_frame_ended(lpg_ws_t *ws)
+{
+    ws->framed += ws->frame_size;
+    ws->frame_size = 0;
+}
+
+
+bool
+lpg_ws_parked(const lpg_ws_t *ws)
+{
+    return ws->ctx == NULL;
+}
