@@ -31,6 +31,16 @@ SRCDIR = os.environ.get(
     os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
+def alive(pid):
+    """pid runs (a zombie or a process gone, even while /proc is read, is
+    not alive)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def wait_until(predicate, timeout=10.0, interval=0.05, what=None):
     """Calls predicate until it returns a true value, which is returned;
     raises AssertionError after timeout seconds."""

@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 
-from conftest import free_port, wait_until
+from conftest import alive, free_port, wait_until
 from test_notify import read_pid
 
 DRAINING = {"status": "fail", "reason": "draining"}
@@ -128,7 +128,5 @@ def test_sighup_and_binary_upgrade_are_not_a_drain(gateway):
         h.join(10)
         if new_master:
             os.kill(new_master, signal.SIGQUIT)
-            wait_until(lambda: not os.path.exists("/proc/%d" % new_master)
-                       or open("/proc/%d/stat" % new_master).read()
-                       .split()[2] == "Z", 15)
+            wait_until(lambda: not alive(new_master), 15)
     assert set(h.statuses) == {200}, sorted(set(map(str, h.statuses)))

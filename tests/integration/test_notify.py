@@ -13,9 +13,8 @@ import socket
 import time
 
 import psycopg
-import pytest
 
-from conftest import json_dump, wait_until
+from conftest import alive, json_dump, wait_until
 
 
 def parked(gw):
@@ -611,9 +610,7 @@ def test_binary_upgrade_drops_no_poll(pg, gateway):
         conns[1].close()
         if new_master:
             os.kill(new_master, signal.SIGQUIT)
-            wait_until(lambda: not os.path.exists("/proc/%d" % new_master)
-                       or open("/proc/%d/stat" % new_master).read()
-                       .split()[2] == "Z", 15)
+            wait_until(lambda: not alive(new_master), 15)
 
 
 def test_killed_worker_costs_only_its_own_polls(pg, gateway):

@@ -9,11 +9,10 @@ import json
 import re
 import os
 import signal
-import time
 
 import pytest
 
-from conftest import SRCDIR, run_lpgate, wait_until
+from conftest import SRCDIR, alive, run_lpgate, wait_until
 
 OPTIONS = ["--workers", "--db-maxconn", "--max-cron-threads", "--database",
            "--interface", "--port", "--config", "--db_host", "--db_port",
@@ -224,8 +223,7 @@ def test_sigquit_exits_cleanly(gateway):
     gw.signal(signal.SIGQUIT)
     assert gw.wait(10) == 0
     for p in pids:
-        assert not os.path.exists("/proc/%d" % p) or \
-            open("/proc/%d/stat" % p).read().split()[2] == "Z"
+        assert not alive(p)
     assert gw.log_contains("exiting")
     assert not os.path.exists(gw.pidfile)
 
@@ -235,13 +233,6 @@ def test_sigterm_exits(gateway):
     gw.signal(signal.SIGTERM)
     assert gw.wait(5) == 0
 
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_master_sigkill_leaves_no_worker(gateway):

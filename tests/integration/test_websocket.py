@@ -16,7 +16,7 @@ import time
 import pytest
 import websockets
 
-from conftest import wait_until
+from conftest import alive, wait_until
 from odoo_standin import OdooStandin, create_database
 
 
@@ -660,9 +660,7 @@ def test_reload_4002_trickle_and_reconnect(gateway, odoo, pg, how):
         conns[1].close()
         if new_master[0]:
             os.kill(new_master[0], signal.SIGQUIT)
-            wait_until(lambda: not os.path.exists("/proc/%d" % new_master[0])
-                       or open("/proc/%d/stat" % new_master[0]).read()
-                       .split()[2] == "Z", 15)
+            wait_until(lambda: not alive(new_master[0]), 15)
 
 
 # --- presence, metrics, limits ------------------------------------------
