@@ -22,6 +22,7 @@
 struct lpg_sub_bf_s {
     lpg_backfill_req_t req; /* first: the callback's req is the bf */
     lpg_sub_t         *sub;
+    lpg_sub_filled_pt  filled;
 };
 
 
@@ -417,7 +418,7 @@ lpg_sub_fill(lpg_sub_t *s, lpg_sub_filled_pt filled)
         }
     }
 
-    s->filled = filled;
+    s->bf->filled = filled;
     s->bf->sub = s;
     s->bf->req.db = s->db;
     s->bf->req.last = s->last;
@@ -443,14 +444,15 @@ static void
 lpg_sub_backfilled(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
                    int64_t bound, bool ok)
 {
-    lpg_sub_bf_t *bf = (lpg_sub_bf_t *) req;
-    lpg_sub_t    *s = bf->sub;
+    lpg_sub_bf_t     *bf = (lpg_sub_bf_t *) req;
+    lpg_sub_t        *s = bf->sub;
+    lpg_sub_filled_pt filled = bf->filled;
 
     /* the rows are the backfill's: the bf may go before the callback */
     s->bf = NULL;
     free(bf);
 
-    s->filled(s, rows, n, bound, ok);
+    filled(s, rows, n, bound, ok);
 }
 
 

@@ -86,8 +86,8 @@ struct lpg_sub_s {
     /* the history positions of the records that woke it while attached,
      * so the answer need not search the history (LPG_SUB_MATCHES at most;
      * -1: more, search) */
-    uint64_t matches[LPG_SUB_MATCHES];
     int      nmatches;
+    uint64_t matches[LPG_SUB_MATCHES];
 
     /* channel json_dump text, each owned; the arrays point at the inline
      * ones for the usual one or two channels (no allocation) */
@@ -100,8 +100,7 @@ struct lpg_sub_s {
     size_t              key_lens_inline[LPG_SUB_INLINE_KEYS];
     lpg_dispatch_sub_t  subs_inline[LPG_SUB_INLINE_KEYS];
 
-    lpg_sub_bf_t     *bf; /* owned while a backfill is queued */
-    lpg_sub_filled_pt filled;
+    lpg_sub_bf_t *bf; /* owned while a backfill is queued */
 
     lpg_sub_t *ready_next;
     lpg_sub_t *next; /* attached list, in attach order */

@@ -4,15 +4,20 @@
  * lpg_ahead.c: the waiters whose last is above this node's largest id
  * (lpg_ahead.h): one list per worker, one timer that looks at the
  * master's fetch counters every LPG_AHEAD_TICK while the list is not
- * empty.  The waiters are owned by their transports' objects.
+ * empty.  The waiters are owned by their transports' objects; a held
+ * waiter (lpg_ahead_hold) is allocated here while it waits and owned by
+ * the slot its transport gives.
  */
 
 #include "lpg_ahead.h"
 #include "lpg_bus.h"
 #include "lpg_http.h"
+#include "lpg_log.h"
 #include "lpg_time.h"
 
+#include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 
 #define LPG_AHEAD_TICK 0.005
@@ -26,7 +31,18 @@ static struct {
 } lpg_ahead;
 
 
+struct lpg_ahead_held_s {
+    lpg_ahead_t        a; /* first: done gets it back */
+    lpg_ahead_held_t **slot;
+    lpg_ahead_held_pt  done;
+    void              *owner;
+    json_t            *what; /* referenced */
+    int64_t            last;
+};
+
+
 static void lpg_ahead_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void lpg_ahead_held_done(lpg_ahead_t *a);
 
 
 void
@@ -127,4 +143,64 @@ lpg_ahead_cb(struct ev_loop *loop, ev_timer *w, int revents)
         lpg_ahead_cancel(a);
         a->done(a);
     }
+}
+
+
+int
+lpg_ahead_hold(lpg_ahead_held_t **slot, int db, json_t *what, int64_t last,
+               lpg_ahead_held_pt done, void *owner)
+{
+    lpg_ahead_held_t *h = *slot;
+
+    if (h == NULL) {
+        h = calloc(1, sizeof(*h));
+        if (h == NULL) {
+            lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+            return LPG_ERROR;
+        }
+
+        h->slot = slot;
+        h->done = done;
+        h->owner = owner;
+        *slot = h;
+        lpg_ahead_wait(&h->a, db, lpg_ahead_held_done);
+    }
+
+    json_decref(h->what);
+    h->what = json_incref(what);
+    h->last = last;
+
+    return LPG_OK;
+}
+
+
+void
+lpg_ahead_drop(lpg_ahead_held_t **slot)
+{
+    lpg_ahead_held_t *h = *slot;
+
+    if (h == NULL) {
+        return;
+    }
+
+    lpg_ahead_cancel(&h->a);
+    json_decref(h->what);
+    free(h);
+    *slot = NULL;
+}
+
+
+static void
+lpg_ahead_held_done(lpg_ahead_t *a)
+{
+    lpg_ahead_held_t *h = (lpg_ahead_held_t *) a;
+    lpg_ahead_held_pt done = h->done;
+    void             *owner = h->owner;
+    json_t           *what = h->what;
+    int64_t           last = h->last;
+
+    *h->slot = NULL;
+    free(h);
+
+    done(owner, what, last);
 }

@@ -23,6 +23,7 @@
 
 
 #include <ev.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,6 +46,16 @@ struct lpg_ahead_s {
 };
 
 
+/*
+ * A waiter that exists only while it waits (for transports whose idle
+ * objects should not carry one): it holds a json value (referenced) and
+ * an id for its owner.  done(owner, what, last) runs after the held waiter
+ * is freed and *slot set to NULL; it takes over the reference to what.
+ */
+typedef struct lpg_ahead_held_s lpg_ahead_held_t;
+typedef void (*lpg_ahead_held_pt)(void *owner, json_t *what, int64_t last);
+
+
 /* the worker's loop, once (later calls: nothing) */
 void lpg_ahead_init(struct ev_loop *loop);
 
@@ -53,6 +64,14 @@ void lpg_ahead_wait(lpg_ahead_t *a, int db, lpg_ahead_pt done);
 
 /* out of the list if waiting; done is not called */
 void lpg_ahead_cancel(lpg_ahead_t *a);
+
+/* *slot (NULL) starts waiting for db, or (waiting) holds what and last
+ * instead of what it held; LPG_ERROR: no memory (logged), nothing waits */
+int lpg_ahead_hold(lpg_ahead_held_t **slot, int db, json_t *what, int64_t last,
+                   lpg_ahead_held_pt done, void *owner);
+
+/* cancels and frees *slot, if any; done is not called */
+void lpg_ahead_drop(lpg_ahead_held_t **slot);
 
 
 #endif /* LPG_AHEAD_H */

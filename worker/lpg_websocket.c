@@ -278,7 +278,7 @@ lpg_wso_recheck(lpg_wsc_t *c)
     lpg_wso_session_request(w, &r);
 
     /* with the last subscribe's strings: the same cached answer */
-    v = lpg_wso_strings(w->strings, &n);
+    v = lpg_wso_kept_strings(w, &n);
     rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
                              &info);
     free(v);
@@ -658,9 +658,8 @@ lpg_wso_forget(lpg_wso_t *w)
     lpg_wso_free_skeys(w);
     free(w->cookie);
     free(w->host);
-    json_decref(w->strings);
+    lpg_strlist_free(&w->strs);
     json_decref(w->pending);
-    w->strings = NULL;
     w->pending = NULL;
     w->cookie = NULL;
     w->host = NULL;

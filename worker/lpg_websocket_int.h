@@ -16,6 +16,7 @@
 #include "lpg_odoo_ws.h"
 #include "lpg_presence.h"
 #include "lpg_session.h"
+#include "lpg_strlist.h"
 #include "lpg_sub.h"
 #include "lpg_wsc.h"
 
@@ -24,17 +25,19 @@ typedef struct {
     lpg_sub_t sub; /* first: the sub layer's callbacks cast back */
     lpg_wsc_t wsc;
 
-    bool subscribed; /* a subscribe came: sub holds its keys */
-    bool dead;       /* freed when deliver comes (it was ready) */
+    /* the flags together: no padding between them */
+    bool subscribed;   /* a subscribe came: sub holds its keys */
+    bool dead;         /* freed when deliver comes (it was ready) */
+    bool session_wait; /* swait is Odoo's */
+    bool logged;       /* Odoo said a user (or guest) */
+    bool ahead_done;   /* the ahead subscribe runs again (below) */
 
     /* the session: the request's cookies and Host, kept to ask again */
     char              *cookie;
     size_t             cookie_len;
     char              *host;
     size_t             host_len;
-    bool               session_wait;
     lpg_session_wait_t swait;
-    bool               logged; /* Odoo said a user (or guest) */
     int64_t            uid;
     int64_t            guest_id;
     size_t             nskeys; /* the session's channels, owned */
@@ -42,19 +45,19 @@ typedef struct {
     size_t            *skey_lens;
     lpg_presence_t    *presence;
 
-    /* 17+: the last subscribe's strings (asked with at each re-check),
-     * and a subscribe that waits for Odoo's answer (lpg_websocket_select);
-     * both owned (json_decref) */
-    json_t *strings;
+    /* 16+ with a session: the last subscribe's strings, asked with at
+     * each re-check (owned; empty when no re-check asks) */
+    lpg_strlist_t strs;
+
+    /* 17+: a subscribe that waits for Odoo's answer
+     * (lpg_websocket_select), owned (json_decref) */
     json_t *pending;
     int64_t pending_last;
 
     /* a subscribe whose last is above this node's high waits for a fetch
-     * (lpg_ahead.h; a later subscribe replaces it): its channels, owned */
-    lpg_ahead_t ahead;
-    json_t     *ahead_channels;
-    int64_t     ahead_last;
-    bool        ahead_done;
+     * (lpg_ahead.h; a later subscribe replaces it): allocated while it
+     * waits, owned (lpg_websocket_select.c) */
+    lpg_ahead_held_t *ahead;
 } lpg_wso_t;
 
 
@@ -65,6 +68,8 @@ void lpg_wso_subscribe_now(lpg_wso_t *w, lpg_odoo_ws_event_t *ev);
 /* lpg_websocket_select.c */
 int          lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev);
 const char **lpg_wso_strings(const json_t *channels, size_t *n);
+void         lpg_wso_keep_strings(lpg_wso_t *w, const json_t *channels);
+const char **lpg_wso_kept_strings(const lpg_wso_t *w, size_t *n);
 void         lpg_wso_session_request(const lpg_wso_t *w, lpg_http_request_t *r);
 int          lpg_wso_ahead(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev);
 void         lpg_wso_ahead_forget(lpg_wso_t *w);

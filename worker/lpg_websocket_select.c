@@ -29,7 +29,7 @@
 
 static void lpg_wso_select_cb(lpg_session_wait_t       *sw,
                               const lpg_session_info_t *info);
-static void lpg_wso_fetched(lpg_ahead_t *a);
+static void lpg_wso_fetched(void *owner, json_t *channels, int64_t last);
 
 
 /*
@@ -64,6 +64,68 @@ lpg_wso_strings(const json_t *channels, size_t *n)
 }
 
 
+/*
+ * Keeps the strings of channels for the session re-checks: only with a
+ * session cookie (no re-check without one) and from 16 (earlier versions
+ * do not send them to Odoo); a few bytes in one allocation
+ * (lpg_strlist.h), not a json array's few hundred.  Duplicates go, as in
+ * the request (lpg_session_get_for); on no memory, the re-check asks
+ * with the strings kept so far.
+ */
+void
+lpg_wso_keep_strings(lpg_wso_t *w, const json_t *channels)
+{
+    size_t      i;
+    json_t     *ch;
+    const char *v;
+
+    lpg_strlist_free(&w->strs);
+
+    if (w->cookie == NULL || w->sub.version < 16 || !json_is_array(channels)) {
+        return;
+    }
+
+    json_array_foreach(channels, i, ch)
+    {
+        v = json_string_value(ch);
+        if (v != NULL && lpg_strlist_add(&w->strs, v, strlen(v)) != LPG_OK) {
+            lpg_log(LPG_LOG_ERR, errno, "keeping the subscribe's strings");
+            return;
+        }
+    }
+}
+
+
+/* the kept strings as an array the caller frees (borrowed from w) */
+const char **
+lpg_wso_kept_strings(const lpg_wso_t *w, size_t *n)
+{
+    size_t             i;
+    const char       **v;
+    lpg_strlist_iter_t it;
+
+    *n = 0;
+    if (w->strs.n == 0) {
+        return NULL;
+    }
+
+    v = calloc(w->strs.n, sizeof(*v));
+    if (v == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        return NULL;
+    }
+
+    memset(&it, 0, sizeof(it));
+    for (i = 0; lpg_strlist_next(&w->strs, &it); i++) {
+        v[i] = it.str;
+    }
+
+    *n = i;
+
+    return v;
+}
+
+
 /* the session's request, from what the upgrade left (borrowed from w) */
 void
 lpg_wso_session_request(const lpg_wso_t *w, lpg_http_request_t *r)
@@ -90,8 +152,7 @@ lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
     lpg_http_request_t        r;
     const lpg_session_info_t *info;
 
-    json_decref(w->strings);
-    w->strings = json_incref(ev->channels);
+    lpg_wso_keep_strings(w, ev->channels);
 
     if (w->sub.version < 17) {
         return LPG_OK;
@@ -180,21 +241,25 @@ lpg_wso_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 int
 lpg_wso_ahead(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
 {
-    if (!w->ahead.waiting
+    if (w->ahead == NULL
         && (w->ahead_done || !lpg_bus_stale(w->sub.db, ev->last))) {
         return LPG_OK;
     }
 
-    json_decref(w->ahead_channels);
-    w->ahead_channels = json_incref(ev->channels);
-    w->ahead_last = ev->last;
-
-    if (!w->ahead.waiting) {
+    if (w->ahead == NULL) {
         lpg_log(LPG_LOG_DEBUG, 0,
                 "websocket: last %lld is above this node's largest id %lld: "
                 "waiting for a fetch",
                 (long long) ev->last, (long long) lpg_bus_cursor(w->sub.db));
-        lpg_ahead_wait(&w->ahead, w->sub.db, lpg_wso_fetched);
+    }
+
+    if (lpg_ahead_hold(&w->ahead, w->sub.db, ev->channels, ev->last,
+                       lpg_wso_fetched, w)
+        != LPG_OK)
+    {
+        /* no memory: taken for stale, from the cursor (a duplicate at
+         * worst, never a loss) */
+        return LPG_OK;
     }
 
     return LPG_AGAIN;
@@ -202,16 +267,15 @@ lpg_wso_ahead(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
 
 
 static void
-lpg_wso_fetched(lpg_ahead_t *a)
+lpg_wso_fetched(void *owner, json_t *channels, int64_t last)
 {
-    lpg_wso_t *w = (lpg_wso_t *) ((char *) a - offsetof(lpg_wso_t, ahead));
+    lpg_wso_t          *w = owner;
     lpg_odoo_ws_event_t ev;
 
     memset(&ev, 0, sizeof(ev));
     ev.event = LPG_ODOO_WS_SUBSCRIBE;
-    ev.channels = w->ahead_channels;
-    ev.last = w->ahead_last;
-    w->ahead_channels = NULL;
+    ev.channels = channels;
+    ev.last = last;
 
     if (!w->wsc.closing && !w->dead) {
         w->ahead_done = true;
@@ -220,14 +284,12 @@ lpg_wso_fetched(lpg_ahead_t *a)
         lpg_wsc_flush(&w->wsc);
     }
 
-    json_decref(ev.channels);
+    json_decref(channels);
 }
 
 
 void
 lpg_wso_ahead_forget(lpg_wso_t *w)
 {
-    lpg_ahead_cancel(&w->ahead);
-    json_decref(w->ahead_channels);
-    w->ahead_channels = NULL;
+    lpg_ahead_drop(&w->ahead);
 }

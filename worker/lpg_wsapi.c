@@ -22,6 +22,7 @@
 #include "lpg_odoo_poll.h"
 #include "lpg_send.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static int  lpg_wsa_db(lpg_wsa_t *w, json_t *op, const char *name);
 static int  lpg_wsa_channels(lpg_wsa_t *w, json_t *op, const char *name,
                              json_t **out);
 static void lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op);
-static void lpg_wsa_fetched(lpg_ahead_t *a);
+static void lpg_wsa_fetched(void *owner, json_t *op, int64_t last);
 static void lpg_wsa_unsubscribe(lpg_wsa_t *w, json_t *op);
 static int  lpg_wsa_rekey(lpg_wsa_t *w);
 static int  lpg_wsa_keep_old(lpg_wsa_t *w);
@@ -76,18 +77,12 @@ lpg_wsapi_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
     lpg_wsa_t *w;
 
     w = calloc(1, sizeof(*w));
-    if (w != NULL) {
-        w->channels = json_array();
-    }
-
-    if (w == NULL || w->channels == NULL) {
-        free(w);
+    if (w == NULL) {
         lpg_http_respond(c, 503, NULL, "Retry-After: 5\r\n", "busy\n", 5);
         return;
     }
 
     if (lpg_wsc_handshake(c, r, &w->wsc, &lpg_wsa_app) != LPG_OK) {
-        json_decref(w->channels);
         free(w);
         return;
     }
@@ -109,7 +104,7 @@ lpg_wsa_closing(lpg_wsc_t *c)
 {
     lpg_wsa_t *w = lpg_wsc_data(c, lpg_wsa_t, wsc);
 
-    lpg_ahead_cancel(&w->ahead);
+    lpg_ahead_drop(&w->ahead);
     lpg_sub_detach(&w->sub);
 }
 
@@ -277,11 +272,11 @@ lpg_wsa_channels(lpg_wsa_t *w, json_t *op, const char *name, json_t **out)
 static void
 lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op)
 {
-    size_t     i, k, n;
-    bool       had;
-    json_t    *add, *ch, *j, *all;
-    int64_t    last;
-    lpg_sub_t *s = &w->sub;
+    size_t        i;
+    json_t       *add, *ch, *j;
+    int64_t       last;
+    lpg_sub_t    *s = &w->sub;
+    lpg_strlist_t all;
 
     if (lpg_wsa_channels(w, op, "subscribe", &add) != LPG_OK
         || lpg_wsa_db(w, op, "subscribe") != LPG_OK)
@@ -306,34 +301,34 @@ lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op)
                 "waiting for a fetch",
                 (long long) json_integer_value(j),
                 (long long) lpg_bus_cursor(s->db));
-        w->ahead_op = json_incref(op);
-        lpg_ahead_wait(&w->ahead, s->db, lpg_wsa_fetched);
+        if (lpg_ahead_hold(&w->ahead, s->db, op, 0, lpg_wsa_fetched, w)
+            != LPG_OK) {
+            lpg_wsa_error(w, "subscribe", "out of memory");
+        }
+
         return;
     }
 
     /* the union of the held channels and the new ones */
-    all = json_copy(w->channels);
-    if (all == NULL) {
+    memset(&all, 0, sizeof(all));
+    if (lpg_strlist_copy(&all, &w->channels) != LPG_OK) {
         lpg_wsa_error(w, "subscribe", "out of memory");
         return;
     }
 
     json_array_foreach(add, i, ch)
     {
-        had = false;
-        n = json_array_size(all);
-        for (k = 0; k < n && !had; k++) {
-            had = json_equal(json_array_get(all, k), ch);
-        }
-
-        if (!had) {
-            json_array_append(all, ch);
+        if (lpg_strlist_add(&all, json_string_value(ch), json_string_length(ch))
+            != LPG_OK)
+        {
+            lpg_strlist_free(&all);
+            lpg_wsa_error(w, "subscribe", "out of memory");
+            return;
         }
     }
 
-    if (json_array_size(all)
-        > (size_t) lpg_wsa_ctx->conf->max_channels_per_poll) {
-        json_decref(all);
+    if (all.n > (uint32_t) lpg_wsa_ctx->conf->max_channels_per_poll) {
+        lpg_strlist_free(&all);
         lpg_wsa_error(w, "subscribe",
                       "too many channels on one connection "
                       "(max_channels_per_poll)");
@@ -348,12 +343,12 @@ lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op)
     }
 
     if (lpg_wsa_keep_old(w) != LPG_OK) {
-        json_decref(all);
+        lpg_strlist_free(&all);
         lpg_wsa_error(w, "subscribe", "out of memory");
         return;
     }
 
-    json_decref(w->channels);
+    lpg_strlist_free(&w->channels);
     w->channels = all;
 
     /* the keys held were served up to s->last; the new ones from last */
@@ -365,8 +360,8 @@ lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op)
         return;
     }
 
-    lpg_log(LPG_LOG_DEBUG, 0, "ws subscribed: %zu channel(s), last %lld",
-            json_array_size(w->channels), (long long) last);
+    lpg_log(LPG_LOG_DEBUG, 0, "ws subscribed: %u channel(s), last %lld",
+            (unsigned) w->channels.n, (long long) last);
 
     lpg_wsa_ack(w, "subscribe");
     lpg_wsa_replay_start(w);
@@ -376,12 +371,12 @@ lpg_wsa_subscribe(lpg_wsa_t *w, json_t *op)
 /* the fetch an ahead subscribe waited for: the op again, then the ops
  * that waited behind it */
 static void
-lpg_wsa_fetched(lpg_ahead_t *a)
+lpg_wsa_fetched(void *owner, json_t *op, int64_t last)
 {
-    lpg_wsa_t *w = (lpg_wsa_t *) ((char *) a - offsetof(lpg_wsa_t, ahead));
-    json_t    *op = w->ahead_op;
+    lpg_wsa_t *w = owner;
 
-    w->ahead_op = NULL;
+    (void) last;
+
     w->ahead_done = true;
     lpg_wsa_subscribe(w, op);
     w->ahead_done = false;
@@ -433,17 +428,17 @@ lpg_wsa_keep_old(lpg_wsa_t *w)
 static int
 lpg_wsa_rekey(lpg_wsa_t *w)
 {
-    size_t      i;
-    json_t     *ch, *b;
-    lpg_sub_t  *s = &w->sub;
-    const char *db = lpg_wsa_ctx->shm->dbs[s->db].name;
+    json_t            *b;
+    lpg_sub_t         *s = &w->sub;
+    const char        *db = lpg_wsa_ctx->shm->dbs[s->db].name;
+    lpg_strlist_iter_t it;
 
     lpg_sub_release(s);
-    w->subscribed = json_array_size(w->channels) > 0;
+    w->subscribed = w->channels.n > 0;
 
-    json_array_foreach(w->channels, i, ch)
-    {
-        if (lpg_odoo_add_key(s, db, ch) != LPG_OK) {
+    memset(&it, 0, sizeof(it));
+    while (lpg_strlist_next(&w->channels, &it)) {
+        if (lpg_odoo_add_key_str(s, db, it.str, it.len) != LPG_OK) {
             goto failed;
         }
     }
@@ -473,7 +468,7 @@ failed:
 static void
 lpg_wsa_unsubscribe(lpg_wsa_t *w, json_t *op)
 {
-    size_t  i, k;
+    size_t  i;
     json_t *del, *ch;
 
     if (lpg_wsa_channels(w, op, "unsubscribe", &del) != LPG_OK) {
@@ -482,12 +477,8 @@ lpg_wsa_unsubscribe(lpg_wsa_t *w, json_t *op)
 
     json_array_foreach(del, i, ch)
     {
-        for (k = 0; k < json_array_size(w->channels); k++) {
-            if (json_equal(json_array_get(w->channels, k), ch)) {
-                json_array_remove(w->channels, k);
-                break;
-            }
-        }
+        (void) lpg_strlist_remove(&w->channels, json_string_value(ch),
+                                  json_string_length(ch));
     }
 
     if (w->sub.db < 0 || lpg_wsa_rekey(w) != LPG_OK) {
@@ -510,8 +501,21 @@ lpg_wsa_unsubscribe(lpg_wsa_t *w, json_t *op)
 static void
 lpg_wsa_ack(lpg_wsa_t *w, const char *op)
 {
-    lpg_wsa_reply(w,
-                  json_pack("{s:s, s:O}", "op", op, "channels", w->channels));
+    json_t            *a;
+    lpg_strlist_iter_t it;
+
+    a = json_array();
+    memset(&it, 0, sizeof(it));
+    while (a != NULL && lpg_strlist_next(&w->channels, &it)) {
+        if (json_array_append_new(a, json_stringn(it.str, it.len)) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+
+    /* NULL (no memory) is answered by lpg_wsa_reply */
+    lpg_wsa_reply(
+        w, a != NULL ? json_pack("{s:s, s:o}", "op", op, "channels", a) : NULL);
 }
 
 
@@ -519,9 +523,10 @@ lpg_wsa_ack(lpg_wsa_t *w, const char *op)
 static void
 lpg_wsa_publish(lpg_wsa_t *w, json_t *op)
 {
-    json_t     *channel, *message;
-    lpg_buf_t   sql;
-    const char *why;
+    json_t        *channel, *message;
+    lpg_buf_t      sql;
+    const char    *why;
+    lpg_wsa_pub_t *p;
 
     channel = json_object_get(op, "channel");
     message = json_object_get(op, "message");
@@ -547,15 +552,38 @@ lpg_wsa_publish(lpg_wsa_t *w, json_t *op)
         return;
     }
 
-    free(w->pub_sql);
-    w->pub_sql = sql.data;
-    memset(&w->pub, 0, sizeof(w->pub));
-    w->pub.db = w->sub.db;
-    w->pub.sql = w->pub_sql;
-    w->pub.cb = lpg_wsa_published;
-    w->publishing = true;
+    /* one at a time: the ops behind it wait (lpg_wsa_busy) */
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        lpg_buf_free(&sql);
+        lpg_wsa_error(w, "publish", "out of memory");
+        return;
+    }
 
-    lpg_backfill_queue(&w->pub);
+    p->w = w;
+    p->sql = sql.data;
+    p->req.db = w->sub.db;
+    p->req.sql = p->sql;
+    p->req.cb = lpg_wsa_published;
+    w->pub = p;
+
+    lpg_backfill_queue(&p->req);
+}
+
+
+void
+lpg_wsa_pub_free(lpg_wsa_t *w)
+{
+    if (w->pub == NULL) {
+        return;
+    }
+
+    /* the row may or may not be inserted: the query runs on */
+    lpg_backfill_cancel(&w->pub->req);
+    free(w->pub->sql);
+    free(w->pub);
+    w->pub = NULL;
 }
 
 
@@ -563,10 +591,9 @@ static void
 lpg_wsa_published(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
                   int64_t bound, bool ok)
 {
-    lpg_wsa_t  *w = (lpg_wsa_t *) ((char *) req - offsetof(lpg_wsa_t, pub));
-    const char *id = NULL;
-
-    w->publishing = false;
+    lpg_wsa_pub_t *p = (lpg_wsa_pub_t *) req;
+    lpg_wsa_t     *w = p->w;
+    const char    *id = NULL;
 
     if (ok && req->res != NULL && PQntuples(req->res) == 1) {
         id = PQgetvalue(req->res, 0, 0);
@@ -582,6 +609,10 @@ lpg_wsa_published(lpg_backfill_req_t *req, const lpg_bus_rec_t *rows, size_t n,
                       json_pack("{s:s, s:I}", "op", "publish", "id",
                                 (json_int_t) strtoll(id, NULL, 10)));
     }
+
+    w->pub = NULL;
+    free(p->sql);
+    free(p);
 
     lpg_wsa_run_queued(w);
     lpg_wsc_flush(&w->wsc);

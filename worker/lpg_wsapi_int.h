@@ -13,6 +13,7 @@
 #include "lpg_wsapi.h"
 #include "lpg_ahead.h"
 #include "lpg_backfill.h"
+#include "lpg_strlist.h"
 #include "lpg_sub.h"
 #include "lpg_wsc.h"
 
@@ -37,8 +38,8 @@ typedef struct {
     bool dead;       /* the socket is gone; freed when deliver comes */
     bool subscribed; /* sub holds the keys of channels */
 
-    json_t *channels; /* the client's channel strings, owned */
-    json_t *queued;   /* ops waiting while busy, owned (or NULL) */
+    lpg_strlist_t channels; /* the client's channel strings, owned */
+    json_t       *queued;   /* ops waiting while busy, owned (or NULL) */
 
     /* a subscribe's replay: records of the keys held before it (old) up
      * to old_last were sent already, the others' up to new_last are the
@@ -50,16 +51,22 @@ typedef struct {
     int64_t new_last;
 
     /* a subscribe whose last is above this node's high waits for a
-     * fetch (lpg_ahead.h): the op, owned, then run again with ahead_done */
-    lpg_ahead_t ahead;
-    json_t     *ahead_op;
-    bool        ahead_done;
+     * fetch (lpg_ahead.h, held while it waits: the op), then runs again
+     * with ahead_done */
+    lpg_ahead_held_t *ahead;
+    bool              ahead_done;
 
-    /* a publish's INSERT, while it runs */
-    lpg_backfill_req_t pub;
-    char              *pub_sql;
-    bool               publishing;
+    /* a publish's INSERT, allocated while it runs (lpg_wsapi.c) */
+    struct lpg_wsa_pub_s *pub;
 } lpg_wsa_t;
+
+
+/* a publish's INSERT, answered with the row's id */
+typedef struct lpg_wsa_pub_s {
+    lpg_backfill_req_t req; /* first: the callback casts back */
+    lpg_wsa_t         *w;
+    char              *sql; /* owned */
+} lpg_wsa_pub_t;
 
 
 extern const lpg_http_ctx_t *lpg_wsa_ctx;
@@ -70,12 +77,13 @@ extern const lpg_http_ctx_t *lpg_wsa_ctx;
 static inline bool
 lpg_wsa_busy(const lpg_wsa_t *w)
 {
-    return w->publishing || w->ahead.waiting || lpg_sub_filling(&w->sub);
+    return w->pub != NULL || w->ahead != NULL || lpg_sub_filling(&w->sub);
 }
 
 
 /* lpg_wsapi.c */
 void lpg_wsa_run_queued(lpg_wsa_t *w);
+void lpg_wsa_pub_free(lpg_wsa_t *w);
 
 /* lpg_wsapi_out.c */
 extern const lpg_sub_ops_t lpg_wsa_sub_ops;

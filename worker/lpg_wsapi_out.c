@@ -310,9 +310,7 @@ lpg_wsa_free(lpg_wsc_t *c)
 {
     lpg_wsa_t *w = lpg_wsc_data(c, lpg_wsa_t, wsc);
 
-    lpg_ahead_cancel(&w->ahead);
-    json_decref(w->ahead_op);
-    w->ahead_op = NULL;
+    lpg_ahead_drop(&w->ahead);
 
     if (w->sub.ready) {
         /* on the ready list: freed when its deliver comes */
@@ -320,15 +318,10 @@ lpg_wsa_free(lpg_wsc_t *c)
         return;
     }
 
-    if (w->publishing) {
-        /* the row may or may not be inserted: the query runs on */
-        lpg_backfill_cancel(&w->pub);
-    }
-
+    lpg_wsa_pub_free(w);
     lpg_sub_release(&w->sub);
     lpg_wsa_forget_old(w);
-    json_decref(w->channels);
+    lpg_strlist_free(&w->channels);
     json_decref(w->queued);
-    free(w->pub_sql);
     free(w);
 }

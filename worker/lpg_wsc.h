@@ -114,9 +114,21 @@ typedef struct {
 /* embedded in the application's object; everything here is this layer's */
 struct lpg_wsc_s {
     const lpg_wsc_app_t *app;
-    ev_io                io;
-    int                  fd; /* -1 until the upgrade is done */
-    lpg_ws_t            *ws;
+
+    /* one space for two lives: until the 101 (lpg_wsc_start) the
+     * upgrade's HTTP connection and the Sec-WebSocket-Accept to answer
+     * with; from then on, with fd set, the socket's watcher (io is
+     * touched only when fd != -1) */
+    union {
+        struct {
+            lpg_http_conn_t *conn;
+            char             accept[32];
+        };
+        ev_io io;
+    };
+
+    int       fd; /* -1 until the upgrade is done */
+    lpg_ws_t *ws;
 
     bool closing; /* a close was sent or received: deliveries stop */
     bool pinged;
@@ -124,10 +136,6 @@ struct lpg_wsc_s {
     bool doomed;    /* the connection ends at the next timer run */
     bool lingering; /* all written and shut down: input is read and
                        dropped until the client's EOF (lpg_wsc.c) */
-
-    /* the upgrade's HTTP connection, until detached */
-    lpg_http_conn_t *conn;
-    char             accept[32]; /* Sec-WebSocket-Accept */
 
     int64_t keep_alive_at; /* monotonic ms: 4002 */
 

@@ -54,7 +54,6 @@ static void lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
                           const struct wslay_event_on_msg_recv_arg *arg,
                           void                                     *user_data);
 static void lpg_ws_frame_end_cb(wslay_event_context_ptr ctx, void *user_data);
-static bool lpg_ws_rate_ok(lpg_ws_t *ws);
 static void lpg_ws_fail_with(lpg_ws_t *ws, unsigned code);
 static void lpg_ws_flush(lpg_ws_t *ws);
 static void lpg_ws_update(lpg_ws_t *ws);
@@ -102,10 +101,12 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
     ws->data = data;
     ws->max_message = conf->max_message;
     ws->rate_burst = conf->rate_burst;
-    ws->rate_window = conf->rate_delay * (int64_t) conf->rate_burst;
+    ws->rate_window =
+        (uint32_t) (conf->rate_delay * (int64_t) conf->rate_burst);
+    ws->rate = ws->rate_inline;
 
-    if (ws->rate_burst > 0) {
-        ws->rate = calloc(ws->rate_burst, sizeof(int64_t));
+    if (ws->rate_burst > LPG_WS_RATE_INLINE) {
+        ws->rate = calloc(ws->rate_burst, sizeof(uint32_t));
         if (ws->rate == NULL) {
             goto failed;
         }
@@ -116,7 +117,6 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
 
 failed:
 
-    free(ws->rate);
     free(ws);
 
     return NULL;
@@ -134,7 +134,10 @@ lpg_ws_destroy(lpg_ws_t *ws)
         wslay_event_context_free(ws->ctx);
     }
 
-    free(ws->rate);
+    if (ws->rate != ws->rate_inline) {
+        free(ws->rate);
+    }
+
     free(ws->msg);
     free(ws->out);
     free(ws);
@@ -150,13 +153,18 @@ lpg_ws_feed(lpg_ws_t *ws, const uint8_t *in, size_t len, int64_t now)
         return lpg_ws_result(ws);
     }
 
+    ws->now = now;
+
+    if (lpg_ws_parked_pong(ws, in, len)) {
+        return lpg_ws_result(ws);
+    }
+
     if (lpg_ws_wake(ws) != LPG_OK) {
         return LPG_ERROR;
     }
 
     ws->in = in;
     ws->in_len = len;
-    ws->now = now;
     ws->fed += len;
 
     rc = wslay_event_recv(ws->ctx);
@@ -214,6 +222,13 @@ lpg_ws_consume(lpg_ws_t *ws, size_t n)
     if (ws->out_pos == ws->out_len) {
         ws->out_pos = 0;
         ws->out_len = 0;
+
+        if (ws->ctx == NULL) {
+            /* parked (lpg_ws_park.c): an idle socket keeps no buffer */
+            free(ws->out);
+            ws->out = NULL;
+            ws->out_cap = 0;
+        }
     }
 }
 
@@ -283,8 +298,10 @@ lpg_ws_ping(lpg_ws_t *ws)
         return LPG_DONE;
     }
 
-    if (lpg_ws_wake(ws) != LPG_OK) {
-        return LPG_ERROR;
+    if (ws->ctx == NULL) {
+        /* parked: the same two bytes wslay would write */
+        return lpg_ws_send_framed(ws, lpg_ws_ping_frame,
+                                  sizeof(lpg_ws_ping_frame));
     }
 
     msg.opcode = WSLAY_PING;
@@ -607,30 +624,43 @@ lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
 }
 
 
+/* true when a frame arriving now would be refused (nothing counted) */
+bool
+lpg_ws_rate_full(const lpg_ws_t *ws)
+{
+    return ws->rate_burst > 0 && ws->rate_n == ws->rate_burst
+        && (uint32_t) ((uint32_t) ws->now - ws->rate[ws->rate_head])
+        < ws->rate_window;
+}
+
+
 /* Odoo's deque of the last RL_BURST arrival times: a frame is refused when
  * the burst-th frame before it came less than the window ago */
-static bool
+bool
 lpg_ws_rate_ok(lpg_ws_t *ws)
 {
     unsigned tail;
+    uint32_t now;
 
     if (ws->rate_burst == 0) {
         return true;
     }
 
+    now = (uint32_t) ws->now;
+
     if (ws->rate_n == ws->rate_burst) {
-        if (ws->now - ws->rate[ws->rate_head] < ws->rate_window) {
+        if ((uint32_t) (now - ws->rate[ws->rate_head]) < ws->rate_window) {
             return false;
         }
 
-        ws->rate[ws->rate_head] = ws->now;
+        ws->rate[ws->rate_head] = now;
         ws->rate_head = (ws->rate_head + 1) % ws->rate_burst;
 
         return true;
     }
 
     tail = (ws->rate_head + ws->rate_n) % ws->rate_burst;
-    ws->rate[tail] = ws->now;
+    ws->rate[tail] = now;
     ws->rate_n++;
 
     return true;

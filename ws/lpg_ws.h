@@ -129,6 +129,10 @@ int lpg_ws_close(lpg_ws_t *ws, unsigned code, const char *reason,
  * frames (lpg_ws_park.c) */
 bool lpg_ws_parked(const lpg_ws_t *ws);
 
+/* wslay contexts made so far in this process (a parked connection that
+ * needs one again counts each time) */
+uint64_t lpg_ws_wake_count(void);
+
 /* true once lpg_ws_feed() or lpg_ws_close() returned LPG_DONE */
 bool lpg_ws_done(const lpg_ws_t *ws);
 

@@ -23,6 +23,10 @@ typedef enum {
 } lpg_ws_state_e;
 
 
+/* rate_burst values up to this keep their ring in the struct */
+#define LPG_WS_RATE_INLINE 10
+
+
 struct lpg_ws_s {
     /* NULL while parked (lpg_ws_park.c); owned, about 8.8 KiB */
     wslay_event_context_ptr ctx;
@@ -58,19 +62,35 @@ struct lpg_ws_s {
     size_t   out_len;
     size_t   out_cap;
 
-    /* arrival times of the last rate_burst frames, a ring */
-    unsigned rate_burst;
-    int64_t  rate_window;
-    unsigned rate_n;
-    unsigned rate_head;
-    int64_t *rate;
+    /* arrival times of the last rate_burst frames, a ring of monotonic
+     * msec truncated to 32 bits (differences are exact for windows below
+     * 24 days): rate_inline for the default burst, else owned */
+    unsigned  rate_burst;
+    uint32_t  rate_window;
+    unsigned  rate_n;
+    unsigned  rate_head;
+    uint32_t *rate;
+    uint32_t  rate_inline[LPG_WS_RATE_INLINE];
 };
 
 
 /* lpg_ws.c: wslay's callbacks, for the contexts lpg_ws_park.c makes */
 extern const struct wslay_event_callbacks lpg_ws_callbacks;
 
+/* lpg_ws.c: the rate limit; ok counts a frame arriving at ws->now, full
+ * only tells whether it would be refused */
+bool lpg_ws_rate_ok(lpg_ws_t *ws);
+bool lpg_ws_rate_full(const lpg_ws_t *ws);
+
 /* lpg_ws_park.c */
+
+/* a server PING without payload, as wslay frames it */
+extern const uint8_t lpg_ws_ping_frame[2];
+
+/* a parked connection's read that is exactly one whole PONG (the answer to
+ * our PING, every ping interval on every idle socket) is taken here
+ * without a context: true; anything else: false, nothing done */
+bool lpg_ws_parked_pong(lpg_ws_t *ws, const uint8_t *in, size_t len);
 
 /* ws->ctx exists after it (LPG_OK), or ws->failed is set (LPG_ERROR) */
 int lpg_ws_wake(lpg_ws_t *ws);

@@ -11,6 +11,11 @@
  * open, wslay holds no part of a frame (every byte fed belongs to a frame
  * it finished), no fragmented message is under way and nothing is queued.
  *
+ * The ping interval's round trip needs no context either: the PING is two
+ * bytes framed here, and a read that brings exactly one whole PONG frame
+ * (the usual answer) is checked and counted here; a PONG cut across reads,
+ * or with other frames behind it, goes through wslay as everything else.
+ *
  * What wslay holds between feeds is read off its callbacks: each frame's
  * start gives its payload length, and since wslay accepts only masked
  * client frames with lengths in their shortest form, the header's length
@@ -22,12 +27,56 @@
 #include <stdlib.h>
 
 
+const uint8_t lpg_ws_ping_frame[2] = { 0x89, 0x00 };
+
+/* contexts made in this process */
+static uint64_t lpg_ws_wakes;
+
+
+uint64_t
+lpg_ws_wake_count(void)
+{
+    return lpg_ws_wakes;
+}
+
+
+bool
+lpg_ws_parked_pong(lpg_ws_t *ws, const uint8_t *in, size_t len)
+{
+    size_t plen;
+
+    /* FIN and PONG, no reserved bit; masked (a client's frame), a 7-bit
+     * length (a control frame's payload is at most 125 bytes) */
+    if (ws->ctx != NULL || ws->state != LPG_WS_OPEN || ws->failed || len < 6
+        || in[0] != 0x8a || (in[1] & 0x80) == 0)
+    {
+        return false;
+    }
+
+    plen = in[1] & 0x7f;
+    if (plen > 125 || len != 6 + plen || lpg_ws_rate_full(ws)) {
+        /* a refused rate goes through wslay, which closes with 1013 */
+        return false;
+    }
+
+    (void) lpg_ws_rate_ok(ws);
+
+    if (ws->h.pong != NULL) {
+        ws->h.pong(ws->data);
+    }
+
+    return true;
+}
+
+
 int
 lpg_ws_wake(lpg_ws_t *ws)
 {
     if (ws->ctx != NULL) {
         return LPG_OK;
     }
+
+    lpg_ws_wakes++;
 
     if (wslay_event_context_server_init(&ws->ctx, &lpg_ws_callbacks, ws) != 0) {
         ws->ctx = NULL;

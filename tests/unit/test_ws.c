@@ -592,6 +592,20 @@ test_rate_limit(void **state)
     assert_int_equal(t_feed(ws, n, 299), LPG_DONE);
     lpg_ws_destroy(ws);
 
+    /* a burst above the ring kept in the struct (allocated), with clock
+     * values across 2^32 ms (the ring keeps 32-bit stamps) */
+    conf.rate_burst = 25;
+    conf.rate_delay = 10;
+    ws = lpg_ws_create(&conf, &h, NULL);
+    for (i = 0; i < 25; i++) {
+        assert_int_equal(t_feed(ws, n, 0xfffffff0LL + i), LPG_OK);
+    }
+    /* the 25th-before came at 0xfffffff0: 250 ms from then is the edge */
+    assert_int_equal(t_feed(ws, n, 0xfffffff0LL + 250), LPG_OK);
+    assert_int_equal(t_feed(ws, n, 0xfffffff0LL + 251), LPG_OK);
+    assert_int_equal(t_feed(ws, n, 0xfffffff0LL + 251), LPG_DONE);
+    lpg_ws_destroy(ws);
+
     conf.rate_burst = 0;
     ws = lpg_ws_create(&conf, &h, NULL);
     for (i = 0; i < 100; i++) {

@@ -21,6 +21,7 @@
 
 
 static int     messages;
+static int     pongs;
 static size_t  last_len;
 static uint8_t last[80000];
 
@@ -34,13 +35,21 @@ t_message(void *data, const uint8_t *msg, size_t len, bool binary)
 }
 
 
+static void
+t_pong(void *data)
+{
+    pongs++;
+}
+
+
 static lpg_ws_t *
 t_ws(void)
 {
-    lpg_ws_handler_t h = { t_message, NULL };
+    lpg_ws_handler_t h = { t_message, t_pong };
     lpg_ws_t        *ws;
 
     messages = 0;
+    pongs = 0;
     last_len = 0;
 
     ws = lpg_ws_create(NULL, &h, NULL);
@@ -159,6 +168,7 @@ test_ping_and_close_from_a_parked_connection(void **state)
 {
     uint8_t        in[64];
     size_t         n;
+    uint64_t       wakes;
     const uint8_t *out;
     lpg_ws_t      *ws;
 
@@ -167,17 +177,47 @@ test_ping_and_close_from_a_parked_connection(void **state)
     assert_int_equal(lpg_ws_feed(ws, in, n, 0), LPG_OK);
     assert_true(lpg_ws_parked(ws));
 
-    /* a PING is written, then the connection parks again */
+    /* a PING is written and its PONG read without a context */
+    wakes = lpg_ws_wake_count();
     assert_int_equal(lpg_ws_ping(ws), LPG_OK);
     assert_int_equal(lpg_ws_pending(ws, &out), 2);
     assert_int_equal(out[0], 0x89);
-    lpg_ws_consume(ws, 2);
+    assert_int_equal(out[1], 0x00);
+    lpg_ws_consume(ws, 1);
+    assert_int_equal(lpg_ws_pending(ws, &out), 1);
+    lpg_ws_consume(ws, 1);
     assert_true(lpg_ws_parked(ws));
 
-    /* the client's PONG is read by a new context */
+    /* written out: the parked socket keeps no output buffer */
+    assert_int_equal(lpg_ws_pending(ws, &out), 0);
+    assert_null(out);
+
     n = t_frame(in, true, 0xa, NULL, 0);
     assert_int_equal(lpg_ws_feed(ws, in, n, 0), LPG_OK);
+    assert_int_equal(pongs, 1);
+    n = t_frame(in, true, 0xa, (const uint8_t *) "12345", 5);
+    assert_int_equal(lpg_ws_feed(ws, in, n, 0), LPG_OK);
+    assert_int_equal(pongs, 2);
     assert_true(lpg_ws_parked(ws));
+    assert_int_equal(lpg_ws_wake_count(), wakes);
+    assert_int_equal(lpg_ws_pending(ws, &out), 0);
+
+    /* a PONG cut across reads, or with a frame behind it: wslay's */
+    n = t_frame(in, true, 0xa, (const uint8_t *) "ab", 2);
+    assert_int_equal(lpg_ws_feed(ws, in, 3, 0), LPG_OK);
+    assert_false(lpg_ws_parked(ws));
+    assert_int_equal(lpg_ws_feed(ws, in + 3, n - 3, 0), LPG_OK);
+    assert_int_equal(pongs, 3);
+    assert_true(lpg_ws_parked(ws));
+
+    n = t_frame(in, true, 0xa, NULL, 0);
+    n += t_frame(in + n, true, 0x1, (const uint8_t *) "{\"a\":1}", 7);
+    assert_int_equal(lpg_ws_feed(ws, in, n, 0), LPG_OK);
+    assert_int_equal(pongs, 4);
+    assert_int_equal(messages, 2);
+    assert_int_equal(last_len, 7);
+    assert_true(lpg_ws_parked(ws));
+    assert_int_equal(lpg_ws_wake_count(), wakes + 2);
 
     /* a server close: the context stays for the client's CLOSE */
     assert_int_equal(lpg_ws_close(ws, 1000, "", 0), LPG_OK);
@@ -194,6 +234,35 @@ test_ping_and_close_from_a_parked_connection(void **state)
 }
 
 
+static void
+test_parked_pongs_count_against_the_rate(void **state)
+{
+    uint8_t        in[64];
+    size_t         n;
+    int            i;
+    const uint8_t *out;
+    lpg_ws_t      *ws;
+
+    ws = t_ws();
+    n = t_frame(in, true, 0xa, NULL, 0);
+
+    /* Odoo counts every frame: the 11th PONG within 2 s is refused */
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(lpg_ws_feed(ws, in, n, 100), LPG_OK);
+        assert_true(lpg_ws_parked(ws));
+    }
+
+    assert_int_equal(pongs, 10);
+    assert_int_equal(lpg_ws_feed(ws, in, n, 2099), LPG_DONE);
+    assert_int_equal(pongs, 10);
+    assert_int_equal(lpg_ws_code_sent(ws), 1013);
+    assert_true(lpg_ws_pending(ws, &out) > 0);
+    assert_int_equal(out[0], 0x88);
+
+    lpg_ws_destroy(ws);
+}
+
+
 int
 main(void)
 {
@@ -201,6 +270,7 @@ main(void)
         cmocka_unit_test(test_parked_between_frames_of_every_length_form),
         cmocka_unit_test(test_not_parked_inside_a_fragmented_message),
         cmocka_unit_test(test_ping_and_close_from_a_parked_connection),
+        cmocka_unit_test(test_parked_pongs_count_against_the_rate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
