@@ -39,6 +39,7 @@
 static void lpg_wso_gone(void *data);
 static void lpg_wso_session_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
+static void lpg_wso_rechecked(lpg_wso_t *w, const lpg_session_info_t *info);
 static void lpg_wso_recheck_cb(lpg_session_wait_t       *sw,
                                const lpg_session_info_t *info);
 static void lpg_wso_upgrade(lpg_wso_t *w);
@@ -158,16 +159,13 @@ lpg_websocket_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
             return;
         }
 
-        switch (lpg_session_get(r, w->sub.db, w->sub.version, &w->swait, &info))
-        {
+        switch (lpg_wso_ask(w, r, NULL, 0, lpg_wso_session_cb, &info)) {
         case LPG_OK:
             lpg_wso_session(w, info);
             break;
 
         case LPG_AGAIN:
             /* the 101 waits for Odoo's answer */
-            w->swait.cb = lpg_wso_session_cb;
-            w->session_wait = true;
             lpg_http_hold(c, lpg_wso_gone, w);
             return;
 
@@ -195,11 +193,73 @@ lpg_wso_gone(void *data)
 static void
 lpg_wso_session_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
+    lpg_wso_t *w = lpg_wso_answered(sw, NULL, NULL);
 
-    w->session_wait = false;
     lpg_wso_session(w, info);
     lpg_wso_upgrade(w);
+}
+
+
+int
+lpg_wso_ask(lpg_wso_t *w, const lpg_http_request_t *r, const char *const *v,
+            size_t n, lpg_session_cb_pt cb, const lpg_session_info_t **info)
+{
+    int            rc;
+    lpg_wso_ask_t *a;
+
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        lpg_log(LPG_LOG_ERR, errno, "calloc() failed");
+        return LPG_ERROR;
+    }
+
+    rc = lpg_session_get_for(r, w->sub.db, w->sub.version, v, n, &a->sw, info);
+    if (rc != LPG_AGAIN) {
+        free(a);
+        return rc;
+    }
+
+    a->sw.cb = cb;
+    a->w = w;
+    w->ask = a;
+
+    return LPG_AGAIN;
+}
+
+
+lpg_wso_t *
+lpg_wso_answered(lpg_session_wait_t *sw, json_t **pending,
+                 int64_t *pending_last)
+{
+    lpg_wso_ask_t *a = (lpg_wso_ask_t *) sw;
+    lpg_wso_t     *w = a->w;
+
+    if (pending != NULL) {
+        *pending = a->pending;
+        *pending_last = a->pending_last;
+
+    } else {
+        json_decref(a->pending);
+    }
+
+    w->ask = NULL;
+    free(a);
+
+    return w;
+}
+
+
+void
+lpg_wso_ask_cancel(lpg_wso_t *w)
+{
+    if (w->ask == NULL) {
+        return;
+    }
+
+    lpg_session_cancel(&w->ask->sw);
+    json_decref(w->ask->pending);
+    free(w->ask);
+    w->ask = NULL;
 }
 
 
@@ -271,7 +331,7 @@ lpg_wso_recheck(lpg_wsc_t *c)
     lpg_http_request_t        r;
     const lpg_session_info_t *info;
 
-    if (w->cookie == NULL || w->session_wait || w->wsc.closing) {
+    if (w->cookie == NULL || w->ask != NULL || w->wsc.closing) {
         return;
     }
 
@@ -279,22 +339,11 @@ lpg_wso_recheck(lpg_wsc_t *c)
 
     /* with the last subscribe's strings: the same cached answer */
     v = lpg_wso_kept_strings(w, &n);
-    rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
-                             &info);
+    rc = lpg_wso_ask(w, &r, v, n, lpg_wso_recheck_cb, &info);
     free(v);
 
-    switch (rc) {
-    case LPG_OK:
-        lpg_wso_recheck_cb(&w->swait, info);
-        break;
-
-    case LPG_AGAIN:
-        w->swait.cb = lpg_wso_recheck_cb;
-        w->session_wait = true;
-        break;
-
-    default:
-        break;
+    if (rc == LPG_OK) {
+        lpg_wso_rechecked(w, info);
     }
 }
 
@@ -302,10 +351,13 @@ lpg_wso_recheck(lpg_wsc_t *c)
 static void
 lpg_wso_recheck_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
+    lpg_wso_rechecked(lpg_wso_answered(sw, NULL, NULL), info);
+}
 
-    w->session_wait = false;
 
+static void
+lpg_wso_rechecked(lpg_wso_t *w, const lpg_session_info_t *info)
+{
     if (!info->known) {
         /* Odoo is not answering: nothing changes */
         return;
@@ -645,10 +697,7 @@ lpg_wso_free(lpg_wsc_t *c)
 static void
 lpg_wso_forget(lpg_wso_t *w)
 {
-    if (w->session_wait) {
-        lpg_session_cancel(&w->swait);
-        w->session_wait = false;
-    }
+    lpg_wso_ask_cancel(w);
 
     lpg_wso_ahead_forget(w);
     lpg_sub_release(&w->sub);
@@ -659,8 +708,6 @@ lpg_wso_forget(lpg_wso_t *w)
     free(w->cookie);
     free(w->host);
     lpg_strlist_free(&w->strs);
-    json_decref(w->pending);
-    w->pending = NULL;
     w->cookie = NULL;
     w->host = NULL;
 }

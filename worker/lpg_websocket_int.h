@@ -21,38 +21,35 @@
 #include "lpg_wsc.h"
 
 
+typedef struct lpg_wso_ask_s lpg_wso_ask_t;
+
+
 typedef struct {
     lpg_sub_t sub; /* first: the sub layer's callbacks cast back */
     lpg_wsc_t wsc;
 
     /* the flags together: no padding between them */
-    bool subscribed;   /* a subscribe came: sub holds its keys */
-    bool dead;         /* freed when deliver comes (it was ready) */
-    bool session_wait; /* swait is Odoo's */
-    bool logged;       /* Odoo said a user (or guest) */
-    bool ahead_done;   /* the ahead subscribe runs again (below) */
+    bool subscribed; /* a subscribe came: sub holds its keys */
+    bool dead;       /* freed when deliver comes (it was ready) */
+    bool logged;     /* Odoo said a user (or guest) */
+    bool ahead_done; /* the ahead subscribe runs again (below) */
 
     /* the session: the request's cookies and Host, kept to ask again */
-    char              *cookie;
-    size_t             cookie_len;
-    char              *host;
-    size_t             host_len;
-    lpg_session_wait_t swait;
-    int64_t            uid;
-    int64_t            guest_id;
-    size_t             nskeys; /* the session's channels, owned */
-    char             **skeys;
-    size_t            *skey_lens;
-    lpg_presence_t    *presence;
+    char           *cookie;
+    size_t          cookie_len;
+    char           *host;
+    size_t          host_len;
+    lpg_wso_ask_t  *ask; /* a session lookup waiting for Odoo */
+    int64_t         uid;
+    int64_t         guest_id;
+    size_t          nskeys; /* the session's channels, owned */
+    char          **skeys;
+    size_t         *skey_lens;
+    lpg_presence_t *presence;
 
     /* 16+ with a session: the last subscribe's strings, asked with at
      * each re-check (owned; empty when no re-check asks) */
     lpg_strlist_t strs;
-
-    /* 17+: a subscribe that waits for Odoo's answer
-     * (lpg_websocket_select), owned (json_decref) */
-    json_t *pending;
-    int64_t pending_last;
 
     /* a subscribe whose last is above this node's high waits for a fetch
      * (lpg_ahead.h; a later subscribe replaces it): allocated while it
@@ -61,8 +58,36 @@ typedef struct {
 } lpg_wso_t;
 
 
+/* a session lookup that waits for Odoo's answer: allocated while it waits
+ * (lpg_wso_ask), owned by w->ask */
+struct lpg_wso_ask_s {
+    lpg_session_wait_t sw; /* first: the callbacks cast back */
+    lpg_wso_t         *w;
+
+    /* 17+: the subscribe that waits for the answer (lpg_websocket_select),
+     * owned (json_decref) */
+    json_t *pending;
+    int64_t pending_last;
+};
+
+
 /* lpg_websocket.c */
 void lpg_wso_session(lpg_wso_t *w, const lpg_session_info_t *info);
+
+/* asks for w's session with n strings v (lpg_session_get_for); LPG_AGAIN:
+ * cb answers later and w->ask is set; else as lpg_session_get_for, and
+ * LPG_ERROR on no memory (logged) */
+int lpg_wso_ask(lpg_wso_t *w, const lpg_http_request_t *r, const char *const *v,
+                size_t n, lpg_session_cb_pt cb,
+                const lpg_session_info_t **info);
+
+/* the answer came (from cb): w->ask goes; its pending subscribe, if any,
+ * is the caller's (json_decref) */
+lpg_wso_t *lpg_wso_answered(lpg_session_wait_t *sw, json_t **pending,
+                            int64_t *pending_last);
+
+/* a waiting lookup, if any, is dropped (cb will not run) */
+void lpg_wso_ask_cancel(lpg_wso_t *w);
 void lpg_wso_subscribe_now(lpg_wso_t *w, lpg_odoo_ws_event_t *ev);
 
 /* lpg_websocket_select.c */

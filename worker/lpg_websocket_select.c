@@ -172,25 +172,23 @@ lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
         return LPG_OK;
     }
 
-    if (w->session_wait) {
-        if (w->pending != NULL) {
+    if (w->ask != NULL) {
+        if (w->ask->pending != NULL) {
             /* a later subscribe replaces the one that waits */
-            json_decref(w->pending);
-            w->pending = json_incref(ev->channels);
-            w->pending_last = ev->last;
+            json_decref(w->ask->pending);
+            w->ask->pending = json_incref(ev->channels);
+            w->ask->pending_last = ev->last;
             free(v);
             return LPG_AGAIN;
         }
 
         /* a re-check: this lookup answers it too */
-        lpg_session_cancel(&w->swait);
-        w->session_wait = false;
+        lpg_wso_ask_cancel(w);
     }
 
     lpg_wso_session_request(w, &r);
 
-    rc = lpg_session_get_for(&r, w->sub.db, w->sub.version, v, n, &w->swait,
-                             &info);
+    rc = lpg_wso_ask(w, &r, v, n, lpg_wso_select_cb, &info);
     free(v);
 
     switch (rc) {
@@ -199,10 +197,8 @@ lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
         return LPG_OK;
 
     case LPG_AGAIN:
-        w->swait.cb = lpg_wso_select_cb;
-        w->session_wait = true;
-        w->pending = json_incref(ev->channels);
-        w->pending_last = ev->last;
+        w->ask->pending = json_incref(ev->channels);
+        w->ask->pending_last = ev->last;
         return LPG_AGAIN;
 
     default:
@@ -215,16 +211,12 @@ lpg_wso_select(lpg_wso_t *w, const lpg_odoo_ws_event_t *ev)
 static void
 lpg_wso_select_cb(lpg_session_wait_t *sw, const lpg_session_info_t *info)
 {
-    lpg_wso_t *w = (lpg_wso_t *) ((char *) sw - offsetof(lpg_wso_t, swait));
+    lpg_wso_t          *w;
     lpg_odoo_ws_event_t ev;
-
-    w->session_wait = false;
 
     memset(&ev, 0, sizeof(ev));
     ev.event = LPG_ODOO_WS_SUBSCRIBE;
-    ev.channels = w->pending;
-    ev.last = w->pending_last;
-    w->pending = NULL;
+    w = lpg_wso_answered(sw, &ev.channels, &ev.last);
 
     if (!w->wsc.closing && !w->dead) {
         lpg_wso_session(w, info);

@@ -138,7 +138,11 @@ lpg_ws_destroy(lpg_ws_t *ws)
         free(ws->rate);
     }
 
-    free(ws->msg);
+    if (ws->a != NULL) {
+        free(ws->a->msg);
+        free(ws->a);
+    }
+
     free(ws->out);
     free(ws);
 }
@@ -163,14 +167,14 @@ lpg_ws_feed(lpg_ws_t *ws, const uint8_t *in, size_t len, int64_t now)
         return LPG_ERROR;
     }
 
-    ws->in = in;
-    ws->in_len = len;
-    ws->fed += len;
+    ws->a->in = in;
+    ws->a->in_len = len;
+    ws->a->fed += len;
 
     rc = wslay_event_recv(ws->ctx);
 
-    ws->in = NULL;
-    ws->in_len = 0;
+    ws->a->in = NULL;
+    ws->a->in_len = 0;
 
     if (rc == WSLAY_ERR_NOMEM) {
         ws->failed = true;
@@ -437,18 +441,18 @@ lpg_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 {
     lpg_ws_t *ws = user_data;
 
-    if (ws->in_len == 0) {
+    if (ws->a->in_len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
 
-    if (len > ws->in_len) {
-        len = ws->in_len;
+    if (len > ws->a->in_len) {
+        len = ws->a->in_len;
     }
 
-    memcpy(buf, ws->in, len);
-    ws->in += len;
-    ws->in_len -= len;
+    memcpy(buf, ws->a->in, len);
+    ws->a->in += len;
+    ws->a->in_len -= len;
 
     return (ssize_t) len;
 }
@@ -485,7 +489,7 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
         return;
     }
 
-    ws->frame_data = false;
+    ws->a->frame_data = false;
 
     /* Odoo's _limit_rate(): every frame, control frames included */
     if (!lpg_ws_rate_ok(ws)) {
@@ -497,12 +501,12 @@ lpg_ws_frame_start_cb(wslay_event_context_ptr                           ctx,
         || arg->opcode == WSLAY_CONTINUATION_FRAME)
     {
         /* wslay checked this frame's length; the message's is ours */
-        if (arg->payload_length > ws->max_message - ws->msg_len) {
+        if (arg->payload_length > ws->max_message - ws->a->msg_len) {
             lpg_ws_fail_with(ws, LPG_WS_MESSAGE_TOO_BIG);
             return;
         }
 
-        ws->frame_data = ws->state == LPG_WS_OPEN;
+        ws->a->frame_data = ws->state == LPG_WS_OPEN;
         return;
     }
 
@@ -545,31 +549,32 @@ lpg_ws_chunk_cb(wslay_event_context_ptr                           ctx,
     uint8_t  *msg;
     lpg_ws_t *ws = user_data;
 
-    if (!ws->frame_data || ws->state != LPG_WS_OPEN || arg->data_length == 0) {
+    if (!ws->a->frame_data || ws->state != LPG_WS_OPEN || arg->data_length == 0)
+    {
         return;
     }
 
     /* within max_message: the frame's start checked the total */
-    if (ws->msg_len + arg->data_length > ws->msg_cap) {
-        cap = ws->msg_cap > 0 ? ws->msg_cap : 256;
+    if (ws->a->msg_len + arg->data_length > ws->a->msg_cap) {
+        cap = ws->a->msg_cap > 0 ? ws->a->msg_cap : 256;
 
-        while (cap < ws->msg_len + arg->data_length) {
+        while (cap < ws->a->msg_len + arg->data_length) {
             cap *= 2;
         }
 
-        msg = realloc(ws->msg, cap);
+        msg = realloc(ws->a->msg, cap);
         if (msg == NULL) {
             ws->failed = true;
             wslay_event_shutdown_read(ctx);
             return;
         }
 
-        ws->msg = msg;
-        ws->msg_cap = cap;
+        ws->a->msg = msg;
+        ws->a->msg_cap = cap;
     }
 
-    memcpy(ws->msg + ws->msg_len, arg->data, arg->data_length);
-    ws->msg_len += arg->data_length;
+    memcpy(ws->a->msg + ws->a->msg_len, arg->data, arg->data_length);
+    ws->a->msg_len += arg->data_length;
 }
 
 
@@ -588,17 +593,18 @@ lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
         /* arg->msg is NULL without buffering: the bytes are ours */
         if (ws->state == LPG_WS_OPEN && ws->h.message != NULL) {
             ws->h.message(ws->data,
-                          ws->msg != NULL ? ws->msg : (const uint8_t *) "",
-                          ws->msg_len, arg->opcode == WSLAY_BINARY_FRAME);
+                          ws->a->msg != NULL ? ws->a->msg
+                                             : (const uint8_t *) "",
+                          ws->a->msg_len, arg->opcode == WSLAY_BINARY_FRAME);
         }
 
-        ws->msg_len = 0;
+        ws->a->msg_len = 0;
 
         /* a large message's buffer is not kept for the next one */
-        if (ws->msg_cap > 65536) {
-            free(ws->msg);
-            ws->msg = NULL;
-            ws->msg_cap = 0;
+        if (ws->a->msg_cap > 65536) {
+            free(ws->a->msg);
+            ws->a->msg = NULL;
+            ws->a->msg_cap = 0;
         }
 
         break;

@@ -27,23 +27,18 @@ typedef enum {
 #define LPG_WS_RATE_INLINE 10
 
 
-struct lpg_ws_s {
-    /* NULL while parked (lpg_ws_park.c); owned, about 8.8 KiB */
-    wslay_event_context_ptr ctx;
-    lpg_ws_handler_t        h;
-    void                   *data;
-    lpg_ws_state_e          state;
-    bool                    failed; /* out of memory */
-    unsigned                code_sent;
-    unsigned                code_received;
-
+/*
+ * What a connection holds only while it has a wslay context: made with it
+ * (lpg_ws_wake) and freed when it parks (lpg_ws_park), so that an idle
+ * socket carries none of it.
+ */
+typedef struct {
     /* the data message being reassembled */
     bool     frame_data; /* the current frame is data */
     bool     in_msg;     /* a fragmented data message awaits its end */
     uint8_t *msg;
     size_t   msg_len;
     size_t   msg_cap;
-    size_t   max_message;
 
     /* bytes fed to this ctx, and those of the frames it has finished:
      * equal when it holds no part of a frame (it may then be parked) */
@@ -54,7 +49,21 @@ struct lpg_ws_s {
     /* the span lpg_ws_feed() reads from */
     const uint8_t *in;
     size_t         in_len;
-    int64_t        now;
+} lpg_ws_awake_t;
+
+
+struct lpg_ws_s {
+    /* NULL while parked (lpg_ws_park.c), as a; owned, about 8.8 KiB */
+    wslay_event_context_ptr ctx;
+    lpg_ws_awake_t         *a;
+    lpg_ws_handler_t        h;
+    void                   *data;
+    lpg_ws_state_e          state;
+    bool                    failed; /* out of memory */
+    unsigned                code_sent;
+    unsigned                code_received;
+    size_t                  max_message;
+    int64_t                 now; /* of the feed under way */
 
     /* the bytes to write: [out_pos, out_len) of out, owned */
     uint8_t *out;

@@ -6,7 +6,8 @@
  * 4 KiB input buffer, its output buffer, two message slots and queues),
  * nearly all of an idle websocket's memory, and a parked socket of a
  * gateway has nothing in it for minutes: a client sends a subscribe, then
- * a PONG every ping interval.  So the context is made when bytes arrive or
+ * a PONG every ping interval.  So the context, and the reassembly state
+ * that goes with it (lpg_ws_awake_t), is made when bytes arrive or
  * a PING or CLOSE must be queued, and freed again when the connection is
  * open, wslay holds no part of a frame (every byte fed belongs to a frame
  * it finished), no fragmented message is under way and nothing is queued.
@@ -78,7 +79,13 @@ lpg_ws_wake(lpg_ws_t *ws)
 
     lpg_ws_wakes++;
 
-    if (wslay_event_context_server_init(&ws->ctx, &lpg_ws_callbacks, ws) != 0) {
+    ws->a = calloc(1, sizeof(*ws->a));
+    if (ws->a == NULL
+        || wslay_event_context_server_init(&ws->ctx, &lpg_ws_callbacks, ws)
+            != 0)
+    {
+        free(ws->a);
+        ws->a = NULL;
         ws->ctx = NULL;
         ws->failed = true;
         return LPG_ERROR;
@@ -89,9 +96,6 @@ lpg_ws_wake(lpg_ws_t *ws)
     wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
     wslay_event_config_set_no_buffering(ws->ctx, 1);
 
-    ws->fed = 0;
-    ws->framed = 0;
-
     return LPG_OK;
 }
 
@@ -100,8 +104,8 @@ void
 lpg_ws_park(lpg_ws_t *ws)
 {
     if (ws->ctx == NULL || ws->failed || ws->state != LPG_WS_OPEN
-        || ws->in != NULL || ws->fed != ws->framed || ws->in_msg
-        || ws->msg_len > 0 || ws->code_sent != 0 || ws->code_received != 0
+        || ws->a->in != NULL || ws->a->fed != ws->a->framed || ws->a->in_msg
+        || ws->a->msg_len > 0 || ws->code_sent != 0 || ws->code_received != 0
         || wslay_event_want_write(ws->ctx))
     {
         return;
@@ -110,9 +114,9 @@ lpg_ws_park(lpg_ws_t *ws)
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
 
-    free(ws->msg);
-    ws->msg = NULL;
-    ws->msg_cap = 0;
+    free(ws->a->msg);
+    free(ws->a);
+    ws->a = NULL;
 
     if (ws->out_len == 0) {
         free(ws->out);
@@ -138,12 +142,12 @@ lpg_ws_frame_began(lpg_ws_t *ws, unsigned opcode, bool fin,
         head += 2;
     }
 
-    ws->frame_size = head + payload_length;
+    ws->a->frame_size = head + payload_length;
 
     if (opcode == WSLAY_TEXT_FRAME || opcode == WSLAY_BINARY_FRAME
         || opcode == WSLAY_CONTINUATION_FRAME)
     {
-        ws->in_msg = !fin;
+        ws->a->in_msg = !fin;
     }
 }
 
@@ -151,8 +155,8 @@ lpg_ws_frame_began(lpg_ws_t *ws, unsigned opcode, bool fin,
 void
 lpg_ws_frame_ended(lpg_ws_t *ws)
 {
-    ws->framed += ws->frame_size;
-    ws->frame_size = 0;
+    ws->a->framed += ws->a->frame_size;
+    ws->a->frame_size = 0;
 }
 
 
