@@ -100,26 +100,13 @@ lpg_ws_create(const lpg_ws_conf_t *conf, const lpg_ws_handler_t *h, void *data)
     ws->h = *h;
     ws->data = data;
     ws->max_message = conf->max_message;
-    ws->rate_burst = conf->rate_burst;
-    ws->rate_window =
-        (uint32_t) (conf->rate_delay * (int64_t) conf->rate_burst);
-    ws->rate = ws->rate_inline;
-
-    if (ws->rate_burst > LPG_WS_RATE_INLINE) {
-        ws->rate = calloc(ws->rate_burst, sizeof(uint32_t));
-        if (ws->rate == NULL) {
-            goto failed;
-        }
+    if (lpg_ws_rate_init(ws, conf) != LPG_OK) {
+        free(ws);
+        return NULL;
     }
 
     /* the wslay context comes with the first bytes (lpg_ws_park.c) */
     return ws;
-
-failed:
-
-    free(ws);
-
-    return NULL;
 }
 
 
@@ -134,9 +121,7 @@ lpg_ws_destroy(lpg_ws_t *ws)
         wslay_event_context_free(ws->ctx);
     }
 
-    if (ws->rate != ws->rate_inline) {
-        free(ws->rate);
-    }
+    lpg_ws_rate_free(ws);
 
     if (ws->a != NULL) {
         free(ws->a->msg);
@@ -627,49 +612,6 @@ lpg_ws_msg_cb(wslay_event_context_ptr                   ctx,
     }
 
     lpg_ws_flush(ws);
-}
-
-
-/* true when a frame arriving now would be refused (nothing counted) */
-bool
-lpg_ws_rate_full(const lpg_ws_t *ws)
-{
-    return ws->rate_burst > 0 && ws->rate_n == ws->rate_burst
-        && (uint32_t) ((uint32_t) ws->now - ws->rate[ws->rate_head])
-        < ws->rate_window;
-}
-
-
-/* Odoo's deque of the last RL_BURST arrival times: a frame is refused when
- * the burst-th frame before it came less than the window ago */
-bool
-lpg_ws_rate_ok(lpg_ws_t *ws)
-{
-    unsigned tail;
-    uint32_t now;
-
-    if (ws->rate_burst == 0) {
-        return true;
-    }
-
-    now = (uint32_t) ws->now;
-
-    if (ws->rate_n == ws->rate_burst) {
-        if ((uint32_t) (now - ws->rate[ws->rate_head]) < ws->rate_window) {
-            return false;
-        }
-
-        ws->rate[ws->rate_head] = now;
-        ws->rate_head = (ws->rate_head + 1) % ws->rate_burst;
-
-        return true;
-    }
-
-    tail = (ws->rate_head + ws->rate_n) % ws->rate_burst;
-    ws->rate[tail] = now;
-    ws->rate_n++;
-
-    return true;
 }
 
 

@@ -86,10 +86,11 @@ struct lpg_ws_s {
 /* lpg_ws.c: wslay's callbacks, for the contexts lpg_ws_park.c makes */
 extern const struct wslay_event_callbacks lpg_ws_callbacks;
 
-/* lpg_ws.c: the rate limit; ok counts a frame arriving at ws->now, full
- * only tells whether it would be refused */
+/* lpg_ws_rate.c: Odoo's rate limit; ok counts a frame arriving at ws->now,
+ * or refuses it (false) and counts nothing */
+int  lpg_ws_rate_init(lpg_ws_t *ws, const lpg_ws_conf_t *conf) LPG_MUSTCHECK;
+void lpg_ws_rate_free(lpg_ws_t *ws);
 bool lpg_ws_rate_ok(lpg_ws_t *ws);
-bool lpg_ws_rate_full(const lpg_ws_t *ws);
 
 /* lpg_ws_park.c */
 

@@ -55,12 +55,11 @@ lpg_ws_parked_pong(lpg_ws_t *ws, const uint8_t *in, size_t len)
     }
 
     plen = in[1] & 0x7f;
-    if (plen > 125 || len != 6 + plen || lpg_ws_rate_full(ws)) {
-        /* a refused rate goes through wslay, which closes with 1013 */
+    if (plen > 125 || len != 6 + plen || !lpg_ws_rate_ok(ws)) {
+        /* a refused rate (nothing counted) goes through wslay, which
+         * refuses it again and closes with 1013 */
         return false;
     }
-
-    (void) lpg_ws_rate_ok(ws);
 
     if (ws->h.pong != NULL) {
         ws->h.pong(ws->data);
