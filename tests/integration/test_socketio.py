@@ -10,18 +10,17 @@ import json
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
+from apps import DB, publish, sql, start  # noqa: F401 (sql: a fixture)
 from conftest import SRCDIR, free_port, wait_until
 from odoo_standin import OdooStandin
 
 
-DB = "lpgtest"
 SIO_DIR = os.path.join(SRCDIR, "tests", "socketio")
 NODE = shutil.which("node")
 PATH = "/longpolling/socket.io/"
@@ -31,24 +30,6 @@ pytestmark = pytest.mark.skipif(
         os.path.join(SIO_DIR, "node_modules", "socket.io-client")),
     reason="node or tests/socketio's socket.io-client is missing "
            "(scripts/deps.sh)")
-
-
-@pytest.fixture
-def sql(pg):
-    with open(os.path.join(SRCDIR, "contrib", "sql", "lpgate.sql")) as f:
-        pg.sql(f.read(), dbname=DB)
-
-
-def start(gateway, workers=1, config="", args=()):
-    gw = gateway(workers=workers, config=config or None,
-                 extra_args=["--log-level", "debug"] + list(args))
-    gw.wait_log('database "%s": Odoo' % DB)
-    return gw
-
-
-def publish(pg, channel, message):
-    return pg.sql("SELECT lpgate_send(%s, %s::json)",
-                  (channel, json.dumps(message)), dbname=DB)[0][0]
 
 
 def last_id(pg):

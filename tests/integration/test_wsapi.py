@@ -6,29 +6,14 @@ lpgate_send().
 
 import asyncio
 import json
-import os
 
-import pytest
 import websockets
 
-from conftest import SRCDIR, free_port, wait_until
+from apps import DB, publish, sql, start  # noqa: F401 (sql: a fixture)
+from conftest import free_port, wait_until
 from test_websocket import close_code, eof, frame, handshake, read_frame
 
 
-DB = "lpgtest"
-
-
-@pytest.fixture
-def sql(pg):
-    with open(os.path.join(SRCDIR, "contrib", "sql", "lpgate.sql")) as f:
-        pg.sql(f.read(), dbname=DB)
-
-
-def start(gateway, workers=1, config="", args=()):
-    gw = gateway(workers=workers, config=config or None,
-                 extra_args=["--log-level", "debug"] + list(args))
-    gw.wait_log('database "%s": Odoo' % DB)
-    return gw
 
 
 def uri(port, path="/longpolling/ws"):
@@ -38,11 +23,6 @@ def uri(port, path="/longpolling/ws"):
 def connect(port, **kw):
     return websockets.connect(uri(port), ping_interval=None, max_size=None,
                               **kw)
-
-
-def publish(pg, channel, message):
-    return pg.sql("SELECT lpgate_send(%s, %s::json)",
-                  (channel, json.dumps(message)), dbname=DB)[0][0]
 
 
 def last_id(pg):
