@@ -32,6 +32,7 @@ reported, not judged.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -692,6 +693,36 @@ def report(results, quick, log, path):
     print("wrote %s" % path)
 
 
+
+@contextlib.contextmanager
+def bench_postgres(prefix):
+    """A throw-away PostgreSQL for a benchmark run (also scaleout.py's):
+    pinned to LOAD_CPU, database lpgtest with bus_bus and
+    pg_stat_statements; yields (pg, its base directory), removed after."""
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    pg = conftest.Postgres(base)
+    pg.init()
+    with open(os.path.join(pg.data, "postgresql.conf"), "a") as f:
+        f.write("max_connections = 200\nsynchronous_commit = off\n")
+    pg.start()
+    try:
+        pin_postgres(pg, LOAD_CPU)
+        pg.sql("CREATE DATABASE lpgtest")
+        pg.sql(conftest.BUS_BUS, dbname="lpgtest")
+        # a deployed bus_bus is never empty: polls start from its largest id
+        # (with none, lpgate-bench's first polls would carry last=0, which
+        # Odoo answers from the database, and the first scenario would count
+        # those startup queries)
+        pg.sql("INSERT INTO bus_bus (channel, message) VALUES "
+               "('\"seed\"', '{}')", dbname="lpgtest")
+        pg.sql("CREATE EXTENSION pg_stat_statements", dbname="lpgtest")
+        yield pg, base
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -719,30 +750,10 @@ def main():
     if shutil.which("nginx") is None:
         sys.exit("bench.py: nginx is missing (run scripts/bench.sh)")
 
-    base = tempfile.mkdtemp(prefix="lpgate-bench-")
-    os.chmod(base, 0o755)
-    pg = conftest.Postgres(base)
-    pg.init()
-    with open(os.path.join(pg.data, "postgresql.conf"), "a") as f:
-        f.write("max_connections = 200\nsynchronous_commit = off\n")
-    pg.start()
     results, log = [], []
-    try:
-        pin_postgres(pg, LOAD_CPU)
-        pg.sql("CREATE DATABASE lpgtest")
-        pg.sql(conftest.BUS_BUS, dbname="lpgtest")
-        # a deployed bus_bus is never empty: polls start from its largest id
-        # (with none, lpgate-bench's first polls would carry last=0, which
-        # Odoo answers from the database, and the first scenario would count
-        # those startup queries)
-        pg.sql("INSERT INTO bus_bus (channel, message) VALUES "
-               "('\"seed\"', '{}')", dbname="lpgtest")
-        pg.sql("CREATE EXTENSION pg_stat_statements", dbname="lpgtest")
+    with bench_postgres("lpgate-bench-") as (pg, base):
         for scen in scenarios:
             results.append(run_scenario(pg, base, scen, log))
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
     report(results, a.quick, log, out)
     bad = [r["name"] for r in results
            if not r.get("lpgate", {}).get("complete")

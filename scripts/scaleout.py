@@ -351,30 +351,14 @@ def main():
     if shutil.which("haproxy") is None:
         sys.exit("scaleout.py: haproxy is missing (scripts/deps.sh)")
 
-    base = tempfile.mkdtemp(prefix="lpgate-scaleout-")
-    os.chmod(base, 0o755)
-    pg = conftest.Postgres(base)
-    pg.init()
-    with open(os.path.join(pg.data, "postgresql.conf"), "a") as f:
-        f.write("max_connections = 200\nsynchronous_commit = off\n")
-    pg.start()
     results, sess, log = [], [], []
-    try:
-        bench.pin_postgres(pg, bench.LOAD_CPU)
-        pg.sql("CREATE DATABASE lpgtest")
-        pg.sql(conftest.BUS_BUS, dbname="lpgtest")
-        pg.sql("INSERT INTO bus_bus (channel, message) VALUES "
-               "('\"seed\"', '{}')", dbname="lpgtest")
-        pg.sql("CREATE EXTENSION pg_stat_statements", dbname="lpgtest")
+    with bench.bench_postgres("lpgate-scaleout-") as (pg, base):
         counts = [int(x) for x in a.nodes.split(",")]
         for n in counts:
             results.append(throughput(pg, base, n, a, log))
         if a.sessions > 0:
             for n in counts:
                 sess.append(sessions(pg, base, n, a))
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
     text = report(a, results, sess, log)
     if a.out:
         Path(a.out).write_text(text)
