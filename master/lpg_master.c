@@ -483,11 +483,15 @@ lpg_master_reload(void)
     lpg_master_retire();
 
     lpg_master.generation++;
-    atomic_store(&lpg_master.shm.header->nworkers, n);
 
     for (i = 0; i < n; i++) {
         lpg_master_spawn(i);
     }
+
+    /* only now that every slot up to n holds a live worker: a /health
+     * read between the forks would see the new slots empty ("1 of 2
+     * workers down") while the node serves throughout */
+    atomic_store(&lpg_master.shm.header->nworkers, n);
 
     lpg_log(LPG_LOG_NOTICE, 0,
             "configuration reloaded: generation %u, %d workers on "

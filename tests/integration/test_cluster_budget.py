@@ -173,12 +173,15 @@ def test_claim_wins_over_the_listen_dsn_and_follows_a_reload(small_pg, node):
     seen = []
 
     def renamed():
-        seen.append(a.health()[0])
+        seen.append(a.health())
         return claims(pg) == ["lpgate:a:16"]
 
     wait_until(renamed, 15, what="the reloaded claim")
     assert listen_backend(pg) == backend
-    assert set(seen) == {200}, seen
+    assert {s for s, _ in seen} == {200}, seen
+    # and while the new workers come up (workers 1 -> 2)
+    wait_until(lambda: len(a.worker_pids()) >= 2, 10, what="two workers")
+    assert a.health()[0] == 200
     a.wait_log('connection claim now "lpgate:a:16"')
     assert "reconnecting the LISTEN connection" not in a.output()
 
