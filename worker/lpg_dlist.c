@@ -118,6 +118,17 @@ lpg_dlist_timer_at(struct ev_loop *loop, lpg_dlist_timer_t *t, int64_t deadline)
     }
 
     now = lpg_time_mono_ms();
+
+    if (deadline > now) {
+        /* on the grid: the neighbours due before the next step come too */
+        deadline += LPG_DLIST_SLACK_MS - 1;
+        deadline -= deadline % LPG_DLIST_SLACK_MS;
+
+        if (ev_is_active(&t->ev) && deadline >= t->at) {
+            return;
+        }
+    }
+
     d = deadline - now;
     d = d < 1 ? 1 : d;
 

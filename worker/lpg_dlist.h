@@ -20,6 +20,11 @@
 
 
 #define LPG_DLIST_TRICKLE_MS 50 /* a retiring worker's close ticks */
+/* a future deadline's timer fires on this grid of the monotonic clock (at
+ * most this late), so that objects due close together are served in one
+ * timer run: 100,000 sockets parked over a few seconds ping in a few
+ * hundred runs, not in tens of thousands */
+#define LPG_DLIST_SLACK_MS 50
 
 
 typedef struct lpg_dlist_link_s lpg_dlist_link_t;
@@ -67,7 +72,8 @@ lpg_dlist_link_t *lpg_dlist_pop_due(lpg_dlist_t *lists, int list, int64_t now);
 /* the earliest deadline of the n lists' heads, INT64_MAX if all empty */
 int64_t lpg_dlist_next(const lpg_dlist_t *lists, int n);
 
-/* the timer fires by deadline at the latest */
+/* the timer fires by deadline, or on the next LPG_DLIST_SLACK_MS of the
+ * clock for a deadline to come */
 void lpg_dlist_timer_at(struct ev_loop *loop, lpg_dlist_timer_t *t,
                         int64_t deadline);
 
