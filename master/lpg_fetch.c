@@ -37,6 +37,10 @@
 
 #define LPG_FETCH_GAP_RETRY   0.05 /* s between fetches while a gap holds */
 #define LPG_FETCH_GAP_TIMEOUT 5000 /* ms before a gap is declared final */
+/* us from one fetch's start to the next: under a stream of NOTIFYs (one
+ * per publishing transaction) one SELECT serves a millisecond of them,
+ * not each; a NOTIFY after a quiet spell is fetched at once */
+#define LPG_FETCH_SPACING_US 1000
 
 
 typedef enum {
@@ -66,6 +70,7 @@ typedef struct {
     int64_t           snap_high; /* the largest id allocated, as last seen */
     int64_t           notify_us; /* first NOTIFY since the last fetch */
     int64_t           fetch_notify_us;
+    int64_t           run_us; /* the last fetch's start */
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
@@ -315,7 +320,8 @@ lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 lpg_fetch_run(lpg_fetch_db_t *db)
 {
-    char query[1536], high[320];
+    char    query[1536], high[320];
+    int64_t now, wait;
 
     if (db->state != LPG_FETCH_READY || !lpg_pgasync_idle(&db->conn)) {
         /* dirty stays set: it runs when the connection is ready */
@@ -323,6 +329,18 @@ lpg_fetch_run(lpg_fetch_db_t *db)
     }
 
     if (!db->has_bus) {
+        return;
+    }
+
+    now = lpg_time_mono_us();
+    wait = db->run_us + LPG_FETCH_SPACING_US - now;
+    if (db->run_us != 0 && wait > 0) {
+        /* dirty stays set: the kick runs it */
+        if (!ev_is_active(&lpg_fetch.kick)) {
+            ev_timer_set(&lpg_fetch.kick, (double) wait / 1e6, 0.);
+            ev_timer_start(lpg_fetch.loop, &lpg_fetch.kick);
+        }
+
         return;
     }
 
@@ -357,6 +375,7 @@ lpg_fetch_run(lpg_fetch_db_t *db)
 
     if (lpg_pgasync_query(&db->conn, query) == LPG_OK) {
         db->state = LPG_FETCH_RUNNING;
+        db->run_us = now;
         atomic_fetch_add_explicit(&lpg_fetch.shm->header->fetches, 1,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&lpg_fetch.shm->dbs[db->idx].fetch_begun, 1,

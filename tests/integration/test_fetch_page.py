@@ -7,6 +7,7 @@ The SELECTs are counted with pg_stat_statements (the fixture loads it).
 """
 
 import json
+import time
 
 from conftest import wait_until
 
@@ -95,3 +96,34 @@ def test_batch_bigger_than_a_page_is_paged_and_delivered(pg, gateway):
     calls, _ = fetch_selects(pg)
     # 2,000 * (200 + ~90) bytes in pages of 16 KiB
     assert calls >= 2 * 30, calls
+
+
+def test_a_stream_of_notifies_is_fetched_once_a_millisecond_at_most(
+        pg, gateway):
+    """One NOTIFY per publishing transaction, faster than one a
+    millisecond: a fetch serves every NOTIFY of the millisecond since the
+    last one began (LPG_FETCH_SPACING_US), not each; nothing is lost."""
+    gw = start(gateway)
+    base = last_id(pg)
+    pg.sql("SELECT pg_stat_statements_reset()")
+
+    t0 = time.monotonic()
+    with pg.connect("lpgtest") as conn:
+        conn.autocommit = True
+        for i in range(500):
+            conn.execute("INSERT INTO bus_bus (channel, message) VALUES "
+                         "('\"bs\"', '%d'); NOTIFY imbus, '[\"bs\"]'" % i)
+    last = last_id(pg)
+    got = []
+    while not got or got[-1]["id"] < last:
+        got += gw.poll(["bs"], last=got[-1]["id"] if got else base,
+                       timeout=20)["result"]
+    elapsed_ms = (time.monotonic() - t0) * 1000
+
+    assert [n["message"] for n in got] == list(range(500))
+    calls, rows = fetch_selects(pg)
+    fetches = calls / 2
+    # the publisher outran one transaction a millisecond (else this test
+    # shows nothing), and the fetches kept to one a millisecond
+    assert elapsed_ms < 500, elapsed_ms
+    assert fetches <= elapsed_ms + 2, (fetches, elapsed_ms, rows)
