@@ -93,7 +93,6 @@ typedef struct {
     int     websocket_keep_alive;
     int     websocket_ping_interval;
     int     websocket_pong_timeout;
-    int     websocket_quiet_pongs;
     int     socketio_ping_interval;
     int     socketio_ping_timeout;
     int64_t socketio_max_payload;

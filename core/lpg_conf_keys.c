@@ -171,13 +171,6 @@ const lpg_conf_key_t lpg_conf_table[] = {
       LPG_CONF_OFF(websocket_pong_timeout), "15", 1, 3600, true,
       "seconds a pinged websocket has to answer before it is cut" },
 
-    { "websocket_quiet_pongs", LPG_CONF_BOOL,
-      LPG_CONF_OFF(websocket_quiet_pongs), "true", 0, 1, true,
-      "Odoo's /websocket: a PONG wakes no worker and is read at its "
-      "deadline with the others due then; false for clients that send "
-      "six-byte frames (an empty PING, a CLOSE without a code): with true "
-      "those wait for the client's next bytes or that deadline" },
-
     { "socketio_ping_interval", LPG_CONF_INT,
       LPG_CONF_OFF(socketio_ping_interval), "25", 1, 3600, true,
       "seconds between the pings of a Socket.IO session (engine.io's "

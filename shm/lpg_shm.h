@@ -173,9 +173,6 @@ typedef struct {
      * io_uring_enter calls that sent them */
     _Atomic uint64_t batched_sends;
     _Atomic uint64_t batch_submits;
-    /* websocket PONGs read at their deadline, below the low-water mark
-     * (quiet PONGs: lpg_wsc_time.c) */
-    _Atomic uint64_t ws_quiet_pongs;
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_worker_t;
 
 

@@ -154,10 +154,6 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
                            "websocket frames queued: notification batches, "
                            "PINGs, CLOSEs",
                            LPG_W(ws_out));
-    lpg_metrics_per_worker(
-        &b, &failed, "lpgate_websocket_quiet_pongs_total", NULL, "counter",
-        "websocket PONGs read at their deadline (quiet PONGs)",
-        LPG_W(ws_quiet_pongs));
     lpg_metrics_per_worker(&b, &failed, "lpgate_batched_sends_total", NULL,
                            "counter", "HTTP answers sent in io_uring batches",
                            LPG_W(batched_sends));

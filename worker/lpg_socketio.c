@@ -60,7 +60,6 @@ static const lpg_wsc_app_t lpg_sio_app = {
     false,
     offsetof(lpg_shm_worker_t, sio_ws_open),
     true,
-    false,
 };
 
 static const char *const lpg_sio_errors[] = {

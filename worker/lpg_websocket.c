@@ -78,7 +78,6 @@ static const lpg_wsc_app_t lpg_wso_app = {
     true,
     offsetof(lpg_shm_worker_t, ws_open),
     false,
-    true,
 };
 
 static const lpg_http_ctx_t *lpg_wso_ctx;

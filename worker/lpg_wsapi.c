@@ -57,7 +57,6 @@ static const lpg_wsc_app_t lpg_wsa_app = {
     false,
     offsetof(lpg_shm_worker_t, wsapi_open),
     true,
-    false,
 };
 
 const lpg_http_ctx_t *lpg_wsa_ctx;

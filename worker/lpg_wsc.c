@@ -45,6 +45,7 @@
 
 static void    lpg_wsc_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int     lpg_wsc_start(lpg_wsc_t *w, int fd, char *rest, size_t rest_len);
+static void    lpg_wsc_read(lpg_wsc_t *w);
 static void    lpg_wsc_linger(lpg_wsc_t *w);
 static void    lpg_wsc_drain(lpg_wsc_t *w);
 static void    lpg_wsc_message(void *data, const uint8_t *msg, size_t len,
@@ -72,9 +73,9 @@ lpg_wsc_init(const lpg_http_ctx_t *ctx)
     lpg_wsc.ctx = *ctx;
 
     for (i = 0; i < LPG_WSC_LISTS; i++) {
-        lpg_wsc.lists[i].slot = i <= LPG_WSC_REPING ? LPG_WSC_SLOT_TIME
-            : i == LPG_WSC_CHECK                    ? LPG_WSC_SLOT_CHECK
-                                                    : LPG_WSC_SLOT_STALL;
+        lpg_wsc.lists[i].slot = i <= LPG_WSC_PONG ? LPG_WSC_SLOT_TIME
+            : i == LPG_WSC_CHECK                  ? LPG_WSC_SLOT_CHECK
+                                                  : LPG_WSC_SLOT_STALL;
     }
 
     ev_init(&lpg_wsc.timer.ev, lpg_wsc_timer_cb);
@@ -274,7 +275,6 @@ lpg_wsc_start(lpg_wsc_t *w, int fd, char *rest, size_t rest_len)
     }
 
     lpg_wsc_flush(w);
-    lpg_wsc_lowat(w);
 
     return LPG_OK;
 }
@@ -363,7 +363,7 @@ lpg_wsc_drain(lpg_wsc_t *w)
 }
 
 
-void
+static void
 lpg_wsc_read(lpg_wsc_t *w)
 {
     int     i, rc;
@@ -426,7 +426,6 @@ lpg_wsc_read(lpg_wsc_t *w)
     }
 
     lpg_wsc_flush(w);
-    lpg_wsc_lowat(w);
 }
 
 
@@ -652,7 +651,6 @@ lpg_wsc_close(lpg_wsc_t *w, unsigned code)
                               * 1000);
 
     lpg_wsc_flush(w);
-    lpg_wsc_lowat(w);
 }
 
 

@@ -63,14 +63,12 @@
 enum {
     LPG_WSC_IDLE = 0, /* ping_interval after the last incoming bytes */
     LPG_WSC_PONG,     /* pinged, or closing: pong_timeout to answer */
-    LPG_WSC_REPING,   /* a quiet PONG read at its deadline: the rest of
-                         ping_interval from the PING (lpg_wsc_time.c) */
     LPG_WSC_CHECK,    /* keep-alive and re-check period */
     LPG_WSC_STALL,    /* output blocked: send_timeout */
     LPG_WSC_LISTS
 };
 
-/* a socket's link in each kind of list: IDLE, PONG and REPING share slot 0 */
+/* a socket's link in each kind of list: IDLE and PONG share slot 0 */
 enum {
     LPG_WSC_SLOT_TIME = 0,
     LPG_WSC_SLOT_CHECK,
@@ -110,15 +108,6 @@ typedef struct {
     /* an upgrade without Origin is served (RFC 6455: non-browser
      * clients need not send one); Odoo's /websocket refuses it */
     bool origin_optional;
-
-    /* quiet PONGs (lpg_wsc_time.c): between frames the socket's receive
-     * low-water mark is one byte above the shortest client frame, so the
-     * answer to a PING (six bytes) wakes nobody and is read at its
-     * deadline, with every other socket due then; a six-byte frame
-     * other than a PONG (a PING or a CLOSE without payload) is read with
-     * the next bytes, the client's EOF or that deadline.  For clients
-     * that send no such frames: Odoo's web client */
-    bool quiet_pong;
 } lpg_wsc_app_t;
 
 
@@ -143,7 +132,6 @@ struct lpg_wsc_s {
 
     bool closing; /* a close was sent or received: deliveries stop */
     bool pinged;
-    bool lowat;     /* SO_RCVLOWAT raised: quiet PONGs (app->quiet_pong) */
     bool in_feed;   /* inside lpg_ws_feed(): output waits, nothing freed */
     bool doomed;    /* the connection ends at the next timer run */
     bool lingering; /* all written and shut down: input is read and

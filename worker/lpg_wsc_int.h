@@ -36,9 +36,6 @@ extern lpg_wsc_global_t lpg_wsc;
 
 
 void lpg_wsc_doom(lpg_wsc_t *w);
-void lpg_wsc_read(lpg_wsc_t *w);
-/* the socket's low-water mark set for its state: quiet PONGs */
-void lpg_wsc_lowat(lpg_wsc_t *w);
 void lpg_wsc_free(lpg_wsc_t *w);
 void lpg_wsc_unlink_all(lpg_wsc_t *w);
 void lpg_wsc_list_push(lpg_wsc_t *w, int list, int64_t deadline);

@@ -8,32 +8,13 @@
  * (lpg_dlist): idle (an empty PING after websocket_ping_interval without
  * incoming bytes), pong (websocket_pong_timeout to answer it, a clean
  * close, or a lingering connection's end), check (the keep-alive's 4002
- * and the application's re-check) and stall (send_timeout), and reping
- * for quiet PONGs.  The stop:
+ * and the application's re-check) and stall (send_timeout).  The stop:
  * 1001 to every socket (SIGQUIT), or 4002 spread over the stop's span (a
  * retiring generation).
  */
 
 #include "lpg_wsc_int.h"
 #include "lpg_websocket.h"
-
-#include <errno.h>
-#include <sys/socket.h>
-
-
-/*
- * Quiet PONGs.  100,000 idle sockets answer 100,000 PINGs every
- * ping_interval; each answer woke the worker for one six-byte read.  With
- * app->quiet_pong, a socket between frames has its receive low-water mark
- * at LPG_WSC_LOWAT, so the kernel keeps a bare PONG without waking anyone
- * (the client's EOF or error still wakes: the low-water mark is not
- * checked for them), and the PONG deadline reads it, with every other
- * socket due in that timer run.  The next PING then follows the first by
- * ping_interval (the reping list), as when the PONG was read at once, so
- * a proxy's idle timeout sees the same traffic.  Mid-frame the mark is 1:
- * the tail of a frame may be a single byte.
- */
-#define LPG_WSC_LOWAT (LPG_WS_MIN_FRAME + 1)
 
 
 /* a doomed socket's deadline 0 goes first; others append in order */
@@ -54,87 +35,6 @@ lpg_wsc_list_remove(lpg_wsc_t *w, int slot)
 
 
 void
-lpg_wsc_lowat(lpg_wsc_t *w)
-{
-    int  v;
-    bool want;
-
-    if (w->doomed || w->fd == -1) {
-        return;
-    }
-
-    want = w->app->quiet_pong && lpg_wsc.ctx.conf->websocket_quiet_pongs
-        && !w->closing && !w->lingering && lpg_ws_between_frames(w->ws);
-    if (want == w->lowat) {
-        return;
-    }
-
-    v = want ? LPG_WSC_LOWAT : 1;
-    if (setsockopt(w->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == -1) {
-        /* the socket reads as before: every PONG wakes the worker */
-        lpg_log(LPG_LOG_DEBUG, errno, "%s: setsockopt(SO_RCVLOWAT) failed",
-                w->app->name);
-        return;
-    }
-
-    w->lowat = want;
-}
-
-
-/*
- * A PONG deadline of a quiet socket: what the kernel kept below the
- * low-water mark is read now.  True when the socket was dealt with (its
- * answer came: the next PING is ping_interval after the last; or it is
- * doomed), false when nothing came: the caller closes it as before.
- */
-static bool
-lpg_wsc_quiet_pong(lpg_wsc_t *w, int64_t now)
-{
-    int64_t           rest;
-    const lpg_conf_t *conf = lpg_wsc.ctx.conf;
-
-    if (!w->lowat || !w->pinged || w->doomed || w->closing || w->lingering) {
-        return false;
-    }
-
-    lpg_wsc_read(w);
-
-    if (w->doomed) {
-        return true;
-    }
-
-    if (w->closing) {
-        /* the bytes were a CLOSE: the answer's wait, if none is set */
-        if (w->link[LPG_WSC_SLOT_TIME].list == -1) {
-            lpg_wsc_list_push(
-                w, LPG_WSC_PONG,
-                now + (int64_t) conf->websocket_pong_timeout * 1000);
-        }
-
-        return true;
-    }
-
-    if (w->pinged) {
-        /* nothing came */
-        return false;
-    }
-
-    atomic_fetch_add_explicit(&lpg_wsc.ctx.stats->ws_quiet_pongs, 1,
-                              memory_order_relaxed);
-
-    /* the read set ping_interval from now; the PING went out pong_timeout
-     * ago */
-    rest =
-        (int64_t) (conf->websocket_ping_interval - conf->websocket_pong_timeout)
-        * 1000;
-    lpg_wsc_list_remove(w, LPG_WSC_SLOT_TIME);
-    lpg_wsc_list_push(w, LPG_WSC_REPING, now + (rest > 0 ? rest : 0));
-
-    return true;
-}
-
-
-void
 lpg_wsc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     int               i;
@@ -151,7 +51,6 @@ lpg_wsc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
             switch (i) {
             case LPG_WSC_IDLE:
-            case LPG_WSC_REPING:
                 /* nothing came for ping_interval: an empty PING */
                 w->pinged = true;
                 if (lpg_ws_ping(w->ws) == LPG_OK) {
@@ -165,10 +64,6 @@ lpg_wsc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 break;
 
             case LPG_WSC_PONG:
-                if (lpg_wsc_quiet_pong(w, now)) {
-                    break;
-                }
-
                 if (!w->doomed && !w->lingering) {
                     lpg_log(LPG_LOG_DEBUG, 0,
                             "%s: no answer within "

@@ -129,14 +129,6 @@ int lpg_ws_close(lpg_ws_t *ws, unsigned code, const char *reason,
  * frames (lpg_ws_park.c) */
 bool lpg_ws_parked(const lpg_ws_t *ws);
 
-/* the shortest frame a client can send: a masked one without payload */
-#define LPG_WS_MIN_FRAME 6
-
-/* true while open and the next byte from the client starts a frame,
- * outside a fragmented message: none of the client's frames is shorter
- * than LPG_WS_MIN_FRAME from here (lpg_ws_park.c) */
-bool lpg_ws_between_frames(const lpg_ws_t *ws);
-
 /* wslay contexts made so far in this process (a parked connection that
  * needs one again counts each time) */
 uint64_t lpg_ws_wake_count(void);

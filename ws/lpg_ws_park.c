@@ -164,16 +164,3 @@ lpg_ws_parked(const lpg_ws_t *ws)
 {
     return ws->ctx == NULL;
 }
-
-
-bool
-lpg_ws_between_frames(const lpg_ws_t *ws)
-{
-    if (ws == NULL || ws->failed || ws->state != LPG_WS_OPEN) {
-        return false;
-    }
-
-    return ws->ctx == NULL
-        || (ws->a->in == NULL && ws->a->fed == ws->a->framed && !ws->a->in_msg
-            && ws->a->msg_len == 0);
-}

@@ -115,8 +115,6 @@ test_parked_between_frames_of_every_length_form(void **state)
 
         assert_int_equal(lpg_ws_parked(ws),
                          i + len == (k > 0 ? ends[k - 1] : (size_t) -1));
-        /* the quiet PONGs' low-water mark follows the same boundary */
-        assert_int_equal(lpg_ws_between_frames(ws), lpg_ws_parked(ws));
     }
 
     assert_int_equal(messages, 8);
@@ -146,12 +144,9 @@ test_not_parked_inside_a_fragmented_message(void **state)
     assert_int_equal(lpg_ws_feed(ws, in, a, 0), LPG_OK);
     assert_false(lpg_ws_parked(ws));
 
-    assert_false(lpg_ws_between_frames(ws));
-
     /* the PING's PONG goes out; the message is still under way */
     assert_int_equal(lpg_ws_feed(ws, in + a, b - a, 0), LPG_OK);
     assert_false(lpg_ws_parked(ws));
-    assert_false(lpg_ws_between_frames(ws));
     assert_true(lpg_ws_pending(ws, &out) > 0);
     lpg_ws_consume(ws, lpg_ws_pending(ws, &out));
 
@@ -160,19 +155,9 @@ test_not_parked_inside_a_fragmented_message(void **state)
 
     assert_int_equal(lpg_ws_feed(ws, in + c, n - c, 0), LPG_OK);
     assert_true(lpg_ws_parked(ws));
-    assert_true(lpg_ws_between_frames(ws));
     assert_int_equal(messages, 1);
     assert_int_equal(last_len, 11);
     assert_memory_equal(last, "Hello world", 11);
-
-    /* a whole PING outside a message: the next byte starts a frame */
-    assert_int_equal(lpg_ws_feed(ws, in + a, b - a, 0), LPG_OK);
-    assert_true(lpg_ws_pending(ws, &out) > 0);
-    assert_true(lpg_ws_between_frames(ws));
-
-    /* closing: never between frames (the low-water mark goes back to 1) */
-    assert_int_equal(lpg_ws_close(ws, 1000, "", 0), LPG_OK);
-    assert_false(lpg_ws_between_frames(ws));
 
     lpg_ws_destroy(ws);
 }
