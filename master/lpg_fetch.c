@@ -334,7 +334,7 @@ lpg_fetch_run(lpg_fetch_db_t *db)
 
     now = lpg_time_mono_us();
     wait = db->run_us + LPG_FETCH_SPACING_US - now;
-    if (db->run_us != 0 && wait > 0) {
+    if (wait > 0) {
         /* dirty stays set: the kick runs it */
         if (!ev_is_active(&lpg_fetch.kick)) {
             ev_timer_set(&lpg_fetch.kick, (double) wait / 1e6, 0.);
