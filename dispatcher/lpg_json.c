@@ -16,10 +16,6 @@
 #include <string.h>
 
 
-static int lpg_json_utf8_next(const unsigned char *s, size_t len, size_t *i,
-                              uint32_t *cp);
-
-
 int
 lpg_buf_append(lpg_buf_t *b, const char *data, size_t len)
 {
@@ -219,7 +215,7 @@ lpg_json_dump(lpg_buf_t *b, const json_t *v)
 
 
 /* decodes one UTF-8 sequence at s[*i]; rejects overlong and surrogates */
-static int
+int
 lpg_json_utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp)
 {
     size_t   k, n;

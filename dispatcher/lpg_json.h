@@ -42,5 +42,18 @@ int lpg_json_dump(lpg_buf_t *b, const json_t *v) LPG_MUSTCHECK;
 /* the json_dump form of one UTF-8 string (with its quotes) */
 int lpg_json_dump_string(lpg_buf_t *b, const char *s, size_t len) LPG_MUSTCHECK;
 
+/*
+ * Decodes the UTF-8 sequence at s[*i] into *cp and moves *i past it;
+ * LPG_ERROR on a truncated, overlong or surrogate sequence.
+ */
+int lpg_json_utf8_next(const unsigned char *s, size_t len, size_t *i,
+                       uint32_t *cp) LPG_MUSTCHECK;
+
+/*
+ * Whether text is exactly one JSON value, as json_loadb() with
+ * JSON_DECODE_ANY would accept it, without allocating (lpg_json_check.c).
+ */
+bool lpg_json_check(const char *text, size_t len);
+
 
 #endif /* LPG_JSON_H */
