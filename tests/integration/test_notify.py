@@ -310,6 +310,44 @@ def test_bad_notify_payload_is_not_fatal(pg, gateway):
     assert gw.health()[0] == 200
 
 
+def test_rows_that_are_not_json_are_skipped_with_a_reason(pg, gateway):
+    """The master checks every row's channel and message (lpg_json_check):
+    a row that is not JSON is logged with jansson's reason and skipped,
+    the rows around it are delivered, and so is a row whose JSON is only
+    unusual (escapes, a surrogate pair, deep nesting, a big integer)."""
+    gw = start(gateway)
+    f = gw.poll_async(["nj"], last=0)
+    wait_until(lambda: parked(gw) >= 1, 10)
+    before = pg.send("lpgtest", "nj", 1, notify=False)
+    bad = [("\"nj\"", '{"a": 1'),
+           ("\"nj\"", "[1, 2,]"),
+           ("\"nj\"", '"\\ud800"'),
+           ("\"nj\"", "9223372036854775808"),
+           ("nj", "1")]
+    bad_ids = [pg.sql("INSERT INTO bus_bus (channel, message) VALUES "
+                      "(%s, %s) RETURNING id", (c, m), dbname="lpgtest")[0][0]
+               for c, m in bad]
+    odd = '{"t": "\\u00e9\\ud83d\\ude00", "n": 9223372036854775807, ' \
+          '"d": ' + "[" * 100 + "]" * 100 + "}"
+    [(good,)] = pg.sql("INSERT INTO bus_bus (channel, message) VALUES "
+                       "('\"nj\"', %s) RETURNING id", (odd,),
+                       dbname="lpgtest")
+    pg.sql("SELECT pg_notify('imbus', '[\"nj\"]')")
+    answer = f.result(10)
+    got = ids(answer)
+    if got == [before]:
+        got += ids(gw.poll(["nj"], last=before))
+    assert got == [before, good]
+    assert answer["result"][0]["message"] == 1
+    last = gw.poll(["nj"], last=before)["result"][-1]["message"]
+    assert last["t"] == "\u00e9\U0001F600"
+    assert last["n"] == 9223372036854775807
+    for bus_id in bad_ids:
+        gw.wait_log("bus id %d skipped, its channel or message is not JSON ("
+                    % bus_id)
+    assert "refused by lpg_json_check" not in gw.log()
+
+
 def test_cors_for_odoo13_and_later(gateway):
     gw = start(gateway, extra=["-d", "lpgtest15"],
                ready='database "lpgtest15": Odoo 15 bus shapes')

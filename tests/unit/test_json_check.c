@@ -164,8 +164,8 @@ nested(size_t n, const char *inner)
 static void
 test_depth(void **state)
 {
-    size_t      k;
-    char       *s;
+    size_t k;
+    char  *s;
     const struct {
         size_t      n;
         const char *inner;
