@@ -127,6 +127,21 @@ lpg_bus_covers(int db, int64_t last)
 }
 
 
+void
+lpg_bus_catch_up(void)
+{
+    uint64_t rung;
+
+    rung =
+        atomic_load_explicit(&lpg_bus.shm->header->rung, memory_order_acquire);
+
+    if (lpg_bus.reader.seq != UINT64_MAX && rung > lpg_bus.reader.seq) {
+        /* the doorbell is read (and finds nothing) in its own turn */
+        lpg_bus_drain(true);
+    }
+}
+
+
 int64_t
 lpg_bus_newest(int db)
 {

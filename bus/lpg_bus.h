@@ -75,6 +75,14 @@ size_t lpg_bus_since(int db, int64_t last, int64_t since_us,
 /* the record at history position seq, or NULL once it has left */
 const lpg_bus_rec_t *lpg_bus_at(uint64_t seq);
 
+/*
+ * Reads the ring now if the master has rung since this worker last read
+ * it: called before a request is served, so that records already rung
+ * go out before the request's work (deliveries first, while a big batch
+ * streams in and its answered polls come back).
+ */
+void lpg_bus_catch_up(void);
+
 /* the newest id the worker has seen for db (0: none) */
 int64_t lpg_bus_newest(int db);
 

@@ -9,8 +9,11 @@
  * A fetch is one round trip in a REPEATABLE READ transaction: the
  * snapshot's xmin/xmax, then one page of the rows id > cursor
  * (lpg_fetch_page: a whole notification batch unless it is bigger than a
- * quarter of the ring or 100,000 rows).  lpg_gap decides how
- * many may be published; held rows are fetched again after a short delay.
+ * quarter of the ring or 100,000 rows).  The rows stream in (libpq's
+ * single-row mode) and each is published as it arrives, the workers told
+ * every LPG_FETCH_STREAM_ROWS records, so a big batch is being delivered
+ * while PostgreSQL still sends its tail.  lpg_gap decides which may be
+ * published; held rows are fetched again after a short delay.
  * Records whose channel or message is not valid JSON are skipped and
  * logged (lpg_fetch_page_push): workers copy that text into their answers
  * verbatim.
@@ -41,6 +44,8 @@
  * per publishing transaction) one SELECT serves a millisecond of them,
  * not each; a NOTIFY after a quiet spell is fetched at once */
 #define LPG_FETCH_SPACING_US 1000
+/* records pushed between two doorbells while a page streams in */
+#define LPG_FETCH_STREAM_ROWS 256
 
 
 typedef enum {
@@ -70,11 +75,12 @@ typedef struct {
     int64_t           snap_high; /* the largest id allocated, as last seen */
     int64_t           notify_us; /* first NOTIFY since the last fetch */
     int64_t           fetch_notify_us;
-    int64_t           run_us; /* the last fetch's start */
+    int64_t           run_us;   /* the last fetch's start */
+    int64_t           fetch_ms; /* the running fetch's snapshot arrived */
     lpg_gap_t         gap;
     uint64_t          xmin;
     uint64_t          xmax;
-    lpg_fetch_page_t  page; /* the last page read, until published */
+    lpg_fetch_page_t  page; /* the running fetch's page */
     ev_timer          again;
 } lpg_fetch_db_t;
 
@@ -85,6 +91,9 @@ static void lpg_fetch_done(lpg_pgasync_t *a);
 static void lpg_fetch_down(lpg_pgasync_t *a, const char *err);
 static void lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n);
 static void lpg_fetch_run(lpg_fetch_db_t *db);
+static void lpg_fetch_rows(lpg_fetch_db_t *db, const PGresult *res);
+static void lpg_fetch_begin(lpg_fetch_db_t *db, const PGresult *res);
+static void lpg_fetch_row(lpg_fetch_db_t *db, const PGresult *res, int r);
 static void lpg_fetch_publish(lpg_fetch_db_t *db);
 static bool lpg_fetch_backwards(const lpg_fetch_db_t *db);
 static void lpg_fetch_resync(lpg_fetch_db_t *db);
@@ -240,7 +249,6 @@ lpg_fetch_stop(void)
     for (i = 0; i < lpg_fetch.ndbs; i++) {
         ev_timer_stop(lpg_fetch.loop, &lpg_fetch.dbs[i].again);
         lpg_pgasync_stop(&lpg_fetch.dbs[i].conn);
-        lpg_fetch_page_clear(&lpg_fetch.dbs[i].page);
     }
 
     if (lpg_fetch.loop != NULL) {
@@ -370,10 +378,11 @@ lpg_fetch_run(lpg_fetch_db_t *db)
 
     db->dirty = false;
     db->snap_seen = false;
+    memset(&db->page, 0, sizeof(db->page));
     db->fetch_notify_us = db->notify_us ? db->notify_us : lpg_time_mono_us();
     db->notify_us = 0;
 
-    if (lpg_pgasync_query(&db->conn, query) == LPG_OK) {
+    if (lpg_pgasync_query_rows(&db->conn, query) == LPG_OK) {
         db->state = LPG_FETCH_RUNNING;
         db->run_us = now;
         atomic_fetch_add_explicit(&lpg_fetch.shm->header->fetches, 1,
@@ -411,7 +420,9 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         return;
     }
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK
+        && PQresultStatus(res) != PGRES_SINGLE_TUPLE)
+    {
         lpg_log(LPG_LOG_ERR, 0, "database \"%s\": query failed: %s", sdb->name,
                 PQresultErrorMessage(res));
         lpg_pgasync_reset(a, NULL);
@@ -456,23 +467,100 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         break;
     }
 
-    if (!db->snap_seen) {
-        /* the first statement: snapshot, table oid, largest id */
-        db->snap_seen = true;
-        db->xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-        db->xmax = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-        db->snap_oid = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
-        db->snap_high =
-            PQgetisnull(res, 0, 3) ? 0 : atoll(PQgetvalue(res, 0, 3));
+    lpg_fetch_rows(db, res);
+}
+
+
+/*
+ * The fetch's rows as they stream in: the snapshot's, then the page's.
+ * Each page row is published at once, unless a gap holds it; every
+ * LPG_FETCH_STREAM_ROWS records the workers are told, so a big batch is
+ * being delivered while PostgreSQL still sends its tail.
+ */
+static void
+lpg_fetch_rows(lpg_fetch_db_t *db, const PGresult *res)
+{
+    int r, n = PQntuples(res);
+
+    for (r = 0; r < n; r++) {
+        if (!db->snap_seen) {
+            lpg_fetch_begin(db, res);
+            continue;
+        }
+
+        lpg_fetch_row(db, res, r);
+    }
+
+    if (db->page.pushed >= LPG_FETCH_STREAM_ROWS) {
+        db->page.pushed = 0;
+        atomic_store_explicit(&lpg_fetch.shm->dbs[db->idx].cursor,
+                              db->gap.cursor, memory_order_release);
+        lpg_fetch_ring();
+    }
+}
+
+
+/* the first statement: snapshot, table oid, largest id */
+static void
+lpg_fetch_begin(lpg_fetch_db_t *db, const PGresult *res)
+{
+    db->snap_seen = true;
+    db->fetch_ms = lpg_time_mono_ms();
+    db->xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    db->xmax = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    db->snap_oid = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+    db->snap_high = PQgetisnull(res, 0, 3) ? 0 : atoll(PQgetvalue(res, 0, 3));
+
+    db->page.after = db->gap.cursor;
+
+    if (lpg_fetch_backwards(db)) {
+        /* the rows (id > the old cursor) are dropped; lpg_fetch_done
+         * resyncs and the next fetch reads the new table from id 0 */
+        db->page.reset = true;
+        db->page.stop = true;
         return;
     }
 
-    if (lpg_fetch_page_take(&db->page, res,
-                            lpg_fetch_page_budget(lpg_fetch.ring))
-        != LPG_OK)
+    /* before any record it covers is in the ring */
+    lpg_fetch_set_high(db, db->snap_high);
+}
+
+
+static void
+lpg_fetch_row(lpg_fetch_db_t *db, const PGresult *res, int r)
+{
+    int     rc;
+    int64_t id;
+
+    if (db->page.stop) {
+        return;
+    }
+
+    rc = lpg_fetch_page_row(&db->page, res, r,
+                            lpg_fetch_page_budget(lpg_fetch.ring), &id);
+    if (rc != LPG_OK) {
+        if (rc == LPG_ERROR) {
+            /* fetch again, from the cursor reached */
+            db->dirty = true;
+        }
+
+        db->page.stop = true;
+        return;
+    }
+
+    if (!lpg_fetch_page_gap(&db->page, &db->gap, id, db->fetch_ms, db->xmin,
+                            db->xmax, LPG_FETCH_GAP_TIMEOUT, lpg_fetch.shm,
+                            db->idx))
     {
-        /* fetch again, from the same cursor */
-        db->dirty = true;
+        return;
+    }
+
+    if (lpg_fetch_page_push(&db->page, res, r, id, lpg_fetch.shm, db->idx,
+                            lpg_fetch.ring, lpg_fetch.buf, lpg_fetch.buf_cap,
+                            db->fetch_notify_us))
+    {
+        db->page.pushed++;
+        lpg_fetch.pending_doorbell = true;
     }
 }
 
@@ -547,12 +635,10 @@ lpg_fetch_done(lpg_pgasync_t *a)
 
     db->state = LPG_FETCH_READY;
 
-    if (db->snap_seen && lpg_fetch_backwards(db)) {
-        /* the rows fetched (id > the old cursor) are dropped: the next
-         * fetch reads the new table from id 0 */
+    if (db->snap_seen && db->page.reset) {
         lpg_fetch_resync(db);
 
-    } else {
+    } else if (db->snap_seen) {
         lpg_fetch_publish(db);
     }
 
@@ -566,62 +652,19 @@ lpg_fetch_done(lpg_pgasync_t *a)
 }
 
 
+/* the page's rows are in the ring: the cursor, and what comes next */
 static void
 lpg_fetch_publish(lpg_fetch_db_t *db)
 {
-    int               npub, closed;
-    bool              held;
-    int64_t           old;
-    lpg_fetch_page_t *page = &db->page;
-    lpg_shm_db_t     *sdb = &lpg_fetch.shm->dbs[db->idx];
+    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
 
-    if (page->rows == NULL) {
-        return;
-    }
-
-    old = db->gap.cursor;
-
-    /* before any record it covers is in the ring */
-    lpg_fetch_set_high(db, db->snap_high);
-
-    npub = (int) lpg_gap_scan(&db->gap, page->ids, page->n, lpg_time_mono_ms(),
-                              db->xmin, db->xmax, LPG_FETCH_GAP_TIMEOUT, &held,
-                              &closed);
-
-    if (closed == 1) {
-        atomic_fetch_add(&lpg_fetch.shm->header->gaps_final, 1);
-        lpg_log(LPG_LOG_INFO, 0,
-                "database \"%s\": bus ids %lld-%lld never committed (rolled "
-                "back)",
-                sdb->name, (long long) db->gap.last_from,
-                (long long) db->gap.last_to);
-
-    } else if (closed == 2) {
-        atomic_fetch_add(&lpg_fetch.shm->header->gaps_forced, 1);
-        lpg_log(LPG_LOG_WARN, 0,
-                "database \"%s\": bus ids %lld-%lld still uncommitted after "
-                "%d ms, moving on without them",
-                sdb->name, (long long) db->gap.last_from,
-                (long long) db->gap.last_to, LPG_FETCH_GAP_TIMEOUT);
-    }
-
-    if (lpg_fetch_page_push(page, npub, old, lpg_fetch.shm, db->idx,
-                            lpg_fetch.ring, lpg_fetch.buf, lpg_fetch.buf_cap,
-                            db->fetch_notify_us)
-        > 0)
-    {
-        lpg_fetch.pending_doorbell = true;
-    }
-
-    if (page->more && !held) {
+    if (db->page.more && !db->page.held) {
         db->dirty = true;
 
-    } else if (held && !ev_is_active(&db->again)) {
+    } else if (db->page.held && !ev_is_active(&db->again)) {
         ev_timer_set(&db->again, LPG_FETCH_GAP_RETRY, 0.);
         ev_timer_start(lpg_fetch.loop, &db->again);
     }
-
-    lpg_fetch_page_clear(page);
 
     atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
     lpg_fetch_set_high(db, db->gap.cursor);
@@ -676,7 +719,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
     r.cursor = db->gap.cursor;
     r.high = db->snap_high;
 
-    lpg_fetch_page_clear(&db->page);
+    memset(&db->page, 0, sizeof(db->page));
     db->table_oid = db->snap_oid;
     db->gap.cursor = 0;
     db->gap.since = 0;
@@ -713,6 +756,12 @@ lpg_fetch_ring(void)
 
     lpg_fetch.pending_doorbell = false;
 
+    atomic_store_explicit(&lpg_fetch.shm->header->rung,
+                          lpg_ring_head_seq(lpg_fetch.ring),
+                          memory_order_release);
+    atomic_fetch_add_explicit(&lpg_fetch.shm->header->doorbells, 1,
+                              memory_order_relaxed);
+
     for (i = 0; i < lpg_fetch.nslots; i++) {
         if (lpg_fetch.doorbells[i] >= 0
             && write(lpg_fetch.doorbells[i], &one, sizeof(one)) == -1
@@ -746,7 +795,7 @@ lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 
     db->state = LPG_FETCH_DOWN;
     db->has_bus = false;
-    lpg_fetch_page_clear(&db->page);
+    memset(&db->page, 0, sizeof(db->page));
 
     /* dirty: fetch what we missed once the connection is back */
     db->dirty = true;

@@ -76,108 +76,118 @@ lpg_fetch_page_sql(char *out, size_t cap, const char *high, int64_t cursor,
 
 
 int
-lpg_fetch_page_take(lpg_fetch_page_t *p, const PGresult *res, size_t budget)
+lpg_fetch_page_row(lpg_fetch_page_t *p, const PGresult *res, int r,
+                   size_t budget, int64_t *id)
 {
-    int     i, n;
-    int64_t run;
-
-    lpg_fetch_page_clear(p);
-
     if (PQnfields(res) != 5) {
         lpg_log(LPG_LOG_ERR, 0, "bus_bus page has %d columns, not 5",
                 PQnfields(res));
         return LPG_ERROR;
     }
 
-    n = PQntuples(res);
-    p->more = n > LPG_FETCH_PAGE_ROWS;
-    if (p->more) {
-        n = LPG_FETCH_PAGE_ROWS;
+    if (p->seen++ == LPG_FETCH_PAGE_ROWS) {
+        p->more = true;
+        return LPG_DONE;
     }
 
-    p->rows = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-    p->ids = malloc((n + 1) * sizeof(*p->ids));
-    if (p->rows == NULL || p->ids == NULL) {
-        lpg_log(LPG_LOG_ERR, ENOMEM, "bus_bus page of %d rows", n);
-        lpg_fetch_page_clear(p);
-        return LPG_ERROR;
+    /* the last row reached the budget: the SQL may have cut after it */
+    if ((size_t) atoll(PQgetvalue(res, r, 4)) >= budget) {
+        p->more = true;
     }
 
-    for (i = 0; i < n; i++) {
-        p->ids[i] = atoll(PQgetvalue(res, i, 0));
-    }
-
-    p->n = n;
-
-    if (n > 0) {
-        run = atoll(PQgetvalue(res, n - 1, 4));
-        p->bytes = (size_t) run;
-
-        /* the last row reached the budget: the SQL may have cut after it */
-        if ((size_t) run >= budget) {
-            p->more = true;
-        }
-    }
+    *id = atoll(PQgetvalue(res, r, 0));
 
     return LPG_OK;
 }
 
 
-int
-lpg_fetch_page_push(const lpg_fetch_page_t *p, int npub, int64_t after,
-                    lpg_shm_t *shm, int idx, lpg_ring_t *ring, char *buf,
-                    size_t buf_cap, int64_t notify_us)
+bool
+lpg_fetch_page_gap(lpg_fetch_page_t *p, lpg_gap_t *g, int64_t id,
+                   int64_t now_ms, uint64_t xmin, uint64_t xmax,
+                   int64_t timeout_ms, lpg_shm_t *shm, int idx)
 {
-    int           i, pushed = 0;
+    int         closed;
+    bool        held;
+    const char *db = shm->dbs[idx].name;
+
+    (void) lpg_gap_scan(g, &id, 1, now_ms, xmin, xmax, timeout_ms, &held,
+                        &closed);
+
+    if (closed == 1) {
+        atomic_fetch_add(&shm->header->gaps_final, 1);
+        lpg_log(LPG_LOG_INFO, 0,
+                "database \"%s\": bus ids %lld-%lld never committed (rolled "
+                "back)",
+                db, (long long) g->last_from, (long long) g->last_to);
+
+    } else if (closed == 2) {
+        atomic_fetch_add(&shm->header->gaps_forced, 1);
+        lpg_log(LPG_LOG_WARN, 0,
+                "database \"%s\": bus ids %lld-%lld still uncommitted after "
+                "%lld ms, moving on without them",
+                db, (long long) g->last_from, (long long) g->last_to,
+                (long long) timeout_ms);
+    }
+
+    if (held) {
+        /* this row and the rest wait for the gap before them */
+        p->held = true;
+        p->stop = true;
+    }
+
+    return !held;
+}
+
+
+bool
+lpg_fetch_page_push(const lpg_fetch_page_t *p, const PGresult *res, int r,
+                    int64_t id, lpg_shm_t *shm, int idx, lpg_ring_t *ring,
+                    char *buf, size_t buf_cap, int64_t notify_us)
+{
     size_t        len;
     lpg_record_t  rec;
     lpg_shm_db_t *sdb = &shm->dbs[idx];
+
+    if (id <= p->after) {
+        return false;
+    }
 
     memset(&rec, 0, sizeof(rec));
     rec.database = sdb->name;
     rec.database_len = strlen(sdb->name);
     rec.notify_us = notify_us;
+    rec.id = id;
+    rec.channel = PQgetvalue(res, r, 1);
+    rec.channel_len = PQgetlength(res, r, 1);
+    rec.message = PQgetvalue(res, r, 2);
+    rec.message_len = PQgetlength(res, r, 2);
+    rec.create_us = atoll(PQgetvalue(res, r, 3));
 
-    for (i = 0; i < npub && i < p->n; i++) {
-        if (p->ids[i] <= after) {
-            continue;
-        }
-
-        rec.id = p->ids[i];
-        rec.channel = PQgetvalue(p->rows, i, 1);
-        rec.channel_len = PQgetlength(p->rows, i, 1);
-        rec.message = PQgetvalue(p->rows, i, 2);
-        rec.message_len = PQgetlength(p->rows, i, 2);
-        rec.create_us = atoll(PQgetvalue(p->rows, i, 3));
-
-        /* the check allocates nothing; jansson, on the rare row it
-         * refuses, only says why */
-        if (!lpg_json_check(rec.channel, rec.channel_len)
-            || !lpg_json_check(rec.message, rec.message_len))
-        {
-            lpg_fetch_page_refused(sdb->name, &rec);
-            continue;
-        }
-
-        if (lpg_record_encode(&rec, buf, buf_cap, &len) != LPG_OK
-            || lpg_ring_push(ring, buf, len) != LPG_OK)
-        {
-            lpg_log(LPG_LOG_ERR, 0,
-                    "database \"%s\": bus id %lld skipped, %zu bytes do not "
-                    "fit the ring's record limit",
-                    sdb->name, (long long) rec.id,
-                    rec.channel_len + rec.message_len);
-            continue;
-        }
-
-        atomic_fetch_add_explicit(&shm->header->records, 1,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&shm->header->ring_bytes, len,
-                                  memory_order_relaxed);
-        pushed++;
+    /* the check allocates nothing; jansson, on the rare row it refuses,
+     * only says why */
+    if (!lpg_json_check(rec.channel, rec.channel_len)
+        || !lpg_json_check(rec.message, rec.message_len))
+    {
+        lpg_fetch_page_refused(sdb->name, &rec);
+        return false;
     }
 
-    return pushed;
+    if (lpg_record_encode(&rec, buf, buf_cap, &len) != LPG_OK
+        || lpg_ring_push(ring, buf, len) != LPG_OK)
+    {
+        lpg_log(LPG_LOG_ERR, 0,
+                "database \"%s\": bus id %lld skipped, %zu bytes do not "
+                "fit the ring's record limit",
+                sdb->name, (long long) rec.id,
+                rec.channel_len + rec.message_len);
+        return false;
+    }
+
+    atomic_fetch_add_explicit(&shm->header->records, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&shm->header->ring_bytes, len,
+                              memory_order_relaxed);
+
+    return true;
 }
 
 
@@ -204,13 +214,4 @@ lpg_fetch_page_refused(const char *db, const lpg_record_t *rec)
             "database \"%s\": bus id %lld skipped, its channel or message "
             "is not JSON (%s)",
             db, (long long) rec->id, e.text);
-}
-
-
-void
-lpg_fetch_page_clear(lpg_fetch_page_t *p)
-{
-    PQclear(p->rows);
-    free(p->ids);
-    memset(p, 0, sizeof(*p));
 }

@@ -15,8 +15,10 @@
  * row past the row limit, and reports the bytes so far with each row), so
  * a page that ends the batch costs no extra empty fetch.
  *
- * This file builds the page's SQL, keeps its rows (a copy of libpq's
- * result, owned by the page) and pushes them into the ring as records,
+ * The rows stream in (libpq's single-row mode) and each is pushed into
+ * the ring as it arrives, so the workers start on a big batch while
+ * PostgreSQL is still sending it.  This file builds the page's SQL,
+ * reads a row's id and place in the page, and pushes it as a record,
  * skipping (and logging) rows whose channel or message is not JSON.
  */
 
@@ -24,6 +26,7 @@
 #define LPG_FETCH_PAGE_H
 
 
+#include "lpg_gap.h"
 #include "lpg_ring.h"
 #include "lpg_shm.h"
 
@@ -33,12 +36,15 @@
 #define LPG_FETCH_PAGE_ROWS 100000 /* rows per page at most */
 
 
+/* one fetch's page while its rows stream in; zeroed when a fetch begins */
 typedef struct {
-    PGresult *rows;  /* owned; NULL: no page */
-    int64_t  *ids;   /* owned; n ids, ascending */
-    int       n;     /* rows of the page (the look-ahead row excluded) */
-    bool      more;  /* rows may follow the page: fetch again */
-    size_t    bytes; /* the page's estimated ring bytes */
+    int64_t after;  /* the cursor when the rows began */
+    int     seen;   /* rows of the page SELECT so far */
+    int     pushed; /* records pushed since the last doorbell */
+    bool    more;   /* rows may follow the page: fetch again */
+    bool    held;   /* a gap holds the rest: fetch again after a delay */
+    bool    reset;  /* the ids went backwards: nothing is published */
+    bool    stop;   /* publish no more rows of this fetch */
 } lpg_fetch_page_t;
 
 
@@ -59,26 +65,36 @@ int lpg_fetch_page_sql(char *out, size_t cap, const char *high, int64_t cursor,
 size_t lpg_fetch_page_row_cost(const char *db);
 
 /*
- * Takes the page SELECT's result (copied; res stays the caller's):
- * decodes the ids and decides whether more may follow.  Any previous page
- * is cleared first.  LPG_ERROR (no page) on out of memory or a result of
- * another shape.
+ * Row r of a page SELECT result (a single row as it streams in, or a
+ * whole result): *id when it belongs to the page (LPG_OK); LPG_DONE for
+ * the look-ahead row past LPG_FETCH_PAGE_ROWS (p->more is set, the row is
+ * not published); LPG_ERROR for a result of another shape.  A row that
+ * reaches the byte budget sets p->more.
  */
-int lpg_fetch_page_take(lpg_fetch_page_t *p, const PGresult *res,
-                        size_t budget) LPG_MUSTCHECK;
+int lpg_fetch_page_row(lpg_fetch_page_t *p, const PGresult *res, int r,
+                       size_t budget, int64_t *id) LPG_MUSTCHECK;
 
 /*
- * Pushes rows [0, npub) whose id is above after into the ring, as records
- * of database db (index idx in the segment) stamped with notify_us.  buf:
- * a record buffer of buf_cap bytes (lpg_ring_max_record), borrowed.
- * Counts records and ring bytes in the segment's header.  Returns the
- * records pushed.
+ * Whether the row with this id may be published now: lpg_gap's rule, one
+ * id at a time as the rows stream in (now_ms: when the fetch's snapshot
+ * arrived).  A gap that closes is counted and logged; false when a gap
+ * before the id holds it and the rest of the page (p->held, p->stop).
  */
-int lpg_fetch_page_push(const lpg_fetch_page_t *p, int npub, int64_t after,
-                        lpg_shm_t *shm, int idx, lpg_ring_t *ring, char *buf,
-                        size_t buf_cap, int64_t notify_us);
+bool lpg_fetch_page_gap(lpg_fetch_page_t *p, lpg_gap_t *g, int64_t id,
+                        int64_t now_ms, uint64_t xmin, uint64_t xmax,
+                        int64_t timeout_ms, lpg_shm_t *shm, int idx);
 
-void lpg_fetch_page_clear(lpg_fetch_page_t *p);
+/*
+ * Pushes row r (its id read by lpg_fetch_page_row) into the ring as a
+ * record of database db (index idx in the segment) stamped with
+ * notify_us, unless its id is not above p->after or its text is not
+ * JSON.  buf: a record buffer of buf_cap bytes (lpg_ring_max_record),
+ * borrowed.  Counts records and ring bytes in the segment's header.
+ * Returns whether the record was pushed.
+ */
+bool lpg_fetch_page_push(const lpg_fetch_page_t *p, const PGresult *res, int r,
+                         int64_t id, lpg_shm_t *shm, int idx, lpg_ring_t *ring,
+                         char *buf, size_t buf_cap, int64_t notify_us);
 
 
 #endif /* LPG_FETCH_PAGE_H */

@@ -37,6 +37,7 @@ static void lpg_pgasync_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void lpg_pgasync_retry_cb(struct ev_loop *loop, ev_timer *w,
                                  int revents);
 static void lpg_pgasync_read(lpg_pgasync_t *a);
+static int lpg_pgasync_send(lpg_pgasync_t *a, const char *sql, bool single_row);
 
 
 void
@@ -59,6 +60,20 @@ lpg_pgasync_start(lpg_pgasync_t *a, const lpg_pgconn_params_t *p)
 int
 lpg_pgasync_query(lpg_pgasync_t *a, const char *sql)
 {
+    return lpg_pgasync_send(a, sql, false);
+}
+
+
+int
+lpg_pgasync_query_rows(lpg_pgasync_t *a, const char *sql)
+{
+    return lpg_pgasync_send(a, sql, true);
+}
+
+
+static int
+lpg_pgasync_send(lpg_pgasync_t *a, const char *sql, bool single_row)
+{
     if (a->state != LPG_PGASYNC_IDLE) {
         return LPG_AGAIN;
     }
@@ -66,6 +81,12 @@ lpg_pgasync_query(lpg_pgasync_t *a, const char *sql)
     if (!PQsendQuery(a->conn, sql)) {
         lpg_pgasync_fail(a, "query");
         return LPG_ERROR;
+    }
+
+    if (single_row && !PQsetSingleRowMode(a->conn)) {
+        /* cannot happen right after PQsendQuery; whole results then */
+        lpg_log(LPG_LOG_WARN, 0, "%s connection: single-row mode refused",
+                a->name);
     }
 
     a->state = LPG_PGASYNC_BUSY;

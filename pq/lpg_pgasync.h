@@ -61,6 +61,13 @@ void lpg_pgasync_start(lpg_pgasync_t *a, const lpg_pgconn_params_t *p);
 /* LPG_AGAIN when a query is running or the connection is not up */
 int lpg_pgasync_query(lpg_pgasync_t *a, const char *sql) LPG_MUSTCHECK;
 
+/*
+ * The same in libpq's single-row mode: result() gets each row as it
+ * arrives (PGRES_SINGLE_TUPLE), then a zero-row PGRES_TUPLES_OK that ends
+ * each statement's rows, so a long result is used while it streams in.
+ */
+int lpg_pgasync_query_rows(lpg_pgasync_t *a, const char *sql) LPG_MUSTCHECK;
+
 bool lpg_pgasync_idle(const lpg_pgasync_t *a);
 
 /* closes and reconnects at once (new parameters, or a protocol error) */

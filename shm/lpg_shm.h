@@ -88,6 +88,10 @@ typedef struct {
     _Atomic int32_t session_source[LPG_SHM_MAX_DBS];
     /* 1 from SIGQUIT on: /health says "draining" (the master's) */
     _Atomic int32_t draining;
+    /* the ring's head_seq when the master last rang the doorbells: a
+     * worker that has read less has a doorbell waiting (lpg_bus.c) */
+    _Atomic uint64_t rung;
+    _Atomic uint64_t doorbells; /* times the master rang them */
 } __attribute__((aligned(LPG_CACHELINE))) lpg_shm_header_t;
 
 

@@ -110,6 +110,12 @@ lpg_metrics_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
                        "bus_bus fetches by the master");
     lpg_metrics_printf(&b, &failed, "lpgate_fetches_total %llu\n",
                        (unsigned long long) atomic_load(&h->fetches));
+    lpg_metrics_family(&b, &failed, "lpgate_doorbells_total", "counter",
+                       "times the master told the workers that records are "
+                       "in the ring (a big batch: every 256 records while it "
+                       "streams in)");
+    lpg_metrics_printf(&b, &failed, "lpgate_doorbells_total %llu\n",
+                       (unsigned long long) atomic_load(&h->doorbells));
 
     lpg_metrics_family(&b, &failed, "lpgate_ring_records_total", "counter",
                        "records appended to the shared ring");

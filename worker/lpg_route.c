@@ -15,6 +15,7 @@
  */
 
 #include "lpg_route.h"
+#include "lpg_bus.h"
 #include "lpg_imstatus.h"
 #include "lpg_metrics.h"
 #include "lpg_odoo_wsroutes.h"
@@ -111,6 +112,10 @@ lpg_route_request(lpg_http_conn_t *c, const lpg_http_request_t *r)
 
         return;
     }
+
+    /* deliveries first: what the master has rung for goes out before
+     * this request is served */
+    lpg_bus_catch_up();
 
     if (r->path_len == 10 && memcmp(r->path, "/websocket", 10) == 0) {
         /* Odoo 16+: the bus on one socket (?version= is ignored) */

@@ -6,10 +6,12 @@ a quarter of the ring, with nothing lost.
 The SELECTs are counted with pg_stat_statements (the fixture loads it).
 """
 
+import http.client
 import json
+import re
 import time
 
-from conftest import wait_until
+from conftest import free_port, wait_until
 
 
 def start(gateway, extra=(), config=None):
@@ -39,6 +41,17 @@ def publish_batch(pg, n, prefix, size=10):
             % (prefix, size, n - 1)).fetchall()
     pg.sql("SELECT pg_notify('imbus', %s)", (json.dumps(["%s0" % prefix]),))
     return sorted(r[0] for r in rows)
+
+
+def metric(admin, name):
+    """A master counter from /metrics on the admin port."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
 
 
 def last_id(pg):
@@ -127,3 +140,31 @@ def test_a_stream_of_notifies_is_fetched_once_a_millisecond_at_most(
     # (without the spacing: 254 and 280 fetches in 120 ms); whatever the
     # machine's speed, the fetches keep to one a millisecond
     assert fetches <= elapsed_ms + 2, (fetches, elapsed_ms, rows)
+
+
+def test_a_big_batch_reaches_the_workers_while_it_streams_in(pg, gateway):
+    """The page's rows are pushed into the ring as they arrive (libpq's
+    single-row mode) and the workers are told every 256 records, so they
+    start on a 10,000-row batch while PostgreSQL still sends its tail: one
+    fetch, dozens of doorbells.  (Pushed only once the page was complete,
+    the batch was one doorbell.)  Every row still arrives once, in order."""
+    admin = free_port()
+    gw = start(gateway, extra=["--admin-port", str(admin)])
+    base = last_id(pg)
+    before = (metric(admin, "lpgate_fetches_total"),
+              metric(admin, "lpgate_doorbells_total"))
+
+    future = gw.poll_async(["bs9999"], last=base)
+    ids = publish_batch(pg, 10000, "bs")
+    answer = future.result(20)
+    assert [n["id"] for n in answer["result"]] == [ids[-1]]
+
+    fetches = metric(admin, "lpgate_fetches_total") - before[0]
+    doorbells = metric(admin, "lpgate_doorbells_total") - before[1]
+    print("fetches", fetches, "doorbells", doorbells)
+    assert fetches <= 2
+    assert doorbells >= 10000 // 256
+
+    channels = ["bs%d" % i for i in range(0, 10000, 97)]
+    got = gw.poll(channels, last=base)["result"]
+    assert [n["id"] for n in got] == [ids[i] for i in range(0, 10000, 97)]
