@@ -267,7 +267,8 @@ def metric(gw, name):
 
 
 def admin_port(gw):
-    i = gw.args.index("--admin-port")
+    """The admin port lpgate listens on: its last --admin-port wins."""
+    i = len(gw.args) - 1 - gw.args[::-1].index("--admin-port")
     return int(gw.args[i + 1])
 
 

@@ -6,11 +6,10 @@ a quarter of the ring, with nothing lost.
 The SELECTs are counted with pg_stat_statements (the fixture loads it).
 """
 
-import http.client
 import json
-import re
 import time
 
+from cluster import metric
 from conftest import free_port, wait_until
 
 
@@ -41,17 +40,6 @@ def publish_batch(pg, n, prefix, size=10):
             % (prefix, size, n - 1)).fetchall()
     pg.sql("SELECT pg_notify('imbus', %s)", (json.dumps(["%s0" % prefix]),))
     return sorted(r[0] for r in rows)
-
-
-def metric(admin, name):
-    """A master counter from /metrics on the admin port."""
-    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    return int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
 
 
 def last_id(pg):
@@ -148,19 +136,18 @@ def test_a_big_batch_reaches_the_workers_while_it_streams_in(pg, gateway):
     start on a 10,000-row batch while PostgreSQL still sends its tail: one
     fetch, dozens of doorbells.  (Pushed only once the page was complete,
     the batch was one doorbell.)  Every row still arrives once, in order."""
-    admin = free_port()
-    gw = start(gateway, extra=["--admin-port", str(admin)])
+    gw = start(gateway, extra=["--admin-port", str(free_port())])
     base = last_id(pg)
-    before = (metric(admin, "lpgate_fetches_total"),
-              metric(admin, "lpgate_doorbells_total"))
+    before = (metric(gw, "lpgate_fetches_total"),
+              metric(gw, "lpgate_doorbells_total"))
 
     future = gw.poll_async(["bs9999"], last=base)
     ids = publish_batch(pg, 10000, "bs")
     answer = future.result(20)
     assert [n["id"] for n in answer["result"]] == [ids[-1]]
 
-    fetches = metric(admin, "lpgate_fetches_total") - before[0]
-    doorbells = metric(admin, "lpgate_doorbells_total") - before[1]
+    fetches = metric(gw, "lpgate_fetches_total") - before[0]
+    doorbells = metric(gw, "lpgate_doorbells_total") - before[1]
     print("fetches", fetches, "doorbells", doorbells)
     assert fetches <= 2
     assert doorbells >= 10000 // 256
