@@ -5,7 +5,8 @@
  *
  * Each served database has one lpg_pgasync connection.  On connect it
  * learns the database's Odoo version (ir_module_module, 14 shapes when
- * there is none) and, the first time, its cursor (max(id) of bus_bus).
+ * there is none) and, the first time, its cursor (max(id) of bus_bus):
+ * lpg_fetch_conn.c.
  * A fetch is one round trip in a REPEATABLE READ transaction: the
  * snapshot's xmin/xmax, then one page of the rows id > cursor
  * (lpg_fetch_page: a whole notification batch unless it is bigger than a
@@ -25,6 +26,7 @@
  */
 
 #include "lpg_fetch.h"
+#include "lpg_fetch_int.h"
 #include "lpg_fetch_page.h"
 #include "lpg_fetch_reset.h"
 #include "lpg_gap.h"
@@ -48,78 +50,23 @@
 #define LPG_FETCH_STREAM_ROWS 256
 
 
-typedef enum {
-    LPG_FETCH_DOWN = 0,
-    LPG_FETCH_TABLES, /* asking which of Odoo's tables exist */
-    LPG_FETCH_CURSOR, /* reading max(id) and the Odoo version */
-    LPG_FETCH_READY,
-    LPG_FETCH_RUNNING
-} lpg_fetch_state_e;
-
-
-typedef struct {
-    lpg_pgasync_t     conn;
-    int               idx;
-    lpg_fetch_state_e state;
-    bool              dirty;
-    bool              has_cursor;
-    bool              has_bus;
-    bool              has_modules;
-    bool              warned;
-    bool              has_seq;   /* seq is bus_bus's id sequence, readable */
-    bool              snap_seen; /* the running fetch's first row arrived */
-    char              listen[80];
-    char              seq[192];  /* as pg_get_serial_sequence quotes it */
-    uint32_t          table_oid; /* bus_bus's oid when the cursor was set */
-    uint32_t          snap_oid;  /* bus_bus's oid, as last seen */
-    int64_t           snap_high; /* the largest id allocated, as last seen */
-    int64_t           notify_us; /* first NOTIFY since the last fetch */
-    int64_t           fetch_notify_us;
-    int64_t           run_us;   /* the last fetch's start */
-    int64_t           fetch_ms; /* the running fetch's snapshot arrived */
-    lpg_gap_t         gap;
-    uint64_t          xmin;
-    uint64_t          xmax;
-    lpg_fetch_page_t  page; /* the running fetch's page */
-    ev_timer          again;
-} lpg_fetch_db_t;
-
-
-static void lpg_fetch_ready(lpg_pgasync_t *a);
 static void lpg_fetch_result(lpg_pgasync_t *a, PGresult *res);
 static void lpg_fetch_done(lpg_pgasync_t *a);
 static void lpg_fetch_down(lpg_pgasync_t *a, const char *err);
 static void lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n);
-static void lpg_fetch_run(lpg_fetch_db_t *db);
 static void lpg_fetch_rows(lpg_fetch_db_t *db, const PGresult *res);
 static void lpg_fetch_begin(lpg_fetch_db_t *db, const PGresult *res);
 static void lpg_fetch_row(lpg_fetch_db_t *db, const PGresult *res, int r);
 static void lpg_fetch_publish(lpg_fetch_db_t *db);
 static bool lpg_fetch_backwards(const lpg_fetch_db_t *db);
-static void lpg_fetch_resync(lpg_fetch_db_t *db);
-static void lpg_fetch_set_high(lpg_fetch_db_t *db, int64_t high);
 static void lpg_fetch_count_held(void);
 static void lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void lpg_fetch_mark(int idx);
-static void lpg_fetch_quote(char *out, size_t cap, const char *ident);
 static void lpg_fetch_ring(void);
 
 
-static struct {
-    struct ev_loop   *loop;
-    const lpg_conf_t *conf;
-    lpg_shm_t        *shm;
-    lpg_ring_t       *ring;
-    const int        *doorbells;
-    int               nslots;
-    int               ndbs;
-    bool              pending_doorbell;
-    ev_timer          kick;
-    char             *buf;
-    size_t            buf_cap;
-    lpg_fetch_db_t    dbs[LPG_SHM_MAX_DBS];
-} lpg_fetch;
+lpg_fetch_global_t lpg_fetch;
 
 
 int
@@ -154,7 +101,7 @@ lpg_fetch_init(struct ev_loop *loop, const lpg_conf_t *conf, lpg_shm_t *shm,
         db->conn.loop = loop;
         db->conn.name = shm->dbs[i].name;
         db->conn.data = db;
-        db->conn.ready = lpg_fetch_ready;
+        db->conn.ready = lpg_fetch_conn_ready;
         db->conn.result = lpg_fetch_result;
         db->conn.done = lpg_fetch_done;
         db->conn.down = lpg_fetch_down;
@@ -325,7 +272,7 @@ lpg_fetch_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-static void
+void
 lpg_fetch_run(lpg_fetch_db_t *db)
 {
     char    query[1536], high[320];
@@ -397,20 +344,6 @@ lpg_fetch_run(lpg_fetch_db_t *db)
 
 
 static void
-lpg_fetch_ready(lpg_pgasync_t *a)
-{
-    lpg_fetch_db_t *db = a->data;
-
-    db->state = LPG_FETCH_TABLES;
-
-    /* to_regclass: a database without Odoo's tables is not an error */
-    if (lpg_pgasync_query(a, LPG_PGCONN_ODOO_TABLES_SQL) != LPG_OK) {
-        return;
-    }
-}
-
-
-static void
 lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
 {
     lpg_fetch_db_t *db = a->data;
@@ -429,42 +362,9 @@ lpg_fetch_result(lpg_pgasync_t *a, PGresult *res)
         return;
     }
 
-    if (PQntuples(res) != 1 && db->state != LPG_FETCH_RUNNING) {
+    if (db->state != LPG_FETCH_RUNNING) {
+        lpg_fetch_conn_result(db, res);
         return;
-    }
-
-    switch (db->state) {
-
-    case LPG_FETCH_TABLES:
-        db->has_bus = PQgetvalue(res, 0, 0)[0] == 't';
-        db->has_modules = PQgetvalue(res, 0, 1)[0] == 't';
-        return;
-
-    case LPG_FETCH_CURSOR:
-        db->snap_oid = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
-        db->snap_high = atoll(PQgetvalue(res, 0, 0));
-        db->has_seq = !PQgetisnull(res, 0, 3) && PQgetvalue(res, 0, 4)[0] == 't'
-            && (size_t) PQgetlength(res, 0, 3) < sizeof(db->seq);
-        snprintf(db->seq, sizeof(db->seq), "%s",
-                 db->has_seq ? PQgetvalue(res, 0, 3) : "");
-
-        if (!db->has_cursor) {
-            db->gap.cursor = db->snap_high;
-            db->has_cursor = true;
-            db->table_oid = db->snap_oid;
-            atomic_store(&sdb->start, db->gap.cursor);
-            lpg_fetch_set_high(db, db->snap_high);
-        }
-
-        atomic_store(&sdb->version,
-                     lpg_pgconn_odoo_version(lpg_fetch.conf,
-                                             PQgetisnull(res, 0, 1)
-                                                 ? NULL
-                                                 : PQgetvalue(res, 0, 1)));
-        return;
-
-    default:
-        break;
     }
 
     lpg_fetch_rows(db, res);
@@ -568,69 +468,12 @@ lpg_fetch_row(lpg_fetch_db_t *db, const PGresult *res, int r)
 static void
 lpg_fetch_done(lpg_pgasync_t *a)
 {
-    char            query[512];
     lpg_fetch_db_t *db = a->data;
     lpg_shm_db_t   *sdb = &lpg_fetch.shm->dbs[db->idx];
 
-    switch (db->state) {
-
-    case LPG_FETCH_TABLES:
-        if (!db->has_bus) {
-            /* said once at ERR, then quietly until the table appears */
-            lpg_log(db->warned ? LPG_LOG_DEBUG : LPG_LOG_ERR, 0,
-                    "database \"%s\" has no bus_bus table: nothing to "
-                    "serve from it until it has one (looking again in 5 s)",
-                    sdb->name);
-            db->warned = true;
-            db->state = LPG_FETCH_READY;
-            ev_timer_stop(lpg_fetch.loop, &db->again);
-            ev_timer_set(&db->again, 5., 0.);
-            ev_timer_start(lpg_fetch.loop, &db->again);
-            return;
-        }
-
-        /* LISTEN here too: contrib/sql/lpgate.sql notifies in the
-         * served database itself */
-        /* the oid and the id sequence: a table other than the one the
-         * cursor counts in is a reset (lpg_fetch_resync) */
-        snprintf(query, sizeof(query),
-                 "SELECT (SELECT coalesce(max(id), 0) FROM bus_bus), %s, "
-                 "'bus_bus'::regclass::oid, s, s IS NOT NULL AND "
-                 "has_sequence_privilege(s, 'SELECT') FROM (SELECT "
-                 "pg_get_serial_sequence('bus_bus', 'id') AS s) q; "
-                 "LISTEN %s",
-                 db->has_modules ? LPG_PGCONN_ODOO_VERSION_SQL : "NULL",
-                 db->listen);
-
-        if (lpg_pgasync_query(a, query) == LPG_OK) {
-            db->state = LPG_FETCH_CURSOR;
-        }
-
+    if (db->state != LPG_FETCH_RUNNING) {
+        lpg_fetch_conn_done(db);
         return;
-
-    case LPG_FETCH_CURSOR:
-        if (db->snap_oid != db->table_oid) {
-            /* reconnected to another bus_bus: the database was created
-             * again, or the table restored */
-            lpg_fetch_resync(db);
-        }
-
-        atomic_store(&sdb->cursor, db->gap.cursor);
-        atomic_store(&sdb->ready, 1);
-        db->state = LPG_FETCH_READY;
-
-        lpg_log(LPG_LOG_NOTICE, 0,
-                "database \"%s\": Odoo %d bus shapes, bus_bus id %lld",
-                sdb->name, atomic_load(&sdb->version),
-                (long long) db->gap.cursor);
-
-        /* what was committed while we were not connected */
-        db->dirty = true;
-        lpg_fetch_run(db);
-        return;
-
-    default:
-        break;
     }
 
     db->state = LPG_FETCH_READY;
@@ -704,7 +547,7 @@ lpg_fetch_backwards(const lpg_fetch_db_t *db)
  * (lpg_fetch_reset_publish), and the next fetch publishes the rows of the
  * new table, every one of which was committed after the reset.
  */
-static void
+void
 lpg_fetch_resync(lpg_fetch_db_t *db)
 {
     lpg_fetch_reset_t r;
@@ -736,7 +579,7 @@ lpg_fetch_resync(lpg_fetch_db_t *db)
 
 
 /* high only grows, except in lpg_fetch_resync */
-static void
+void
 lpg_fetch_set_high(lpg_fetch_db_t *db, int64_t high)
 {
     lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
@@ -793,30 +636,22 @@ lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 {
     lpg_fetch_db_t *db = a->data;
 
+    if (db->state == LPG_FETCH_RUNNING && db->snap_seen && !db->page.reset) {
+        /* the rows this fetch streamed into the ring before it broke are
+         * published: the cursor says so (the next fetch goes on from it) */
+        atomic_store_explicit(&lpg_fetch.shm->dbs[db->idx].cursor,
+                              db->gap.cursor, memory_order_release);
+        lpg_fetch_set_high(db, db->gap.cursor);
+    }
+
+    if (lpg_fetch.pending_doorbell) {
+        lpg_fetch_ring();
+    }
+
     db->state = LPG_FETCH_DOWN;
     db->has_bus = false;
     memset(&db->page, 0, sizeof(db->page));
 
     /* dirty: fetch what we missed once the connection is back */
     db->dirty = true;
-}
-
-
-/* "ident" with inner quotes doubled, as PQescapeIdentifier does */
-static void
-lpg_fetch_quote(char *out, size_t cap, const char *ident)
-{
-    size_t n = 0;
-
-    out[n++] = '"';
-    for (; *ident != '\0' && n + 3 < cap; ident++) {
-        if (*ident == '"') {
-            out[n++] = '"';
-        }
-
-        out[n++] = *ident;
-    }
-
-    out[n++] = '"';
-    out[n] = '\0';
 }
