@@ -67,23 +67,17 @@ value:
 
     switch (c.s[c.i]) {
     case '{':
-        c.i++;
-        lpg_json_check_ws(&c);
-        if (c.i < c.len && c.s[c.i] == '}') {
-            c.i++;
-            goto after;
-        }
-        open[depth++] = '{';
-        goto key;
-
     case '[':
-        c.i++;
+        open[depth] = c.s[c.i++];
         lpg_json_check_ws(&c);
-        if (c.i < c.len && c.s[c.i] == ']') {
+        if (c.i < c.len && c.s[c.i] == (open[depth] == '{' ? '}' : ']')) {
+            /* empty: nothing opened */
             c.i++;
             goto after;
         }
-        open[depth++] = '[';
+        if (open[depth++] == '{') {
+            goto key;
+        }
         goto value;
 
     case '"':

@@ -57,7 +57,8 @@ static void lpg_fetch_db_notify(lpg_pgasync_t *a, const PGnotify *n);
 static void lpg_fetch_rows(lpg_fetch_db_t *db, const PGresult *res);
 static void lpg_fetch_begin(lpg_fetch_db_t *db, const PGresult *res);
 static void lpg_fetch_row(lpg_fetch_db_t *db, const PGresult *res, int r);
-static void lpg_fetch_publish(lpg_fetch_db_t *db);
+static void lpg_fetch_finish(lpg_fetch_db_t *db);
+static void lpg_fetch_tell(lpg_fetch_db_t *db);
 static bool lpg_fetch_backwards(const lpg_fetch_db_t *db);
 static void lpg_fetch_count_held(void);
 static void lpg_fetch_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -393,9 +394,7 @@ lpg_fetch_rows(lpg_fetch_db_t *db, const PGresult *res)
 
     if (db->page.pushed >= LPG_FETCH_STREAM_ROWS) {
         db->page.pushed = 0;
-        atomic_store_explicit(&lpg_fetch.shm->dbs[db->idx].cursor,
-                              db->gap.cursor, memory_order_release);
-        lpg_fetch_ring();
+        lpg_fetch_tell(db);
     }
 }
 
@@ -482,7 +481,7 @@ lpg_fetch_done(lpg_pgasync_t *a)
         lpg_fetch_resync(db);
 
     } else if (db->snap_seen) {
-        lpg_fetch_publish(db);
+        lpg_fetch_finish(db);
     }
 
     /* fetches run one at a time: this one is the last begun */
@@ -495,12 +494,10 @@ lpg_fetch_done(lpg_pgasync_t *a)
 }
 
 
-/* the page's rows are in the ring: the cursor, and what comes next */
+/* the page's rows are in the ring: what comes next, and the cursor */
 static void
-lpg_fetch_publish(lpg_fetch_db_t *db)
+lpg_fetch_finish(lpg_fetch_db_t *db)
 {
-    lpg_shm_db_t *sdb = &lpg_fetch.shm->dbs[db->idx];
-
     if (db->page.more && !db->page.held) {
         db->dirty = true;
 
@@ -509,9 +506,21 @@ lpg_fetch_publish(lpg_fetch_db_t *db)
         ev_timer_start(lpg_fetch.loop, &db->again);
     }
 
-    atomic_store_explicit(&sdb->cursor, db->gap.cursor, memory_order_release);
-    lpg_fetch_set_high(db, db->gap.cursor);
     lpg_fetch_count_held();
+    lpg_fetch_tell(db);
+}
+
+
+/*
+ * Every row up to the cursor is in the ring: the segment says so, then
+ * the workers are rung (when anything was pushed since the last ring)
+ */
+static void
+lpg_fetch_tell(lpg_fetch_db_t *db)
+{
+    atomic_store_explicit(&lpg_fetch.shm->dbs[db->idx].cursor, db->gap.cursor,
+                          memory_order_release);
+    lpg_fetch_set_high(db, db->gap.cursor);
 
     if (lpg_fetch.pending_doorbell) {
         lpg_fetch_ring();
@@ -638,14 +647,8 @@ lpg_fetch_down(lpg_pgasync_t *a, const char *err)
 
     if (db->state == LPG_FETCH_RUNNING && db->snap_seen && !db->page.reset) {
         /* the rows this fetch streamed into the ring before it broke are
-         * published: the cursor says so (the next fetch goes on from it) */
-        atomic_store_explicit(&lpg_fetch.shm->dbs[db->idx].cursor,
-                              db->gap.cursor, memory_order_release);
-        lpg_fetch_set_high(db, db->gap.cursor);
-    }
-
-    if (lpg_fetch.pending_doorbell) {
-        lpg_fetch_ring();
+         * published (the next fetch goes on from the cursor) */
+        lpg_fetch_tell(db);
     }
 
     db->state = LPG_FETCH_DOWN;
