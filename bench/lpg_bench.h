@@ -63,11 +63,12 @@ typedef struct {
     int               polls;
     int               channels;
     int               rounds;
-    double            seconds;      /* throughput: publishing time */
-    int               procs;        /* client processes, at least */
-    int               publishers;   /* throughput publishers */
-    int               sources;      /* source addresses, 0: automatic */
-    int               size;         /* padding bytes per message */
+    double            seconds;    /* throughput: publishing time */
+    int               procs;      /* client processes, at least */
+    int               publishers; /* throughput publishers */
+    double            rate;    /* throughput: messages/s in all, 0: no limit */
+    int               sources; /* source addresses, 0: automatic */
+    int               size;    /* padding bytes per message */
     double            idle_seconds; /* idle CPU sample while parked */
     double            timeout;      /* seconds to wait for a round */
     pid_t             pids[16];     /* server processes (+ children) */

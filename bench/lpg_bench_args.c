@@ -41,6 +41,9 @@ lpg_bench_usage(FILE *f)
         "  --rounds=N             fanout/private rounds (5)\n"
         "  --seconds=S            throughput publishing time (10)\n"
         "  --publishers=N         throughput publisher processes (2)\n"
+        "  --rate=R               throughput messages per second, all\n"
+        "                         publishers together (0: as fast as they\n"
+        "                         can)\n"
         "  --procs=N              client processes, at least (polls/15000)\n"
         "  --sources=N            loopback source addresses (auto)\n"
         "  --size=N               padding bytes per message (0)\n"
@@ -73,6 +76,7 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         { "rounds", required_argument, NULL, 'r' },
         { "seconds", required_argument, NULL, 's' },
         { "publishers", required_argument, NULL, 'u' },
+        { "rate", required_argument, NULL, 'R' },
         { "procs", required_argument, NULL, 'j' },
         { "sources", required_argument, NULL, 'S' },
         { "size", required_argument, NULL, 'z' },
@@ -176,6 +180,9 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
         case 'u':
             o->publishers = atoi(optarg);
             break;
+        case 'R':
+            o->rate = atof(optarg);
+            break;
         case 'j':
             o->procs = atoi(optarg);
             break;
@@ -248,7 +255,8 @@ lpg_bench_args(int argc, char **argv, lpg_bench_opts_t *o)
 
     if (o->polls < 1 || o->polls > LPG_BENCH_MAX_PROCS * LPG_BENCH_PER_PROC
         || o->channels < 1 || o->channels > o->polls || o->rounds < 1
-        || o->seconds <= 0 || o->publishers < 1 || o->publishers > 64
+        || o->seconds <= 0 || !(o->rate >= 0) || o->publishers < 1
+        || o->publishers > 64
         || (o->mode == LPG_BENCH_THROUGHPUT && o->publishers > o->channels)
         || o->size < 0 || o->size > 65536 || o->sources < 0 || o->sources > 250
         || o->timeout <= 0 || o->port < 1 || o->port > 65535)

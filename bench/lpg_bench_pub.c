@@ -405,7 +405,7 @@ lpg_bench_pub_run(const lpg_bench_opts_t *o, int ctl, int index, int of,
 {
     lpg_bench_pub_t *p;
     lpg_bench_msg_t  m;
-    int64_t         *seq, sent = 0;
+    int64_t         *seq, sent = 0, due, now;
     int              c, rc = 0;
 
     p = lpg_bench_pub_open(o);
@@ -419,7 +419,16 @@ lpg_bench_pub_run(const lpg_bench_opts_t *o, int ctl, int index, int of,
     }
 
     c = index;
-    while (lpg_bench_now_us() < end_us) {
+    while ((now = lpg_bench_now_us()) < end_us) {
+        if (o->rate > 0) {
+            /* this publisher's share of --rate, on a fixed schedule: a
+             * late message is sent at once, not skipped */
+            due = start_us + (int64_t) ((double) sent * of * 1e6 / o->rate);
+            if (due > now) {
+                usleep((useconds_t) (due - now));
+                continue;
+            }
+        }
         if (lpg_bench_pub_send(p, c, 1, seq[c] + 1) != LPG_OK) {
             rc = 1;
             break;

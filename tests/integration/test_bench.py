@@ -64,6 +64,18 @@ def test_bench_throughput_accounts_for_every_message(pg, gw):
     assert s["received"] == s["expected"]
 
 
+def test_bench_throughput_keeps_to_its_rate(pg, gw):
+    """--rate=50 for 2 s: at most 100 messages (plus the one each publisher
+    may send on the last tick), where an unlimited run publishes
+    thousands; every one of them is still delivered."""
+    r, s = bench("--mode=throughput", "--polls=100", "--channels=5",
+                 "--seconds=2", "--publishers=2", "--rate=50",
+                 "--port=%d" % gw.port, "--dsn=" + pg.dsn("lpgtest"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 0 < s["published"] <= 50 * 2 + 2
+    assert s["received"] == s["expected"] == s["published"] * 100 // 5
+
+
 def test_bench_fails_when_deliveries_are_missing(pg, gw):
     """Published where lpgate does not look (another database): every
     delivery is missing, so the run must fail, not report success."""
@@ -179,6 +191,8 @@ def test_bench_rejects_bad_options():
     assert r.returncode == 2 and "one channel per poll" in r.stderr
     r, _ = bench("--proto=mqtt")
     assert r.returncode == 2 and "unknown --proto" in r.stderr
+    r, _ = bench("--mode=throughput", "--rate=-5")
+    assert r.returncode == 2 and "out of range" in r.stderr
 
 
 def test_man_page_matches_help():
