@@ -11,10 +11,12 @@
  * nothing" until the next record of db arrives.  A reset marker turns the
  * database's records into LPG_BUS_DEAD ones (db -1) and sets its floor to
  * the marker's id; resets[db] is the master's reset count this history
- * is in step with.
+ * is in step with.  The channel index (lpg_bus_chan.c) links each record
+ * to the one before it on its channel, for lpg_bus_channels_since.
  */
 
 #include "lpg_bus.h"
+#include "lpg_bus_chan.h"
 #include "lpg_record.h"
 
 #include <errno.h>
@@ -49,6 +51,8 @@ static struct {
     size_t         first; /* index of the oldest record */
     size_t         count;
     uint64_t       appended; /* records ever appended: the next seq */
+    /* owned: lpg_bus_channels_since's findings, LPG_BUS_HISTORY at most */
+    const lpg_bus_rec_t **found;
 
     int64_t  floor[LPG_SHM_MAX_DBS];
     int64_t  newest[LPG_SHM_MAX_DBS];
@@ -72,14 +76,17 @@ lpg_bus_init(struct ev_loop *loop, lpg_shm_t *shm, lpg_shm_worker_t *stats,
     lpg_bus.buf_cap = lpg_ring_max_record(ring);
     lpg_bus.buf = malloc(lpg_bus.buf_cap);
     lpg_bus.hist = calloc(LPG_BUS_HISTORY, sizeof(lpg_bus_rec_t));
-    if (lpg_bus.buf == NULL || lpg_bus.hist == NULL) {
+    lpg_bus.found = malloc(LPG_BUS_HISTORY * sizeof(lpg_bus_rec_t *));
+    if (lpg_bus.buf == NULL || lpg_bus.hist == NULL || lpg_bus.found == NULL
+        || lpg_bus_chan_init() != LPG_OK)
+    {
         lpg_log(LPG_LOG_EMERG, ENOMEM, "history allocation failed");
         return LPG_ERROR;
     }
 
     /* write every page of the history array now: the worker's RSS is its
-     * full size (~5.8 MiB) from the start, instead of creeping up by one
-     * slot per record until the array wraps */
+     * full size (~6 MiB, and the channel index's 1 MiB) from the start,
+     * instead of creeping up by one slot per record until the array wraps */
     for (i = 0; i < (int) (LPG_BUS_HISTORY * sizeof(lpg_bus_rec_t)); i += 4096)
     {
         ((volatile char *) lpg_bus.hist)[i] = 0;
@@ -246,6 +253,61 @@ lpg_bus_since(int db, int64_t last, int64_t since_us,
 }
 
 
+static int
+lpg_bus_seq_cmp(const void *a, const void *b)
+{
+    const lpg_bus_rec_t *x = *(const lpg_bus_rec_t *const *) a;
+    const lpg_bus_rec_t *y = *(const lpg_bus_rec_t *const *) b;
+
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+
+size_t
+lpg_bus_channels_since(int db, char *const *keys, const size_t *lens,
+                       size_t nkeys, int64_t last,
+                       void (*cb)(const lpg_bus_rec_t *r, void *arg), void *arg)
+{
+    size_t               i, k, n = 0;
+    const lpg_bus_rec_t *r;
+
+    for (k = 0; k < nkeys; k++) {
+        for (i = 0; i < k; i++) {
+            if (lens[i] == lens[k] && memcmp(keys[i], keys[k], lens[k]) == 0) {
+                break;
+            }
+        }
+        if (i < k) {
+            /* the same channel twice: its records once */
+            continue;
+        }
+
+        /* newest first; the ids of a database rise with its positions */
+        for (r = lpg_bus_chan_newest(db, keys[k], lens[k]);
+             r != NULL && r->id > last;
+             r = r->prev == LPG_BUS_NONE ? NULL : lpg_bus_at(r->prev))
+        {
+            lpg_bus.found[n++] = r;
+        }
+    }
+
+    if (nkeys > 1) {
+        qsort(lpg_bus.found, n, sizeof(lpg_bus.found[0]), lpg_bus_seq_cmp);
+
+        for (i = 0; i < n; i++) {
+            cb(lpg_bus.found[i], arg);
+        }
+
+    } else {
+        for (i = n; i > 0; i--) {
+            cb(lpg_bus.found[i - 1], arg);
+        }
+    }
+
+    return n;
+}
+
+
 void
 lpg_bus_retire(void)
 {
@@ -276,8 +338,11 @@ lpg_bus_stop(void)
 
     free(lpg_bus.hist);
     free(lpg_bus.buf);
+    free(lpg_bus.found);
+    lpg_bus_chan_free();
     lpg_bus.hist = NULL;
     lpg_bus.buf = NULL;
+    lpg_bus.found = NULL;
     lpg_bus.count = 0;
 }
 
@@ -388,10 +453,11 @@ lpg_bus_evict(void)
 {
     lpg_bus_rec_t *r = &lpg_bus.hist[lpg_bus.first];
 
-    if (r->db != LPG_BUS_DEAD
-        && (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]))
-    {
-        lpg_bus.floor[r->db] = r->id;
+    if (r->db != LPG_BUS_DEAD) {
+        lpg_bus_chan_remove(r);
+        if (r->id > lpg_bus.floor[r->db] || !lpg_bus.seen[r->db]) {
+            lpg_bus.floor[r->db] = r->id;
+        }
     }
 
     free((void *) r->channel);
@@ -443,7 +509,9 @@ lpg_bus_append(const lpg_record_t *rec, int db)
     r->message = p + rec->channel_len + 1;
     r->message_len = rec->message_len;
     r->seq = lpg_bus.appended++;
+    r->chash = lpg_bus_chan_hash(db, r->channel, r->channel_len);
     lpg_bus.count++;
+    lpg_bus_chan_add(r);
 
     if (rec->id > lpg_bus.newest[db]) {
         lpg_bus.newest[db] = rec->id;
@@ -463,6 +531,7 @@ lpg_bus_forget(int db)
     for (i = 0; i < lpg_bus.count; i++) {
         r = &lpg_bus.hist[(lpg_bus.first + i) % LPG_BUS_HISTORY];
         if (r->db == db) {
+            lpg_bus_chan_remove(r);
             r->db = LPG_BUS_DEAD;
         }
     }

@@ -26,8 +26,9 @@
 #include <ev.h>
 
 
-#define LPG_BUS_HISTORY 65536  /* records a worker keeps, at most */
-#define LPG_BUS_MAX_AGE 120000 /* ms: older records leave the history */
+#define LPG_BUS_HISTORY 65536      /* records a worker keeps, at most */
+#define LPG_BUS_MAX_AGE 120000     /* ms: older records leave the history */
+#define LPG_BUS_NONE    UINT64_MAX /* no record: the end of a prev chain */
 
 
 typedef struct {
@@ -36,7 +37,10 @@ typedef struct {
     int64_t     notify_us;  /* master's monotonic NOTIFY receipt */
     int64_t     arrived_ms; /* when this worker read it */
     uint64_t    seq;        /* position in the history, for lpg_bus_at */
+    uint64_t    prev;       /* seq of the record before it on its channel (may
+                        * have left), LPG_BUS_NONE: none (lpg_bus_chan.h) */
     int         db;
+    uint32_t    chash; /* hash of (db, channel), for the channel index */
     size_t      channel_len;
     size_t      message_len;
     const char *channel; /* JSON text, owned by the history */
@@ -71,6 +75,17 @@ bool lpg_bus_covers(int db, int64_t last);
  */
 size_t lpg_bus_since(int db, int64_t last, int64_t since_us,
                      void (*cb)(const lpg_bus_rec_t *r, void *arg), void *arg);
+
+/*
+ * Calls cb, in id order, for each record of db on one of the nkeys
+ * channels (json_dump text, as a record's channel) with id > last (> 0).
+ * Walks the channels' chains (lpg_bus_chan.h): the cost is the records
+ * found, not the records of other channels after last.  Returns how many.
+ */
+size_t lpg_bus_channels_since(int db, char *const *keys, const size_t *lens,
+                              size_t nkeys, int64_t last,
+                              void (*cb)(const lpg_bus_rec_t *r, void *arg),
+                              void *arg);
 
 /* the record at history position seq, or NULL once it has left */
 const lpg_bus_rec_t *lpg_bus_at(uint64_t seq);

@@ -33,7 +33,6 @@ struct lpg_dispatch_s {
 };
 
 
-static uint64_t lpg_dispatch_hash(const char *key, size_t len);
 static lpg_dispatch_chan_t *
 lpg_dispatch_find(lpg_dispatch_t *d, const char *key, size_t len, uint64_t h);
 static int lpg_dispatch_grow(lpg_dispatch_t *d);
@@ -242,7 +241,7 @@ lpg_dispatch_key(char *buf, size_t cap, const char *db, size_t db_len,
 
 
 /* FNV-1a, 64 bit: keys are short and not attacker-chosen in bulk */
-static uint64_t
+uint64_t
 lpg_dispatch_hash(const char *key, size_t len)
 {
     size_t   i;

@@ -52,6 +52,9 @@ void lpg_dispatch_remove(lpg_dispatch_t *d, lpg_dispatch_sub_t *sub);
 size_t lpg_dispatch_match(lpg_dispatch_t *d, const char *key, size_t len,
                           lpg_dispatch_cb_pt cb, void *arg);
 
+/* the hash of a key (FNV-1a, 64 bit), for other tables of channel keys */
+uint64_t lpg_dispatch_hash(const char *key, size_t len);
+
 size_t lpg_dispatch_channels(const lpg_dispatch_t *d);
 size_t lpg_dispatch_subs(const lpg_dispatch_t *d);
 
