@@ -254,6 +254,11 @@ def test_report_marks_each_target_met_or_not():
     table = "\n".join(t.summary_table(results, list(results)))
     assert "| throughput | deliveries/s >= 120000 (4x nchan's in this " \
         "run) | 90000 | **not met** |" in table, table
+    # a run with targets not met points at where they are explained
+    assert t.WHY_NOT_MET in table
+    met = {"fanout-10k": lp(p99_ms=70.0, cpu_us_per_delivery=11.0,
+                            rss_kib_per_poll=0.85)}
+    assert t.WHY_NOT_MET not in "\n".join(t.summary_table(met, list(met)))
 
 
 def test_bench_median_of_runs_keeps_a_missed_delivery(monkeypatch):
