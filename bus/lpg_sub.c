@@ -332,12 +332,13 @@ lpg_sub_history(const lpg_sub_t *s, int64_t min_id, lpg_sub_rec_pt cb,
     lpg_sub_filter_t f = { s, min_id, cb, arg, 0 };
 
     if (s->last > 0) {
-        lpg_bus_channels_since(s->db, s->keys, s->key_lens, s->nkeys, s->last,
-                               lpg_sub_filter_cb, &f);
-
-    } else {
-        lpg_bus_since(s->db, s->last, s->since_us, lpg_sub_filter_cb, &f);
+        /* the chains hold only s's channels: no filter to run again */
+        return lpg_bus_channels_since(s->db, s->keys, s->key_lens, s->nkeys,
+                                      s->last > min_id ? s->last : min_id, cb,
+                                      arg);
     }
+
+    lpg_bus_since(s->db, s->last, s->since_us, lpg_sub_filter_cb, &f);
 
     return f.n;
 }
